@@ -1,0 +1,144 @@
+"""The event envelope (seed 003) and the payloads it carries.
+
+An envelope is what travels on a stream and what the ledger stores: a producer-made `event_id` (a ULID, so
+ids sort by creation time), the producer's aware UTC `occurred_at`, the tenant (`workspace`), the `job`, an
+optional `correlation_id`, a `schema_version`, and a payload discriminated by its `type` field.
+
+Corrections and lifecycle transitions are new events (seed 003's axiom): `PatternTransitioned` and
+`EscalationOutcomeRecorded` never edit an earlier event, they add one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal, get_args
+
+from pydantic import Field, TypeAdapter
+
+from contracts.records import (
+    DriftMetrics,
+    EntropyResponseRecord,
+    EpistemicDriftMetrics,
+    ErrorRecoveryRecord,
+    EscalationDecisionRecord,
+    EscalationOutcome,
+    EvolutionTrajectoryEntry,
+    ExecutionRecord,
+    ExplorationBudgetRecord,
+    PatternDiscoveryEvent,
+    PatternEntropyMetrics,
+    QuarantineStatus,
+    RateLimitEvent,
+    SuccessFactors,
+    new_id,
+    utcnow,
+)
+from contracts.types import Contract, Identifier, Name, NonNegInt, Ratio, Tags, Text, UtcDatetime
+
+SCHEMA_VERSION = 1
+MAX_ENTRY_BYTES = 64 * 1024
+"""Largest envelope accepted on a stream; larger entries are dead-lettered unread."""
+
+EventId = Annotated[str, Field(pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$", description="ULID (Crockford base32)")]
+
+
+class PatternObserved(Contract):
+    """A job saw a pattern (new or known). The store upserts it by type + normalised name; tags merge."""
+
+    type: Literal["pattern_observed"] = "pattern_observed"
+    pattern_type: Name
+    pattern_name: Name
+    description: Text = ""
+    suggested_action: Text | None = None
+    context_tags: Tags = Field(default_factory=list)
+    provenance_job_hash: Identifier | None = None
+    provenance_sheet_num: NonNegInt | None = None
+    instrument_name: Name | None = None
+
+
+class PatternApplied(Contract):
+    """A job applied a known pattern; `success` is the outcome that drives effectiveness."""
+
+    type: Literal["pattern_applied"] = "pattern_applied"
+    pattern_id: Identifier
+    success: bool
+    grounding_confidence: Ratio | None = None
+    success_factors: SuccessFactors | None = None
+    execution_id: Identifier | None = None
+    model: Name | None = None
+
+
+class PatternTransitioned(Contract):
+    """A quarantine-lifecycle transition, made by a person, a rule or an entropy response."""
+
+    type: Literal["pattern_transition"] = "pattern_transition"
+    pattern_id: Identifier
+    to_status: Annotated[QuarantineStatus, Field(strict=False)]
+    reason: Text
+    actor: Name
+
+
+class EscalationOutcomeRecorded(Contract):
+    """What happened after an escalation decision, recorded after the fact."""
+
+    type: Literal["escalation_outcome"] = "escalation_outcome"
+    escalation_id: Identifier
+    outcome: EscalationOutcome
+
+
+Payload = Annotated[
+    ExecutionRecord
+    | PatternObserved
+    | PatternApplied
+    | PatternTransitioned
+    | ErrorRecoveryRecord
+    | RateLimitEvent
+    | EscalationDecisionRecord
+    | EscalationOutcomeRecorded
+    | PatternDiscoveryEvent
+    | EvolutionTrajectoryEntry
+    | PatternEntropyMetrics
+    | ExplorationBudgetRecord
+    | EntropyResponseRecord
+    | DriftMetrics
+    | EpistemicDriftMetrics,
+    Field(discriminator="type"),
+]
+
+PAYLOAD_TYPES: tuple[type[Contract], ...] = get_args(get_args(Payload)[0])
+
+EventKind = StrEnum(  # type: ignore[misc]
+    "EventKind", {t.model_fields["type"].default.upper(): t.model_fields["type"].default for t in PAYLOAD_TYPES}
+)
+"""Every payload `type`, for queries by kind (seed 003's ExperienceEventKind)."""
+
+
+class Envelope(Contract):
+    """One append-only event: stable metadata plus a typed payload."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: EventId = Field(default_factory=new_id)
+    occurred_at: UtcDatetime = Field(default_factory=utcnow)
+    workspace: Identifier
+    job: Identifier
+    correlation_id: Identifier | None = None
+    payload: Payload
+
+    @property
+    def kind(self) -> str:
+        return self.payload.type  # type: ignore[no-any-return]
+
+
+ENVELOPE_ADAPTER: TypeAdapter[Envelope] = TypeAdapter(Envelope)
+
+
+def parse_envelope(raw: bytes | str) -> Envelope:
+    """Validate one envelope from JSON; raises pydantic.ValidationError or ValueError (oversized)."""
+    if len(raw) > MAX_ENTRY_BYTES:
+        raise ValueError(f"envelope is {len(raw)} bytes, over the {MAX_ENTRY_BYTES}-byte limit")
+    return Envelope.model_validate_json(raw)
+
+
+def occurred(envelope: Envelope) -> datetime:
+    return envelope.occurred_at

@@ -1,0 +1,38 @@
+"""Queries over the ledger (seed 003's EventQuery and TimeRange)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from contracts.events import EventKind
+from contracts.types import Contract, Identifier, UtcDatetime
+
+MAX_QUERY_LIMIT = 10_000
+
+
+class TimeRange(Contract):
+    """Inclusive time range; either end may be open."""
+
+    start: UtcDatetime | None = None
+    end: UtcDatetime | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeRange:
+        if self.start and self.end and self.start > self.end:
+            raise ValueError("time range start is after its end")
+        return self
+
+
+class EventQuery(Contract):
+    """Ledger query: by tenant, time, kinds and correlation id, newest last, at most `limit` events."""
+
+    workspace: Identifier | None = None
+    time_range: TimeRange | None = None
+    kinds: Annotated[list[Annotated[EventKind, Field(strict=False)]], Field(max_length=32)] = Field(
+        default_factory=list
+    )
+    correlation_id: Identifier | None = None
+    job: Identifier | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_QUERY_LIMIT)] = 100

@@ -1,0 +1,283 @@
+"""The client library jobs use: fire-and-forget emit, durable when Redis is away, and queries.
+
+`emit(record)` builds the envelope and appends it to an in-memory buffer, then returns: no network, no await.
+A background task serialises the buffer and sends it with pipelined XADD. While Redis is unreachable, or when
+the buffer is full, buffered events move to a local spool file (`pheromone.spool`) and are replayed, oldest
+first, before anything newer once Redis answers again, by this process or, after a restart, by the next client
+that opens the same spool directory. `flush()` and leaving the `async with` block drain both; on close,
+whatever could not be sent stays in the spool.
+
+Delivery is at-least-once (a batch sent just before a connection drop may be sent again); the store applies
+each `event_id` once. Order is kept, except that a batch whose send failed is spooled after events that
+overflowed the buffer during that send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from pydantic import BaseModel, TypeAdapter
+
+from contracts import PAYLOAD_TYPES, SCHEMA_VERSION, Envelope, EventQuery, Payload, new_id
+from contracts.types import Identifier, UtcDatetime
+from contracts.streams import DEFAULT_PREFIX, FIELD, Keys, stream_for
+from pheromone.errors import ClientClosedError, FlushTimeout
+from pheromone.queries import QueryClient
+from pheromone.spool import Spool, SpoolError
+
+log = logging.getLogger(__name__)
+
+_BACKOFF_MAX_S = 2.0
+
+
+class _Extras(BaseModel):
+    correlation_id: Identifier | None = None
+    occurred_at: UtcDatetime | None = None
+
+
+_EXTRAS = TypeAdapter(_Extras)
+_Pending = tuple[str, str, datetime, str | None, Payload]
+"""(stream, event_id, occurred_at, correlation_id, record): an emitted event not yet sent."""
+
+
+@dataclass
+class ClientStats:
+    emitted: int = 0
+    sent: int = 0
+    spooled: int = 0
+    replayed: int = 0
+    send_failures: int = 0
+
+
+class Pheromone:
+    """A job's handle on pheromone. Use as `async with Pheromone(workspace=..., job=...) as ph:`.
+
+    `url`: Redis URL; default `PHEROMONE_REDIS_URL`, else the embedded server of `data_dir` (started if none
+    runs, and stopped when this client closes).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        workspace: str,
+        job: str,
+        prefix: str = DEFAULT_PREFIX,
+        data_dir: Path | None = None,
+        spool_dir: Path | None = None,
+        buffer_size: int = 10_000,
+        batch_size: int = 500,
+        max_spool_bytes: int = 256 * 1024 * 1024,
+        close_timeout: float = 5.0,
+    ) -> None:
+        from services.settings import default_data_dir
+
+        Envelope.model_validate(  # fail fast on a bad workspace or job name, before any event is built
+            {"workspace": workspace, "job": job, "payload": {"type": "escalation_outcome",
+                                                              "escalation_id": "x", "outcome": "success"}}
+        )
+        if buffer_size < 1 or batch_size < 1:
+            raise ValueError("buffer_size and batch_size must be at least 1")
+        self.workspace, self.job = workspace, job
+        self.keys = Keys(prefix)
+        self._url = url or os.environ.get("PHEROMONE_REDIS_URL")
+        self._data_dir = data_dir or default_data_dir()
+        self._spool = Spool(spool_dir or self._data_dir / "spool", max_bytes=max_spool_bytes)
+        self._buffer: deque[_Pending] = deque()
+        self._prefix_json = f'{{"schema_version":{SCHEMA_VERSION},"event_id":"'
+        self._scope_json = f',"workspace":{json.dumps(workspace)},"job":{json.dumps(job)},"correlation_id":'
+        self._buffer_size, self._batch_size = buffer_size, batch_size
+        self._close_timeout = close_timeout
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._redis: aioredis.Redis | None = None
+        self._server: Any = None
+        self._open = False
+        self.stats = ClientStats()
+        self.queries: QueryClient | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        if self._url is None:
+            from services.embedded import ensure_server
+
+            self._url, self._server = await asyncio.to_thread(ensure_server, self._data_dir)
+        # Our own loop retries with backoff and spools; redis-py's built-in retries would only delay that.
+        self._redis = aioredis.Redis.from_url(
+            self._url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=2, socket_timeout=5,
+            health_check_interval=10,
+        )
+        self._spool.open()
+        self.queries = QueryClient(self._redis, self.keys)
+        self._open = True
+        self._idle.set()
+        self._task = asyncio.create_task(self._flusher(), name="pheromone-flusher")
+        if self._spool.pending():
+            self._wake.set()
+
+    async def close(self) -> None:
+        if not self._open:
+            return
+        self._open = False
+        with contextlib.suppress(FlushTimeout):
+            await self.flush(timeout=self._close_timeout)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._spill()  # whatever is still buffered is kept for the next client
+        self._spool.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+        if self._server is not None:
+            await asyncio.to_thread(self._server.stop)
+
+    # -- emitting --------------------------------------------------------------------------------------
+
+    def emit(
+        self,
+        record: Payload,
+        *,
+        correlation_id: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> str:
+        """Queue one record for the store and return its event id at once. Never waits on the network."""
+        if not self._open:
+            raise ClientClosedError("emit() on a client that is not open; use `async with Pheromone(...)`")
+        if not isinstance(record, PAYLOAD_TYPES):
+            raise TypeError(f"emit() takes a pheromone record (one of contracts.PAYLOAD_TYPES), not {type(record)!r}")
+        # The record validated itself when it was built and workspace/job were checked in __init__; only the
+        # caller's extras need validating here. The envelope's JSON is written by the flusher, off this path.
+        if correlation_id is not None or occurred_at is not None:
+            extras = _EXTRAS.validate_python({"correlation_id": correlation_id, "occurred_at": occurred_at})
+            correlation_id, when = extras.correlation_id, extras.occurred_at or datetime.now(UTC)
+        else:
+            when = datetime.now(UTC)
+        event_id = new_id()
+        self._buffer.append((self.keys.stream(stream_for(record.type)), event_id, when, correlation_id, record))
+        self.stats.emitted += 1
+        if len(self._buffer) >= self._buffer_size:
+            self._spill()
+        self._idle.clear()
+        self._wake.set()
+        return event_id
+
+    async def flush(self, timeout: float | None = 10.0) -> None:
+        """Wait until everything emitted so far is in Redis; FlushTimeout if that takes over `timeout` s."""
+        self._wake.set()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError as exc:
+            raise FlushTimeout(
+                f"{len(self._buffer)} buffered and {self._spool.backlog_bytes()} spooled bytes not yet sent"
+            ) from exc
+
+    @property
+    def backlog(self) -> int:
+        """Events buffered in memory (spooled ones are counted in `spool_bytes`)."""
+        return len(self._buffer)
+
+    @property
+    def spool_bytes(self) -> int:
+        return self._spool.backlog_bytes()
+
+    # -- queries -------------------------------------------------------------------------------------
+
+    async def events(self, query: EventQuery | None = None, *, timeout: float = 10.0) -> list[Envelope]:
+        """Ledger events matching `query` (seed 003's EventQuery), oldest first."""
+        if not self._open or self.queries is None:
+            raise ClientClosedError("query on a client that is not open")
+        return await self.queries.events(query or EventQuery(), timeout=timeout)
+
+    # -- background ------------------------------------------------------------------------------------
+
+    def _spill(self) -> None:
+        if not self._buffer:
+            return
+        records = [f"{p[0]}\t{self._json(p)}".encode() for p in self._buffer]
+        try:
+            self._spool.append(records)
+        except SpoolError as exc:
+            # Spool full or disk full: keep them in memory (over the bound) rather than drop anything.
+            log.error("cannot spool %d events, keeping them in memory: %s", len(records), exc)
+            return
+        self.stats.spooled += len(records)
+        self._buffer.clear()
+
+    async def _flusher(self) -> None:
+        backoff = 0.05
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._drain()
+                backoff = 0.05
+            except (RedisError, OSError) as exc:
+                self.stats.send_failures += 1
+                log.debug("send failed, spooling %d events: %s", len(self._buffer), exc)
+                self._spill()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX_S)
+                self._wake.set()
+
+    async def _drain(self) -> None:
+        assert self._redis is not None
+        while True:
+            if self._spool.pending():
+                records, cursor = self._spool.read_batch(self._batch_size)
+                batch = [tuple(r.decode().split("\t", 1)) for r in records]
+                await self._send(batch)  # type: ignore[arg-type]
+                self._spool.commit(cursor)
+                self.stats.replayed += len(batch)
+            elif self._buffer:
+                count = min(len(self._buffer), self._batch_size)
+                inflight = [self._buffer.popleft() for _ in range(count)]
+                try:
+                    await self._send([(p[0], self._json(p)) for p in inflight])
+                except BaseException:
+                    self._buffer.extendleft(reversed(inflight))
+                    raise
+                self.stats.sent += count
+            else:
+                self._idle.set()
+                return
+
+    def _json(self, pending: _Pending) -> str:
+        """The envelope's JSON, byte-compatible with `Envelope.model_dump_json()` (tested)."""
+        _, event_id, when, correlation_id, record = pending
+        occurred = when.isoformat().replace("+00:00", "Z")
+        return (
+            f'{self._prefix_json}{event_id}","occurred_at":"{occurred}"{self._scope_json}'
+            f'{json.dumps(correlation_id)},"payload":{record.model_dump_json()}}}'
+        )
+
+    async def _send(self, batch: Sequence[tuple[str, str]]) -> None:
+        assert self._redis is not None
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream, body in batch:
+                pipe.xadd(stream, {FIELD: body})
+            await pipe.execute()

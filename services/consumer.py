@@ -1,0 +1,160 @@
+"""One consumer group's worker: parse, hand to the service, dead-letter or ack, and retry what is stuck.
+
+Every service that reads a stream through a group uses a `GroupWorker`:
+
+- `on_batch(entries)` is called by the service's FastStream batch subscriber with the entries it read. Each
+  entry is parsed; entries that are not a valid envelope are dead-lettered at once (by the store group, which
+  keeps the record; other groups ack and skip them). Valid events go to the service's handler in one call.
+  Entries the handler refuses (`rejected`) are dead-lettered with its reason; the rest are acked. If the
+  handler raises, nothing is acked: the entries stay pending.
+- `claim_pending()` is the retrier FastStream does not have: entries idle in the group's pending list longer
+  than `claim_idle_ms` (a failed batch, a consumer that was killed) are claimed and handled one at a time, so
+  one poison entry cannot take its batch with it. Each attempt counts as a delivery; after `max_deliveries`
+  an entry that still fails is dead-lettered with the last error. A retryable store-wide failure
+  (`StoreBusyError`, e.g. a locked database) is never held against an entry: it stays pending until the
+  store is back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from pydantic import ValidationError
+
+from contracts import Envelope, parse_envelope
+from contracts.streams import FIELD
+from services import transport
+from services.errors import StoreBusyError
+from services.transport import DeadLetter, Entry
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Sequence[tuple[Envelope, bytes]]], Awaitable[Sequence[tuple[int, str]]]]
+"""Applies valid events; returns the (index, reason) of each event it refuses permanently."""
+
+_FIELD = FIELD.encode()
+
+
+def describe(exc: Exception) -> str:
+    """A one-line, precise reason for a dead letter."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors(include_url=False)[:3]
+        parts = [f"{'.'.join(str(x) for x in e['loc']) or '<root>'}: {e['msg']}" for e in first]
+        more = f" (+{exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
+        return f"invalid envelope: {'; '.join(parts)}{more}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def parse_entry(fields: dict[bytes, bytes]) -> tuple[Envelope, bytes]:
+    raw = fields.get(_FIELD)
+    if raw is None:
+        names = sorted(k.decode(errors="replace") for k in fields)[:5]
+        raise ValueError(f"entry has no '{FIELD}' field (fields: {names})")
+    return parse_envelope(raw), raw
+
+
+@dataclass
+class WorkerStats:
+    applied: int = 0
+    dead: int = 0
+    failures: int = 0
+    claimed: int = 0
+
+
+@dataclass
+class GroupWorker:
+    service: str
+    stream: str
+    group: str
+    handler: Handler
+    redis: aioredis.Redis
+    dead_stream: str
+    consumer: str
+    records_poison: bool
+    """True for the store group: it dead-letters unparsable entries; other groups ack and skip them."""
+    claim_idle_ms: int = 5_000
+    max_deliveries: int = 5
+    batch_size: int = 1_000
+    stats: WorkerStats = field(default_factory=WorkerStats)
+
+    async def on_batch(self, entries: Sequence[Entry], deliveries: Sequence[int] | None = None) -> None:
+        letters: list[DeadLetter] = []
+        skipped: list[bytes] = []
+        valid: list[tuple[bytes, Envelope, bytes]] = []
+        for index, (entry_id, fields) in enumerate(entries):
+            try:
+                env, raw = parse_entry(fields)
+            except (ValidationError, ValueError) as exc:
+                if self.records_poison:
+                    letters.append(self._letter(entry_id, fields, describe(exc), deliveries, index))
+                else:
+                    skipped.append(entry_id)
+                continue
+            valid.append((entry_id, env, raw))
+        ok: list[bytes] = []
+        if valid:
+            try:
+                rejected = await self.handler([(env, raw) for _, env, raw in valid])
+            except StoreBusyError as exc:
+                self.stats.failures += 1
+                log.warning("%s: %d entries stay pending, store unavailable: %s", self.service, len(valid), exc)
+                valid = []
+            except Exception as exc:
+                self.stats.failures += 1
+                if deliveries is None:
+                    log.warning("%s: batch of %d failed, will retry: %s", self.service, len(valid), describe(exc))
+                    valid = []
+                else:
+                    # One entry at a time here (the claimer): dead-letter once it has had its deliveries.
+                    for entry_id, _, raw in valid:
+                        count = deliveries[self._index(entries, entry_id)]
+                        if count >= self.max_deliveries:
+                            letters.append(
+                                self._letter(entry_id, {_FIELD: raw}, describe(exc), deliveries,
+                                             self._index(entries, entry_id))
+                            )
+                    valid = []
+            else:
+                refused = {i for i, _ in rejected}
+                for i, reason in rejected:
+                    entry_id, _, raw = valid[i]
+                    letters.append(self._letter(entry_id, {_FIELD: raw}, reason, deliveries,
+                                                self._index(entries, entry_id)))
+                ok = [entry_id for i, (entry_id, _, _) in enumerate(valid) if i not in refused]
+        await transport.dead_letter(self.redis, self.dead_stream, letters)
+        await transport.ack(self.redis, self.stream, self.group, ok + skipped)
+        self.stats.applied += len(ok)
+        self.stats.dead += len(letters)
+
+    async def claim_pending(self) -> int:
+        """Retry entries stuck in the pending list; returns how many were claimed."""
+        stuck = await transport.idle_pending(
+            self.redis, self.stream, self.group, self.claim_idle_ms, self.batch_size
+        )
+        if not stuck:
+            return 0
+        counts = {entry_id: times + 1 for entry_id, times in stuck}
+        entries = await transport.claim(
+            self.redis, self.stream, self.group, self.consumer, self.claim_idle_ms, list(counts)
+        )
+        for entry in entries:
+            await self.on_batch([entry], [counts.get(entry[0], 1)])
+        self.stats.claimed += len(entries)
+        return len(entries)
+
+    def _letter(
+        self, entry_id: bytes, fields: dict[bytes, bytes], error: str, deliveries: Sequence[int] | None,
+        index: int,
+    ) -> DeadLetter:
+        count = deliveries[index] if deliveries is not None else 1
+        return DeadLetter(self.stream, self.group, entry_id, fields, error, count)
+
+    @staticmethod
+    def _index(entries: Sequence[Entry], entry_id: bytes) -> int:
+        for i, (eid, _) in enumerate(entries):
+            if eid == entry_id:
+                return i
+        raise LookupError(entry_id)

@@ -1,0 +1,101 @@
+"""The query service: answers jobs' request/reply queries from the store.
+
+Subscriber (FastStream list subscriber):
+  - reads requests from the list `{prefix}:queries` (BRPOP: replicas share requests, each is answered once);
+  - writes the answer to the request's one-off reply list, which expires after `REPLY_TTL_S`;
+  - ack policy: none (a list pop is the receipt); a request that cannot be parsed is answered with an error
+    when it names a valid reply key, else logged and dropped: queries are not durable events;
+  - idempotency: queries are read-only.
+The reply key must be `{prefix}:reply:<32 hex>`: a request cannot make the service write any other key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from faststream.redis import ListSub
+from pydantic import ValidationError
+
+from contracts import EventQuery
+from services.consumer import describe
+from services.runtime import ServiceContext, ServiceParts
+from services.store.reader import Reader
+
+log = logging.getLogger(__name__)
+REPLY_TTL_S = 60
+MAX_REQUEST_BYTES = 64 * 1024
+
+Op = Callable[[Reader, dict[str, Any]], Awaitable[Any]]
+
+
+async def _events(reader: Reader, args: dict[str, Any]) -> Any:
+    return [json.loads(body) for body in await reader.events(EventQuery.model_validate(args))]
+
+
+async def _counts(reader: Reader, args: dict[str, Any]) -> Any:
+    return await reader.counts()
+
+
+OPS: dict[str, Op] = {"events": _events, "counts": _counts}
+"""Query operations by name; later issues add theirs here."""
+
+
+async def answer(reader: Reader, raw: bytes, reply_pattern: re.Pattern[str]) -> tuple[str | None, dict[str, Any]]:
+    """Parse and run one request; returns (reply key or None, response)."""
+    if len(raw) > MAX_REQUEST_BYTES:
+        return None, {"ok": False, "error": "request too large"}
+    try:
+        request = json.loads(raw)
+        reply = request.get("reply") if isinstance(request, dict) else None
+    except (ValueError, UnicodeDecodeError):
+        return None, {"ok": False, "error": "request is not JSON"}
+    if not isinstance(reply, str) or not reply_pattern.fullmatch(reply):
+        return None, {"ok": False, "error": "request has no valid reply key"}
+    op, args = request.get("op"), request.get("args", {})
+    if op not in OPS:
+        return reply, {"ok": False, "error": f"unknown query {op!r}; known: {', '.join(sorted(OPS))}"}
+    if not isinstance(args, dict):
+        return reply, {"ok": False, "error": "args must be an object"}
+    try:
+        return reply, {"ok": True, "result": await OPS[op](reader, args)}
+    except ValidationError as exc:
+        return reply, {"ok": False, "error": describe(exc).replace("invalid envelope", "invalid query")}
+    except Exception as exc:  # a failed query is answered, never left to time out
+        log.warning("query %s failed: %s", op, exc)
+        return reply, {"ok": False, "error": f"query failed: {type(exc).__name__}: {exc}"}
+
+
+async def build(ctx: ServiceContext) -> ServiceParts:
+    path = ctx.settings.store_path
+    if not path.exists():
+        # A query replica may start before the store service ever ran: make an empty, migrated store.
+        from services.store.db import Store
+
+        async with Store(path):
+            pass
+    reader = await Reader(path).__aenter__()
+    pattern = re.compile(re.escape(f"{ctx.keys.prefix}:reply:") + r"[0-9a-f]{32}")
+    redis = ctx.redis
+
+    async def handle(body: bytes) -> None:
+        reply, response = await answer(reader, body, pattern)
+        if reply is None:
+            log.warning("dropped a query request: %s", response["error"])
+            return
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(reply, json.dumps(response, default=str))
+            pipe.expire(reply, REPLY_TTL_S)
+            await pipe.execute()
+
+    async def close() -> None:
+        await reader.__aexit__()
+
+    return ServiceParts(
+        name="query",
+        subscriptions=[(ListSub(ctx.keys.queries), handle)],
+        close=close,
+    )

@@ -1,0 +1,240 @@
+"""Hosts services in one process on one FastStream broker, plus the upkeep FastStream does not do.
+
+For each `GroupWorker` a service declares, the runtime registers a FastStream batch subscriber (the group's
+reader) and runs three loops of its own:
+
+- **retrier**: `GroupWorker.claim_pending()` every quarter of `claim_idle_ms` (FastStream's `min_idle_time`
+  claimer reads one entry at a time and knows nothing of delivery counts or dead letters);
+- **group watchdog**: every `group_check_s`, recreates a missing group (fresh or flushed server) and restarts
+  a subscriber FastStream stopped on NOGROUP, so the service keeps running; it also refreshes the liveness key
+  `{prefix}:alive:{service}:{consumer}`;
+- **trimmer**: every `trim_interval_s`, XTRIM MINID by age on the streams the services own, never past an
+  entry some group still needs (`transport.trim`).
+
+Services are built by factories in `SERVICES`; `pheromone serve --only NAME` hosts one of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from faststream import AckPolicy
+from faststream.redis import RedisBroker, StreamSub
+from faststream.redis.annotations import RedisBatchStreamMessage
+from faststream.redis.message import FAKE_CONSUMER
+from faststream.redis.message import RedisBatchStreamMessage as BatchMessage
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, TimeoutError as RedisTimeoutError
+
+from contracts.streams import Keys
+from services import transport
+from services.consumer import GroupWorker, Handler
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceContext:
+    """What a service factory gets: settings, the shared Redis client, key names and the worker maker."""
+
+    settings: Settings
+    redis: aioredis.Redis
+    keys: Keys
+    redis_url: str
+
+    def worker(self, service: str, stream: str, group: str, handler: Handler, *, records_poison: bool) -> GroupWorker:
+        s = self.settings
+        return GroupWorker(
+            service=service, stream=stream, group=group, handler=handler, redis=self.redis,
+            dead_stream=self.keys.dead, consumer=f"{service}-{s.consumer_name}", records_poison=records_poison,
+            claim_idle_ms=s.claim_idle_ms, max_deliveries=s.max_deliveries, batch_size=s.batch_size,
+        )
+
+
+@dataclass
+class ServiceParts:
+    """A built service: its group workers, extra loops, streams to trim, and how to close it."""
+
+    name: str
+    workers: list[GroupWorker] = field(default_factory=list)
+    loops: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    subscriptions: list[tuple[Any, Callable[[bytes], Awaitable[None]]]] = field(default_factory=list)
+    """(ListSub or channel, handler taking the raw body) for plain, non-group subscribers."""
+    trims: list[tuple[str, float, bool]] = field(default_factory=list)
+    """(stream, retention_s, respect_groups) for the trimmer."""
+    close: Callable[[], Awaitable[None]] | None = None
+
+
+ServiceFactory = Callable[[ServiceContext], Awaitable[ServiceParts]]
+
+
+def _factories() -> dict[str, ServiceFactory]:
+    from services.query.service import build as build_query
+    from services.store.service import build as build_store
+
+    return {"store": build_store, "query": build_query}
+
+
+def service_names() -> tuple[str, ...]:
+    return tuple(_factories())
+
+
+async def _raw_batch_parser(message: Mapping[str, Any], original: object = None) -> BatchMessage:
+    # FastStream's default parser JSON-decodes every entry and fails the whole batch on one bad entry; our
+    # entries are parsed (and dead-lettered one by one) by GroupWorker, so hand them over untouched.
+    return BatchMessage(raw_message=message, body=b"", consumer=FAKE_CONSUMER, group=None)  # type: ignore[arg-type]
+
+
+async def _raw_body(message: Any, original: object = None) -> bytes:
+    return message.body  # type: ignore[no-any-return]
+
+
+async def _no_decoder(message: object, original: object = None) -> None:
+    return None
+
+
+class Runtime:
+    """Starts the named services, their subscribers and upkeep loops; `stop()` shuts all down cleanly."""
+
+    def __init__(self, settings: Settings, redis_url: str, services: Sequence[str] | None = None) -> None:
+        unknown = set(services or ()) - set(service_names())
+        if unknown:
+            raise ValueError(f"unknown service(s) {sorted(unknown)}; known: {', '.join(service_names())}")
+        self.settings = settings
+        self.redis_url = redis_url
+        self.names = tuple(services or service_names())
+        self.keys = Keys(settings.prefix)
+        self.redis: aioredis.Redis = aioredis.Redis.from_url(redis_url)
+        self.broker = RedisBroker(redis_url, logger=logging.getLogger("faststream"), log_level=logging.DEBUG)
+        self.parts: list[ServiceParts] = []
+        self._subscribers: list[tuple[GroupWorker, Any]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        ctx = ServiceContext(self.settings, self.redis, self.keys, self.redis_url)
+        factories = _factories()
+        for name in self.names:
+            self.parts.append(await factories[name](ctx))
+        for part in self.parts:
+            for worker in part.workers:
+                await self._ensure_group(worker)
+                self._subscribers.append((worker, self._subscribe(worker)))
+            for source, handler in part.subscriptions:
+                self.broker.subscriber(list=source, decoder=_raw_body)(handler)
+        await self.broker.start()
+        for part in self.parts:
+            for worker in part.workers:
+                self._spawn(self._retrier(worker), f"retrier:{worker.service}:{worker.stream}")
+            for loop in part.loops:
+                self._spawn(loop(), f"loop:{part.name}")
+        self._spawn(self._watchdog(), "watchdog")
+        self._spawn(self._trimmer(), "trimmer")
+        log.info("services started: %s (redis %s, prefix %s)", ", ".join(self.names),
+                 _redact(self.redis_url), self.settings.prefix)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        # broker.stop() waits for in-flight handlers, so a batch being applied is committed and acked.
+        await self.broker.stop()
+        for part in reversed(self.parts):
+            if part.close is not None:
+                await part.close()
+        await self.redis.aclose()
+        log.info("services stopped: %s", ", ".join(self.names))
+
+    def _subscribe(self, worker: GroupWorker) -> Any:
+        s = self.settings
+        sub = self.broker.subscriber(
+            stream=StreamSub(
+                worker.stream, group=worker.group, consumer=worker.consumer, batch=True,
+                max_records=s.batch_size, polling_interval=s.poll_ms,
+            ),
+            parser=_raw_batch_parser,
+            decoder=_no_decoder,
+            ack_policy=AckPolicy.MANUAL,
+        )
+
+        @sub
+        async def handle(msg: RedisBatchStreamMessage) -> None:
+            """Reads `worker.stream` as `worker.group`; acks are the worker's (after commit)."""
+            raw = msg.raw_message
+            await worker.on_batch(list(zip(raw["message_ids"], raw["data"], strict=True)))
+
+        return sub
+
+    async def _ensure_group(self, worker: GroupWorker) -> None:
+        if await transport.ensure_group(self.redis, worker.stream, worker.group):
+            log.info("created group %s on %s", worker.group, worker.stream)
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        self._tasks.append(asyncio.ensure_future(coro))
+        self._tasks[-1].set_name(name)
+
+    async def _retrier(self, worker: GroupWorker) -> None:
+        pause = max(self.settings.claim_idle_ms / 4000, self.settings.poll_ms / 1000)
+        while True:
+            try:
+                if await worker.claim_pending():
+                    continue
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                log.debug("retrier %s: redis unavailable: %s", worker.stream, exc)
+            except RedisError as exc:
+                log.warning("retrier %s: %s", worker.stream, exc)
+            await asyncio.sleep(pause)
+
+    async def _watchdog(self) -> None:
+        alive_ttl = max(3, int(self.settings.group_check_s * 3))
+        while True:
+            try:
+                for worker, sub in self._subscribers:
+                    if await transport.ensure_group(self.redis, worker.stream, worker.group):
+                        log.warning("group %s on %s was missing (server flushed?); recreated",
+                                    worker.group, worker.stream)
+                    if not sub.running:
+                        log.warning("restarting subscriber %s on %s", worker.group, worker.stream)
+                        await sub.start()
+                for part in self.parts:
+                    await self.redis.set(
+                        self.keys.heartbeat(f"{part.name}:{self.settings.consumer_name}"), "1", ex=alive_ttl
+                    )
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                log.debug("watchdog: redis unavailable: %s", exc)
+            except RedisError as exc:
+                log.warning("watchdog: %s", exc)
+            await asyncio.sleep(self.settings.group_check_s)
+
+    async def _trimmer(self) -> None:
+        while True:
+            try:
+                for part in self.parts:
+                    for stream, retention, respect in part.trims:
+                        removed = await transport.trim(self.redis, stream, retention, respect_groups=respect)
+                        if removed:
+                            log.debug("trimmed %d entries from %s", removed, stream)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                log.debug("trimmer: redis unavailable: %s", exc)
+            except RedisError as exc:
+                log.warning("trimmer: %s", exc)
+            await asyncio.sleep(self.settings.trim_interval_s)
+
+
+def _redact(url: str) -> str:
+    """A URL without its password, for logs."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user + ':***' if user else '***'}@{host}"

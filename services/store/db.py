@@ -1,0 +1,196 @@
+"""The store's writer: one SQLite connection on its own thread, one explicit transaction per batch.
+
+Why a plain `sqlite3` connection on a single-thread executor rather than aiosqlite here: a batch is hundreds
+of small statements (ledger insert plus projections per event), and aiosqlite hops threads per statement.
+Running the whole `BEGIN IMMEDIATE … COMMIT` as one function on the writer thread costs one hop per batch and
+never blocks the event loop. Readers (`services.store.reader`) use aiosqlite.
+
+Exactly-once effect: the ledger's primary key is the producer's `event_id`. Each event is inserted with
+`ON CONFLICT DO NOTHING` ; only when that insert added a row are its projections applied. A projection
+that refuses the event (`EventRejected`) does so before writing, and the event's ledger row is removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from contracts import Envelope, parse_envelope
+from services.errors import EventRejected, StoreBusyError, StoreError
+from services.store.codec import us
+from services.store.projections import PROJECTIONS
+from services.store.schema import PROJECTION_TABLES, connect, migrate
+
+INSERT_LEDGER = """
+INSERT INTO ledger (event_id, seq, kind, workspace, job, correlation_id, occurred_us, stored_us,
+                    schema_version, body)
+VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(event_id) DO NOTHING
+"""
+DELETE_LEDGER = "DELETE FROM ledger WHERE event_id = ?"
+REPLAY_CHUNK = 5_000
+T = TypeVar("T")
+_RETRYABLE = ("locked", "busy", "readonly", "read-only", "disk i/o", "unable to open", "full")
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    """What one batch did: ids newly applied, ids already in the ledger, and refused events by index."""
+
+    inserted: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+def map_sqlite_error(exc: sqlite3.Error) -> StoreError:
+    """Locked, read-only or full databases are retryable; anything else is a store failure."""
+    text = str(exc).lower()
+    if isinstance(exc, sqlite3.OperationalError) and any(word in text for word in _RETRYABLE):
+        return StoreBusyError(f"store unavailable: {exc}")
+    return StoreError(f"store failed: {exc}")
+
+
+class Store:
+    """The ledger plus projections in one SQLite file. Use `async with Store(path) as store:`."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pheromone-store")
+        self._conn: sqlite3.Connection | None = None
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        await self._call(self._open_sync)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._call(self._conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+    async def apply(self, events: Sequence[tuple[Envelope, bytes | str]]) -> ApplyResult:
+        """Append a batch to the ledger and project the new events, in one transaction."""
+        return await self._call(self._apply_sync, events)
+
+    async def rebuild(self) -> int:
+        """Drop every projection and replay the ledger in order; returns the number of events replayed."""
+        return await self._call(self._rebuild_sync)
+
+    async def checksum(self) -> str:
+        """A digest over every projection table's rows in key order: equal state, equal digest."""
+        return await self._call(self._checksum_sync)
+
+    async def counts(self) -> dict[str, int]:
+        return await self._call(self._counts_sync)
+
+    # -- writer thread ---------------------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], *args: object) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as exc:
+            raise map_sqlite_error(exc) from exc
+
+    def _open_sync(self) -> None:
+        self._conn = connect(str(self.path))
+        migrate(self._conn)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("store is not open")
+        return self._conn
+
+    def _apply_sync(self, events: Sequence[tuple[Envelope, bytes | str]]) -> ApplyResult:
+        conn = self.conn
+        result = ApplyResult()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM ledger").fetchone()[0]
+            now = us_now()
+            for index, (env, raw) in enumerate(events):
+                cur = conn.execute(
+                    INSERT_LEDGER,
+                    (
+                        env.event_id, seq + 1, env.kind, env.workspace, env.job, env.correlation_id,
+                        us(env.occurred_at), now, env.schema_version,
+                        raw.decode() if isinstance(raw, bytes) else raw,
+                    ),
+                )
+                if cur.rowcount == 0:
+                    result.duplicates.append(env.event_id)
+                    continue
+                try:
+                    PROJECTIONS[env.kind](conn, env, seq + 1)
+                except EventRejected as exc:
+                    # Projections refuse before they write (see projections.py), so removing the ledger row
+                    # undoes the event entirely; cheaper than a savepoint around every event.
+                    conn.execute(DELETE_LEDGER, (env.event_id,))
+                    result.rejected.append((index, str(exc)))
+                    continue
+                seq += 1
+                result.inserted.append(env.event_id)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
+
+    def _rebuild_sync(self) -> int:
+        conn = self.conn
+        replayed = 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table in PROJECTION_TABLES:
+                conn.execute(f"DELETE FROM {table}")  # noqa: S608 - table names are constants
+            last = 0
+            while True:
+                rows = conn.execute(
+                    "SELECT seq, body FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?", (last, REPLAY_CHUNK)
+                ).fetchall()
+                if not rows:
+                    break
+                for seq, body in rows:
+                    # Events in the ledger were accepted once; a projection must accept them again.
+                    PROJECTIONS[(env := parse_envelope(body)).kind](conn, env, seq)
+                    replayed += 1
+                last = rows[-1][0]
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return replayed
+
+    def _checksum_sync(self) -> str:
+        digest = hashlib.sha256()
+        for table in PROJECTION_TABLES:
+            digest.update(table.encode())
+            for row in self.conn.execute(f"SELECT * FROM {table} ORDER BY 1"):  # noqa: S608
+                digest.update(repr(row).encode())
+        return digest.hexdigest()
+
+    def _counts_sync(self) -> dict[str, int]:
+        return {
+            table: self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: S608
+            for table in ("ledger", *PROJECTION_TABLES)
+        }
+
+
+def us_now() -> int:
+    return time.time_ns() // 1_000
+

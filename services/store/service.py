@@ -1,0 +1,43 @@
+"""The store service: every event from every stream into the ledger and projections, exactly once.
+
+Subscribers (one FastStream batch subscriber each, group `store`):
+  - reads `{prefix}:ingest`, `{prefix}:ratelimits`, `{prefix}:discoveries`;
+  - writes the SQLite store: one `BEGIN IMMEDIATE … COMMIT` per batch (`Store.apply`);
+  - ack policy: manual; entries are acked only after the commit that contains them;
+  - idempotency key: the envelope's `event_id` (the ledger's primary key);
+  - failures: unparsable entries and events a projection refuses go to `{prefix}:dead` at once with the
+    reason; a failed batch stays pending and is retried one entry at a time by the retrier, dead-lettered
+    after `max_deliveries`; a locked or unwritable database leaves entries pending until it is back.
+It also trims the dead-letter stream to `dead_retention_s`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from contracts import Envelope
+from contracts.streams import GROUP_STORE
+from services.runtime import ServiceContext, ServiceParts
+from services.store.db import Store
+
+
+async def build(ctx: ServiceContext) -> ServiceParts:
+    store = Store(ctx.settings.store_path)
+    await store.open()
+
+    async def handle(events: Sequence[tuple[Envelope, bytes]]) -> Sequence[tuple[int, str]]:
+        return (await store.apply(events)).rejected
+
+    keys, s = ctx.keys, ctx.settings
+    streams = (keys.ingest, keys.ratelimits, keys.discoveries)
+    return ServiceParts(
+        name="store",
+        workers=[ctx.worker("store", stream, GROUP_STORE, handle, records_poison=True) for stream in streams],
+        trims=[
+            (keys.ingest, s.ingest_retention_s, True),
+            (keys.ratelimits, s.ingest_retention_s, True),
+            (keys.discoveries, s.ingest_retention_s, True),
+            (keys.dead, s.dead_retention_s, False),
+        ],
+        close=store.close,
+    )
