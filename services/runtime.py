@@ -112,7 +112,11 @@ class Runtime:
         self.names = tuple(services or service_names())
         self.keys = Keys(settings.prefix)
         self.redis: aioredis.Redis = aioredis.Redis.from_url(redis_url)
-        self.broker = RedisBroker(redis_url, logger=logging.getLogger("faststream"), log_level=logging.DEBUG)
+        # FastStream logs every message (and every task callback) at INFO; our loops log lifecycle events
+        # themselves, so its logger only passes warnings and errors (fetch errors, NOGROUP).
+        fs_log = logging.getLogger("pheromone.faststream")
+        fs_log.setLevel(logging.WARNING)
+        self.broker = RedisBroker(redis_url, logger=fs_log, log_level=logging.DEBUG)
         self.parts: list[ServiceParts] = []
         self._subscribers: list[tuple[GroupWorker, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []

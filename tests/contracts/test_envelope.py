@@ -502,6 +502,7 @@ payloads = st.one_of(
     ),
     st.builds(
         ExecutionRecord,
+        id=ids_,  # explicit: the default id draws on global `random`, which Hypothesis forbids in strategies
         workspace_hash=ids_,
         job_hash=ids_,
         sheet_num=counts,

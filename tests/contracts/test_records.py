@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import random
 import typing
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +33,8 @@ from contracts import (
     SuccessFactors,
     TimeOfDayBucket,
     new_id,
+    normalise_pattern_name,
+    pattern_id,
     time_bucket,
 )
 from contracts import records as records_module
@@ -313,9 +317,84 @@ def test_generated_ids_are_fresh_ulids(cls: type[Contract]) -> None:
     ULID.from_str(a.id)  # type: ignore[attr-defined]
 
 
-def test_new_id_is_a_ulid() -> None:
-    assert str(ULID.from_str(new_id())) is not None
-    assert len({new_id() for _ in range(1000)}) == 1000
+def test_new_id_is_a_canonical_ulid_of_now() -> None:
+    before = datetime.now(UTC)
+    value = new_id()
+    after = datetime.now(UTC)
+    parsed = ULID.from_str(value)
+    assert str(parsed) == value  # canonical: 26 upper-case Crockford characters
+    # A ULID's time part has millisecond resolution.
+    assert before.replace(microsecond=before.microsecond // 1000 * 1000) <= parsed.datetime <= after
+
+
+def test_new_id_is_unique() -> None:
+    ids = [new_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+
+
+def test_new_id_random_part_varies_within_a_millisecond() -> None:
+    ids = [new_id() for _ in range(200)]
+    assert len({i[10:] for i in ids}) == len(ids)
+
+
+def test_new_id_does_not_depend_on_the_global_random_state() -> None:
+    """Any code in the process may seed the global `random` (test frameworks do, simulations do); two processes
+    seeded alike must still not mint the same ids, so reseeding must not replay the random part."""
+    state = random.getstate()
+    try:
+        random.seed(12345)
+        first = [new_id()[10:] for _ in range(3)]
+        random.seed(12345)
+        second = [new_id()[10:] for _ in range(3)]
+    finally:
+        random.setstate(state)
+    assert set(first).isdisjoint(second)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_children_do_not_repeat_ids() -> None:
+    """new_id's docstring: the random generator is reseeded in forked children."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report a few ids and leave without running pytest's teardown
+        try:
+            os.write(write_end, json.dumps([new_id() for _ in range(5)]).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    parent_ids = [new_id() for _ in range(5)]
+    with os.fdopen(read_end, "rb") as pipe:
+        child_ids = json.loads(pipe.read())
+    os.waitpid(pid, 0)
+    assert len(child_ids) == 5
+    assert {i[10:] for i in child_ids}.isdisjoint(i[10:] for i in parent_ids)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (("retry_pattern", "Back off on 429"), ("retry_pattern", "back off on 429")),
+        (("retry_pattern", "back   off\ton 429"), ("retry_pattern", " back off on 429 ")),
+        (("Retry_Pattern", "x"), ("retry_pattern", "x")),
+    ],
+)
+def test_pattern_id_is_stable_over_case_and_whitespace(a: tuple[str, str], b: tuple[str, str]) -> None:
+    assert pattern_id(*a) == pattern_id(*b)
+    assert normalise_pattern_name(a[1]) == normalise_pattern_name(b[1])
+
+
+def test_pattern_id_separates_type_from_name() -> None:
+    assert pattern_id("a", "b c") != pattern_id("a b", "c")
+    assert pattern_id("retry_pattern", "x") != pattern_id("validation_failure", "x")
+    assert pattern_id("t", "x") != pattern_id("t", "y")
+
+
+def test_pattern_id_is_a_valid_identifier() -> None:
+    long_name = "n" * 256
+    pid = pattern_id("t" * 256, long_name)
+    record = PatternRecord.model_validate(sample(PatternRecord, id=pid))
+    assert record.id == pid
+    assert PatternDiscoveryEvent.model_validate(sample(PatternDiscoveryEvent, pattern_id=pid)).pattern_id == pid
 
 
 # --- clamping, exactly where the seed clamps ------------------------------------------------------------------

@@ -1,0 +1,57 @@
+"""`pheromone rebuild` and `pheromone schema`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import typer
+from pydantic import BaseModel
+
+import contracts
+from pheromone.cli.common import CliError, DataDirOpt, DbOpt, JsonOpt, console, print_json, require_store, settings
+from services.store.db import Store
+
+
+def rebuild(data_dir: DataDirOpt = None, db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Drop every projection and replay the ledger; prints the state digest before and after."""
+    path = require_store(settings(data_dir=data_dir, db=db))
+
+    async def run() -> dict[str, object]:
+        async with Store(path) as store:
+            before = await store.checksum()
+            replayed = await store.rebuild()
+            after = await store.checksum()
+        return {"replayed": replayed, "checksum_before": before, "checksum_after": after,
+                "identical": before == after}
+
+    result = asyncio.run(run())
+    if as_json:
+        print_json(result)
+    else:
+        console.print(f"replayed {result['replayed']} events; projections "
+                      f"{'identical' if result['identical'] else 'CHANGED'} ({result['checksum_after'][:16]})")
+
+
+def _contract_models() -> dict[str, type[BaseModel]]:
+    return {
+        name: obj for name in contracts.__all__
+        if isinstance(obj := getattr(contracts, name), type) and issubclass(obj, BaseModel)
+    }
+
+
+def schema(
+    name: Annotated[str | None, typer.Argument(help="One contract (default: all)")] = None,
+) -> None:
+    """Print the JSON Schema of every wire contract (for producers in other languages)."""
+    models = _contract_models()
+    if name is not None:
+        if name not in models:
+            raise CliError(f"unknown contract {name!r}; choose from: {', '.join(sorted(models))}")
+        print_json(models[name].model_json_schema())
+        return
+    print_json({n: m.model_json_schema() for n, m in sorted(models.items())})
+
+
+_ = json

@@ -1,0 +1,80 @@
+"""What every CLI command shares: settings from flags and environment, Redis resolution, one-line errors."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import SecretStr, ValidationError
+from rich.console import Console
+
+from services.settings import Settings
+
+console = Console()
+err = Console(stderr=True)
+
+RedisUrlOpt = Annotated[
+    str | None, typer.Option("--redis-url", help="Redis URL (env PHEROMONE_REDIS_URL); none: embedded server")
+]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (env PHEROMONE_DATA_DIR)")]
+DbOpt = Annotated[Path | None, typer.Option("--db", help="SQLite store file (default <data-dir>/store.db)")]
+PrefixOpt = Annotated[str | None, typer.Option("--prefix", help="Key prefix (env PHEROMONE_PREFIX)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exit status 2."""
+
+
+def settings(
+    redis_url: str | None = None, data_dir: Path | None = None, db: Path | None = None, prefix: str | None = None
+) -> Settings:
+    """Settings from the environment, overridden by whichever flags were given."""
+    overrides: dict[str, Any] = {}
+    if redis_url is not None:
+        overrides["redis_url"] = SecretStr(redis_url)
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if db is not None:
+        overrides["db_path"] = db
+    if prefix is not None:
+        overrides["prefix"] = prefix
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise CliError(f"invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
+
+
+@contextlib.contextmanager
+def redis_url_for(s: Settings) -> Iterator[str]:
+    """The configured Redis URL, or the embedded server's (reused if running, else started and stopped)."""
+    if s.redis_url is not None:
+        yield s.redis_url.get_secret_value()
+        return
+    from services.embedded import ensure_server
+
+    url, owned = ensure_server(s.data_dir)
+    if owned is not None:
+        err.print(f"[dim]no Redis configured: started embedded Valkey at {url} (data in {s.data_dir})[/dim]")
+    try:
+        yield url
+    finally:
+        if owned is not None:
+            owned.stop()
+
+
+def require_store(s: Settings) -> Path:
+    path = s.store_path
+    if not path.exists():
+        raise CliError(f"no store at {path} (run `pheromone serve` first, or pass --db / --data-dir)")
+    return path
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")

@@ -1,0 +1,108 @@
+"""`pheromone dead list|replay`: inspect and re-inject dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import redis.asyncio as aioredis
+import typer
+from rich.table import Table
+
+from contracts.streams import Keys
+from pheromone.cli.common import (
+    CliError, DataDirOpt, JsonOpt, PrefixOpt, RedisUrlOpt, console, print_json, redis_url_for, settings,
+)
+
+app = typer.Typer(help="Dead letters: entries that could not be parsed or applied.", no_args_is_help=True)
+
+
+def _decode(letter_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
+    text = {k.decode(): v.decode(errors="replace") for k, v in fields.items() if not k.startswith(b"f:")}
+    payload = {k[2:].decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()
+               if k.startswith(b"f:")}
+    return {"dead_id": letter_id.decode(), **text, "fields": payload}
+
+
+@app.command("list")
+def list_(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000)] = 50,
+    as_json: JsonOpt = False,
+    redis_url: RedisUrlOpt = None,
+    data_dir: DataDirOpt = None,
+    prefix: PrefixOpt = None,
+) -> None:
+    """Show the newest dead letters with their error."""
+    s = settings(redis_url, data_dir, prefix=prefix)
+
+    async def run(url: str) -> list[dict[str, Any]]:
+        r = aioredis.Redis.from_url(url)
+        try:
+            rows = await r.xrevrange(Keys(s.prefix).dead, count=limit)
+        finally:
+            await r.aclose()
+        return [_decode(i, f) for i, f in reversed(rows)]
+
+    with redis_url_for(s) as url:
+        letters = asyncio.run(run(url))
+    if as_json:
+        print_json(letters)
+        return
+    table = Table("dead_id", "stream", "group", "deliveries", "error")
+    for d in letters:
+        table.add_row(d["dead_id"], d.get("stream", ""), d.get("group", ""), d.get("deliveries", ""),
+                      d.get("error", "")[:120])
+    console.print(table)
+    console.print(f"[dim]{len(letters)} dead letter(s)[/dim]")
+
+
+@app.command("replay")
+def replay(
+    ids: Annotated[list[str] | None, typer.Argument(help="Dead-letter ids to replay")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Replay every dead letter")] = False,
+    as_json: JsonOpt = False,
+    redis_url: RedisUrlOpt = None,
+    data_dir: DataDirOpt = None,
+    prefix: PrefixOpt = None,
+) -> None:
+    """Put dead letters back on their original stream (byte for byte) and remove them from the dead stream."""
+    if not ids and not all_:
+        raise CliError("name dead-letter ids to replay, or pass --all")
+    s = settings(redis_url, data_dir, prefix=prefix)
+    keys = Keys(s.prefix)
+
+    async def run(url: str) -> list[str]:
+        r = aioredis.Redis.from_url(url)
+        try:
+            if all_:
+                rows = await r.xrange(keys.dead)
+            else:
+                rows = []
+                for dead_id in ids or ():
+                    found = await r.xrange(keys.dead, min=dead_id, max=dead_id)
+                    if not found:
+                        raise CliError(f"no dead letter {dead_id!r}")
+                    rows.extend(found)
+            replayed = []
+            for dead_id, fields in rows:
+                stream = fields.get(b"stream", b"").decode()
+                if not stream.startswith(f"{keys.prefix}:"):
+                    raise CliError(f"dead letter {dead_id.decode()} names stream {stream!r} outside this prefix")
+                original = {k[2:]: v for k, v in fields.items() if k.startswith(b"f:")}
+                if not original:
+                    raise CliError(f"dead letter {dead_id.decode()} carries no original fields to replay")
+                async with r.pipeline(transaction=True) as pipe:
+                    pipe.xadd(stream, original)  # type: ignore[arg-type]
+                    pipe.xdel(keys.dead, dead_id)
+                    await pipe.execute()
+                replayed.append(dead_id.decode())
+            return replayed
+        finally:
+            await r.aclose()
+
+    with redis_url_for(s) as url:
+        done = asyncio.run(run(url))
+    if as_json:
+        print_json({"replayed": done})
+    else:
+        console.print(f"replayed {len(done)} dead letter(s)")

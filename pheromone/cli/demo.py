@@ -1,0 +1,157 @@
+"""`pheromone demo`: the main job. A fleet of simulated jobs emits for a few seconds; then the store is
+checked: every emitted event must be in the ledger exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pheromone.cli.common import JsonOpt, RedisUrlOpt, console, err, print_json, redis_url_for, settings
+
+
+def demo(
+    seconds: Annotated[float, typer.Option("--seconds", min=0.5, max=600, help="How long the fleet runs")] = 3.0,
+    workspaces: Annotated[int, typer.Option("--workspaces", min=1, max=50)] = 4,
+    jobs: Annotated[int, typer.Option("--jobs", min=1, max=50, help="Jobs per workspace")] = 4,
+    rate: Annotated[float, typer.Option("--rate", min=1, max=10_000, help="Sheets per second per job")] = 50.0,
+    as_json: JsonOpt = False,
+    redis_url: RedisUrlOpt = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Keep the demo's data here")] = None,
+) -> None:
+    """Run the services and a fleet of simulated jobs, then show what the store learned."""
+    with tempfile.TemporaryDirectory(prefix="pheromone-demo-") as tmp:
+        root = data_dir or Path(tmp)
+        # A shared server gets a fresh prefix so the demo never reads or writes anyone else's keys.
+        prefix = f"demo-{uuid.uuid4().hex[:8]}" if redis_url else "pheromone"
+        s = settings(redis_url, root, prefix=prefix)
+        with redis_url_for(s) as url:
+            report = asyncio.run(_run(s, url, seconds, workspaces, jobs, rate, quiet=as_json))
+    if as_json:
+        print_json(report)
+    else:
+        _print(report)
+    if not report["ok"]:
+        sys.exit(1)
+
+
+async def _run(s: Any, url: str, seconds: float, workspaces: int, jobs: int, rate: float, *, quiet: bool
+               ) -> dict[str, Any]:
+    from pheromone.client import Pheromone
+    from pheromone.simulate import fleet
+    from services.runtime import Runtime
+    from services.store.reader import Reader
+
+    runtime = Runtime(s, url)
+    await runtime.start()
+    sims = fleet(workspaces, jobs)
+    emitted: set[str] = set()
+    clients = [
+        Pheromone(url, workspace=sim.workspace, job=sim.job, prefix=s.prefix, data_dir=s.data_dir,
+                  spool_dir=s.data_dir / "spool" / sim.job)
+        for sim in sims
+    ]
+    try:
+        for c in clients:
+            await c.open()
+
+        async def run_job(i: int) -> None:
+            sim, client, period = sims[i], clients[i], 1.0 / rate
+            deadline = time.monotonic() + seconds
+            next_at = time.monotonic()
+            while time.monotonic() < deadline:
+                for record in sim.step():
+                    emitted.add(client.emit(record))
+                next_at += period
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[n]} events"),
+                            TimeElapsedColumn(), console=err, disable=quiet, transient=True)
+        with progress:
+            task = progress.add_task(f"{len(sims)} jobs in {workspaces} workspaces", total=seconds, n=0)
+            runner = asyncio.gather(*(run_job(i) for i in range(len(sims))))
+            start = time.monotonic()
+            while not runner.done():
+                await asyncio.sleep(0.1)
+                progress.update(task, completed=min(seconds, time.monotonic() - start), n=len(emitted))
+            await runner
+            for c in clients:
+                await c.flush(timeout=30)
+            progress.update(task, description="waiting for the store")
+            stored = await _wait_stored(s.store_path, len(emitted), timeout=60)
+    finally:
+        for c in clients:
+            await c.close()
+        await runtime.stop()
+
+    async with Reader(s.store_path) as reader:
+        ids = {row[0] for row in await (await reader.db.execute("SELECT event_id FROM ledger")).fetchall()}
+        counts = await reader.counts()
+        top = await (await reader.db.execute(
+            "SELECT pattern_name, led_to_success_count, led_to_failure_count, quarantine_status "
+            "FROM patterns ORDER BY led_to_success_count DESC LIMIT 5")).fetchall()
+        limits = await (await reader.db.execute(
+            "SELECT model, error_code, MAX(expires_us) FROM rate_limit_events "
+            "WHERE expires_us > ? GROUP BY model, error_code ORDER BY model", (int(time.time() * 1e6),))).fetchall()
+        ledger_rows = (await (await reader.db.execute("SELECT COUNT(*) FROM ledger")).fetchone() or [0])[0]
+    missing = len(emitted - ids)
+    return {
+        "ok": missing == 0 and ledger_rows == len(emitted) == stored,
+        "emitted": len(emitted),
+        "stored": ledger_rows,
+        "missing": missing,
+        "duplicates": ledger_rows - len(ids),
+        "jobs": len(sims),
+        "workspaces": workspaces,
+        "seconds": seconds,
+        "counts": counts,
+        "top_patterns": [
+            {"pattern": n, "successes": ok, "failures": bad, "status": st} for n, ok, bad, st in top
+        ],
+        "active_rate_limits": [
+            {"model": m, "error_code": code, "expires_in_s": round(exp / 1e6 - time.time(), 1)}
+            for m, code, exp in limits
+        ],
+    }
+
+
+async def _wait_stored(path: Path, expected: int, timeout: float) -> int:
+    from services.store.reader import Reader
+
+    deadline = time.monotonic() + timeout
+    n = 0
+    while time.monotonic() < deadline:
+        if path.exists():
+            async with Reader(path) as reader:
+                row = await (await reader.db.execute("SELECT COUNT(*) FROM ledger")).fetchone()
+                n = row[0] if row else 0
+            if n >= expected:
+                return n
+        await asyncio.sleep(0.1)
+    return n
+
+
+def _print(r: dict[str, Any]) -> None:
+    verdict = "[green]every event stored exactly once[/green]" if r["ok"] else "[red]EVENTS LOST[/red]"
+    console.print(f"\n{r['jobs']} jobs in {r['workspaces']} workspaces emitted [bold]{r['emitted']}[/bold] "
+                  f"events in {r['seconds']:g}s; the ledger holds [bold]{r['stored']}[/bold]: {verdict}")
+    counts = Table("record type", "events", title="Ledger by record type")
+    for kind, n in sorted(r["counts"].items()):
+        counts.add_row(kind, str(n))
+    console.print(counts)
+    top = Table("pattern", "successes", "failures", "status", title="Top patterns")
+    for p in r["top_patterns"]:
+        top.add_row(p["pattern"], str(p["successes"]), str(p["failures"]), p["status"])
+    console.print(top)
+    limits = Table("model", "error", "expires in (s)", title="Active rate limits")
+    for lim in r["active_rate_limits"]:
+        limits.add_row(lim["model"], lim["error_code"], f"{lim['expires_in_s']:g}")
+    console.print(limits)

@@ -1,0 +1,63 @@
+"""`pheromone events`: query the ledger (seed 003's EventQuery) from the store file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from contracts import EventQuery
+from pheromone.cli.common import DataDirOpt, DbOpt, JsonOpt, console, print_json, require_store, settings
+from services.store.reader import Reader
+
+
+def events(
+    workspace: Annotated[str | None, typer.Option("--workspace", "-w", help="Only this workspace")] = None,
+    job: Annotated[str | None, typer.Option("--job", help="Only this job")] = None,
+    kind: Annotated[list[str] | None, typer.Option("--kind", "-k", help="Only these kinds (repeatable)")] = None,
+    correlation: Annotated[str | None, typer.Option("--correlation", help="Only this correlation id")] = None,
+    since: Annotated[datetime | None, typer.Option("--since", help="From this time (ISO 8601, UTC if naive)")] = None,
+    until: Annotated[datetime | None, typer.Option("--until", help="Up to this time (ISO 8601)")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many (newest)")] = 50,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Show ledger events, newest last."""
+    from datetime import UTC
+
+    def aware(value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+    query = EventQuery.model_validate(
+        {
+            "workspace": workspace,
+            "job": job,
+            "kinds": kind or [],
+            "correlation_id": correlation,
+            "time_range": {"start": aware(since), "end": aware(until)} if since or until else None,
+            "limit": limit,
+        },
+        strict=False,
+    )
+    path = require_store(settings(data_dir=data_dir, db=db))
+
+    async def run() -> list[str]:
+        async with Reader(path) as reader:
+            return await reader.events(query)
+
+    bodies = asyncio.run(run())
+    if as_json:
+        print_json([json.loads(b) for b in bodies])
+        return
+    table = Table("occurred_at", "kind", "workspace", "job", "event_id", "correlation")
+    for body in bodies:
+        e = json.loads(body)
+        table.add_row(e["occurred_at"], e["payload"]["type"], e["workspace"], e["job"], e["event_id"],
+                      e.get("correlation_id") or "")
+    console.print(table)
+    console.print(f"[dim]{len(bodies)} event(s)[/dim]")
