@@ -1,0 +1,5 @@
+"""`python -m pheromone` runs the CLI."""
+
+from pheromone.cli import main
+
+main()
