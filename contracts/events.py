@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal, get_args
 
-from pydantic import Field, TypeAdapter
+from pydantic import ConfigDict, Field, ValidationError
 
 from contracts.records import (
     DriftMetrics,
@@ -40,7 +40,9 @@ SCHEMA_VERSION = 1
 MAX_ENTRY_BYTES = 64 * 1024
 """Largest envelope accepted on a stream; larger entries are dead-lettered unread."""
 
-EventId = Annotated[str, Field(pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$", description="ULID (Crockford base32)")]
+EventId = Annotated[
+    str, Field(pattern=r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$", description="ULID (Crockford base32, 128 bits)")
+]
 
 
 class PatternObserved(Contract):
@@ -117,7 +119,8 @@ EventKind = StrEnum(  # type: ignore[misc]
 class Envelope(Contract):
     """One append-only event: stable metadata plus a typed payload."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    # Not Literal[1]: a Literal compares by equality and True == 1; a strict int bounded to 1 refuses bools.
+    schema_version: Annotated[int, Field(strict=True, ge=SCHEMA_VERSION, le=SCHEMA_VERSION)] = SCHEMA_VERSION
     event_id: EventId = Field(default_factory=new_id)
     occurred_at: UtcDatetime = Field(default_factory=utcnow)
     workspace: Identifier
@@ -130,14 +133,35 @@ class Envelope(Contract):
         return self.payload.type  # type: ignore[no-any-return]
 
 
-ENVELOPE_ADAPTER: TypeAdapter[Envelope] = TypeAdapter(Envelope)
+class WireEnvelope(Envelope):
+    """The envelope's wire schema: `event_id` and `occurred_at` are required.
+
+    The defaults on `Envelope` serve Python producers; on the wire a default would mint a new id and time on
+    every parse of the same bytes, and break exactly-once, so `parse_envelope` refuses input without them.
+    `pheromone schema Envelope` prints this schema.
+    """
+
+    model_config = ConfigDict(title="Envelope")
+
+    event_id: EventId
+    occurred_at: UtcDatetime
+
+
+_PRODUCER_MADE = ("event_id", "occurred_at")
 
 
 def parse_envelope(raw: bytes | str) -> Envelope:
     """Validate one envelope from JSON; raises pydantic.ValidationError or ValueError (oversized)."""
-    if len(raw) > MAX_ENTRY_BYTES:
-        raise ValueError(f"envelope is {len(raw)} bytes, over the {MAX_ENTRY_BYTES}-byte limit")
-    return Envelope.model_validate_json(raw)
+    size = len(raw) if isinstance(raw, bytes) else len(raw.encode(errors="surrogatepass"))
+    if size > MAX_ENTRY_BYTES:
+        raise ValueError(f"envelope is {size} bytes, over the {MAX_ENTRY_BYTES}-byte limit")
+    env = Envelope.model_validate_json(raw)
+    missing = [name for name in _PRODUCER_MADE if name not in env.model_fields_set]
+    if missing:  # see WireEnvelope: on the wire these must come from the producer
+        raise ValidationError.from_exception_data(
+            "Envelope", [{"type": "missing", "loc": (name,), "input": None} for name in missing]
+        )
+    return env
 
 
 def occurred(envelope: Envelope) -> datetime:

@@ -12,6 +12,7 @@ observation and application events in `contracts.events`.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import time
 from datetime import UTC, datetime
@@ -38,6 +39,8 @@ from contracts.types import (
 )
 
 
+_RANDOM = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _RANDOM.seed(os.urandom(32)))
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
 """Every 10-bit value as two Crockford characters: 13 look-ups encode a 130-bit ULID."""
@@ -47,10 +50,11 @@ def new_id() -> str:
     """A fresh ULID (48-bit ms timestamp + 80 random bits, Crockford base32): unique, sortable by time.
 
     Hand-rolled rather than python-ulid because emit() builds one per event (~2 us here against ~6 us).
-    The random part comes from `random.getrandbits`: ids need uniqueness, not secrecy, and os.urandom is a
-    syscall per id. The module-level generator is reseeded in forked children, so forks do not repeat ids.
+    The random part comes from a private generator seeded from os.urandom (a syscall per id would cost more
+    than the rest): ids need uniqueness, not secrecy. It is private so that a job seeding the global `random`
+    cannot make two processes repeat ids, and it is reseeded in forked children for the same reason.
     """
-    value = (time.time_ns() // 1_000_000) << 80 | random.getrandbits(80)
+    value = (time.time_ns() // 1_000_000) << 80 | _RANDOM.getrandbits(80)
     return "".join([_PAIRS[(value >> shift) & 1023] for shift in range(120, -1, -10)])
 
 

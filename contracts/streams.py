@@ -8,6 +8,7 @@ Stream entries carry exactly one field, `FIELD` (`e`), whose value is the envelo
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Final
 
@@ -49,6 +50,29 @@ DISCOVERY_TTL_S: Final = 300.0
 INGEST_RETENTION_S: Final = 24 * 3600.0
 DEAD_RETENTION_S: Final = 7 * 24 * 3600.0
 BROADCAST_RETENTION_S: Final = 3600.0
+"""Also how far back a subscriber's reader starts: a late subscriber gets every unexpired message retained."""
+
+# Real-time coordination (docs/COORDINATION.md). Producers compute these, so they are constants here rather
+# than service settings.
+RATE_LIMIT_EXPIRY_FACTOR: Final = 1.0
+"""A reported limit expires `factor x duration` after it was recorded (the reference system used 0.8)."""
+FIELD_EXPIRES: Final = "x"
+"""Broadcast entries: the message's expiry in ms since the epoch, readable without parsing the JSON."""
+FIELD_KIND: Final = "k"
+"""Broadcast entries: the message's kind (`contracts.broadcast.BroadcastKind`)."""
+SYSTEM_WORKSPACE: Final = "pheromone"
+"""The envelope workspace of events the services themselves emit (entropy metrics, responses, alerts)."""
+ENTROPY_JOB: Final = "entropy"
+"""The envelope job (and `job_hash`) of what the entropy service emits."""
+
+
+def key_part(value: str) -> str:
+    """A fixed-length, key-safe stand-in for a user string (model names, error codes): 128 bits of SHA-256.
+
+    Any string (spaces, colons, unicode, lone surrogates, 10 KB) maps to 32 hex characters, so a name can
+    never reach outside its key family or make keys unbounded.
+    """
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def stream_for(payload_type: str) -> str:
@@ -91,3 +115,27 @@ class Keys:
 
     def heartbeat(self, service: str) -> str:
         return f"{self.prefix}:alive:{service}"
+
+    # -- real-time coordination (docs/COORDINATION.md) ------------------------------------------------
+
+    def rate_limit(self, model: str, error_code: str | None = None) -> str:
+        """Live limit of `model` for one error code, or for any code (None); expires with the limit."""
+        base = f"{self.prefix}:rl:{key_part(model)}"
+        return base if error_code is None else f"{base}:{key_part(error_code)}"
+
+    @property
+    def rate_limit_index(self) -> str:
+        """Sorted set of live per-code limit keys, scored by expiry (ms): lists limits without SCAN."""
+        return f"{self.prefix}:rl-index"
+
+    def broadcast_once(self, message_id: str) -> str:
+        """Marks a broadcast message id as published (so a redelivered source publishes nothing twice)."""
+        return f"{self.prefix}:bc-once:{message_id}"
+
+    def entropy(self, name: str) -> str:
+        """The entropy service's shared state: `applications`, `tick`, `cooldown`."""
+        return f"{self.prefix}:entropy:{name}"
+
+    def drift_alert(self, pattern_id: str) -> str:
+        """Held for the drift cooldown after a pattern's drift alert, so replicas alert once."""
+        return f"{self.prefix}:drift-alert:{key_part(pattern_id)}"

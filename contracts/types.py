@@ -25,7 +25,10 @@ MIN_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _utc(value: datetime) -> datetime:
-    value = value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 9999-12-31T23:59-01:00 has no UTC datetime
+        raise ValueError(f"timestamp {value.isoformat()} is out of range in UTC") from exc
     if value < MIN_TIME:
         raise ValueError(f"timestamp {value.isoformat()} is before 2000-01-01: a placeholder, not a time")
     return value

@@ -20,9 +20,9 @@ import json
 import logging
 import os
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
 
@@ -33,12 +33,27 @@ from redis.retry import Retry
 
 from pydantic import BaseModel, TypeAdapter
 
-from contracts import PAYLOAD_TYPES, SCHEMA_VERSION, Envelope, EventQuery, Payload, new_id
+from contracts import (
+    PAYLOAD_TYPES,
+    SCHEMA_VERSION,
+    Envelope,
+    EscalationOutcomeRecorded,
+    EventQuery,
+    Payload,
+    new_id,
+)
 from contracts.types import Identifier, UtcDatetime
 from contracts.streams import DEFAULT_PREFIX, FIELD, Keys, stream_for
 from pheromone.errors import ClientClosedError, FlushTimeout
 from pheromone.queries import QueryClient
 from pheromone.spool import Spool, SpoolError
+# Real-time coordination (docs/COORDINATION.md): rate limits, broadcast subscriptions.
+from contracts import PatternDiscoveryEvent, RateLimitEvent
+from contracts import pattern_id as derive_pattern_id
+from contracts.broadcast import BroadcastKind, RateLimitStatus, rate_limit_expiry
+from contracts.streams import DISCOVERY_TTL_S, RATE_LIMIT_EXPIRY_FACTOR
+from pheromone import ratelimits
+from pheromone.subscriptions import BroadcastHub, Filter, Subscription, acquire_hub, release_hub
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +102,8 @@ class Pheromone:
     ) -> None:
         from services.settings import default_data_dir
 
-        Envelope.model_validate(  # fail fast on a bad workspace or job name, before any event is built
-            {"workspace": workspace, "job": job, "payload": {"type": "escalation_outcome",
-                                                              "escalation_id": "x", "outcome": "success"}}
-        )
+        # Fail fast on a bad workspace or job name, before any event is built.
+        Envelope(workspace=workspace, job=job, payload=EscalationOutcomeRecorded(escalation_id="x", outcome="success"))
         if buffer_size < 1 or batch_size < 1:
             raise ValueError("buffer_size and batch_size must be at least 1")
         self.workspace, self.job = workspace, job
@@ -111,6 +124,8 @@ class Pheromone:
         self._open = False
         self.stats = ClientStats()
         self.queries: QueryClient | None = None
+        self._hub: BroadcastHub | None = None
+        self._subscriptions: list[Subscription] = []
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -134,10 +149,13 @@ class Pheromone:
         self._spool.open()
         self.queries = QueryClient(self._redis, self.keys)
         self._open = True
-        self._idle.set()
-        self._task = asyncio.create_task(self._flusher(), name="pheromone-flusher")
+        # Events a previous client left in the spool count as not yet sent: flush() and close() wait for them.
         if self._spool.pending():
+            self._idle.clear()
             self._wake.set()
+        else:
+            self._idle.set()
+        self._task = asyncio.create_task(self._flusher(), name="pheromone-flusher")
 
     async def close(self) -> None:
         if not self._open:
@@ -151,6 +169,7 @@ class Pheromone:
                 await self._task
         self._spill()  # whatever is still buffered is kept for the next client
         self._spool.close()
+        await self._close_subscriptions()
         if self._redis is not None:
             await self._redis.aclose()
         if self._server is not None:
@@ -212,6 +231,93 @@ class Pheromone:
         if not self._open or self.queries is None:
             raise ClientClosedError("query on a client that is not open")
         return await self.queries.events(query or EventQuery(), timeout=timeout)
+
+    # -- real-time coordination (docs/COORDINATION.md) ------------------------------------------------
+
+    def report_rate_limit(
+        self, model: str, error_code: str, duration_seconds: float, *,
+        expiry_factor: float = RATE_LIMIT_EXPIRY_FACTOR,
+    ) -> str:
+        """Tell every job that `model` is rate-limited for `duration_seconds`; returns the event id at once.
+
+        Fire-and-forget like `emit()`. The limit expires `expiry_factor x duration` after now (1.0 by default:
+        docs/COORDINATION.md says why). The coordinator makes it visible to every job within milliseconds.
+        """
+        now = datetime.now(UTC)
+        record = RateLimitEvent(
+            error_code=error_code, model=model, recorded_at=now, source_job_hash=self.job,
+            expires_at=rate_limit_expiry(now, duration_seconds, expiry_factor), duration_seconds=duration_seconds,
+        )
+        return self.emit(record, occurred_at=now)
+
+    async def rate_limit(self, model: str, error_code: str | None = None) -> RateLimitStatus:
+        """Is `model` rate-limited (for `error_code`, or any code when None), and for how long? One round trip."""
+        return await ratelimits.status(self._live_redis(), self.keys, model, error_code)
+
+    async def rate_limits(self) -> list[RateLimitStatus]:
+        """Every active (model, error code) limit, soonest expiry first."""
+        return await ratelimits.active(self._live_redis(), self.keys)
+
+    async def wait_until_free(self, model: str, timeout: float, *, error_code: str | None = None) -> bool:
+        """Wait until `model` is not rate-limited; True when free, False if still limited after `timeout` s."""
+        return await ratelimits.wait_until_free(self._live_redis(), self.keys, model, timeout, error_code)
+
+    def publish_discovery(
+        self, pattern_type: str, pattern_name: str, effectiveness_score: float, *,
+        context_tags: Sequence[str] = (), ttl_s: float = DISCOVERY_TTL_S, pattern_id: str | None = None,
+    ) -> str:
+        """Share a pattern discovery with every concurrent job for `ttl_s` seconds; returns the event id at once.
+
+        The pattern id defaults to `contracts.pattern_id(pattern_type, pattern_name)`.
+        """
+        now = datetime.now(UTC)
+        record = PatternDiscoveryEvent(
+            pattern_id=pattern_id or derive_pattern_id(pattern_type, pattern_name), pattern_name=pattern_name,
+            pattern_type=pattern_type, source_job_hash=self.job, recorded_at=now,
+            expires_at=now + timedelta(seconds=ttl_s), effectiveness_score=effectiveness_score,
+            context_tags=list(context_tags),
+        )
+        return self.emit(record, occurred_at=now)
+
+    def subscribe(
+        self, *, kinds: Iterable[BroadcastKind | str] | None = None, tags: Iterable[str] | None = None,
+        min_effectiveness: float | None = None, include_own: bool = False, max_queue: int = 10_000,
+    ) -> Subscription:
+        """An async iterator of broadcasts (`contracts.broadcast.BroadcastMessage`) matching the filter.
+
+        `kinds`: discovery, rate_limit, entropy_response, drift_alert (default all). `tags`: discoveries and
+        drift alerts sharing at least one tag. `min_effectiveness`: discoveries scoring at least this. Own
+        messages (this workspace and job) are left out unless `include_own`. Unexpired messages published
+        before the call come first. Close it (or leave `async with`) when done; closing the client closes it.
+        """
+        if not self._open or self._url is None:
+            raise ClientClosedError("subscribe() on a client that is not open")
+        if max_queue < 1:
+            raise ValueError("max_queue must be at least 1")
+        flt = Filter(
+            workspace=self.workspace, job=self.job,
+            kinds=None if kinds is None else frozenset(BroadcastKind(k) for k in kinds),
+            tags=None if tags is None else frozenset(tags),
+            min_effectiveness=min_effectiveness, include_own=include_own,
+        )
+        if self._hub is None:
+            self._hub = acquire_hub(self._url, self.keys)
+        sub = self._hub.subscribe(flt, max_queue)
+        self._subscriptions.append(sub)
+        return sub
+
+    def _live_redis(self) -> aioredis.Redis:
+        if not self._open or self._redis is None:
+            raise ClientClosedError("rate-limit check on a client that is not open")
+        return self._redis
+
+    async def _close_subscriptions(self) -> None:
+        for sub in self._subscriptions:
+            sub.close()
+        self._subscriptions.clear()
+        if self._hub is not None:
+            hub, self._hub = self._hub, None
+            await release_hub(hub)
 
     # -- background ------------------------------------------------------------------------------------
 

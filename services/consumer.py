@@ -3,7 +3,8 @@
 Every service that reads a stream through a group uses a `GroupWorker`:
 
 - `on_batch(entries)` is called by the service's FastStream batch subscriber with the entries it read. Each
-  entry is parsed; entries that are not a valid envelope are dead-lettered at once (by the store group, which
+  entry is parsed, and the batch commits in the background while the next one is read. Entries that are not
+  a valid envelope are dead-lettered at once (by the store group, which
   keeps the record; other groups ack and skip them). Valid events go to the service's handler in one call.
   Entries the handler refuses (`rejected`) are dead-lettered with its reason; the rest are acked. If the
   handler raises, nothing is acked: the entries stay pending.
@@ -17,6 +18,7 @@ Every service that reads a stream through a group uses a `GroupWorker`:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +38,8 @@ Handler = Callable[[Sequence[tuple[Envelope, bytes]]], Awaitable[Sequence[tuple[
 """Applies valid events; returns the (index, reason) of each event it refuses permanently."""
 
 _FIELD = FIELD.encode()
+MAX_INFLIGHT_BATCHES = 2
+"""Batches parsed ahead of the one committing: enough to overlap parsing and commit, no more."""
 
 
 def describe(exc: Exception) -> str:
@@ -80,7 +84,44 @@ class GroupWorker:
     batch_size: int = 1_000
     stats: WorkerStats = field(default_factory=WorkerStats)
 
-    async def on_batch(self, entries: Sequence[Entry], deliveries: Sequence[int] | None = None) -> None:
+    def __post_init__(self) -> None:
+        self._slots = asyncio.Semaphore(MAX_INFLIGHT_BATCHES)
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    async def on_batch(self, entries: Sequence[Entry]) -> None:
+        """Parse a batch read by the subscriber and hand it on without waiting for its commit.
+
+        Returning early lets FastStream read and parse the next batch while this one commits on the store
+        thread (sqlite releases the GIL while it executes); at most MAX_INFLIGHT_BATCHES are in flight,
+        they commit in order (one writer thread), and each is acked only after its own commit.
+        """
+        await self._slots.acquire()
+        valid, letters, skipped = self._parse(entries, None)
+        task = asyncio.ensure_future(self._finish(entries, valid, letters, skipped, None))
+        self._inflight.add(task)
+        task.add_done_callback(self._done)
+
+    async def drain(self) -> None:
+        """Wait for batches handed on by on_batch() to be committed and acked (graceful shutdown)."""
+        while self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._slots.release()
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # Acks or dead letters could not be written (Redis away): the entries stay pending and the
+            # retrier takes them again; the store's event_id key makes the second application a no-op.
+            log.warning("%s: batch left pending: %s", self.service, describe(exc))
+
+    async def handle_now(self, entries: Sequence[Entry], deliveries: Sequence[int] | None) -> None:
+        """Parse, apply, dead-letter and ack one batch before returning (the retrier's path)."""
+        valid, letters, skipped = self._parse(entries, deliveries)
+        await self._finish(entries, valid, letters, skipped, deliveries)
+
+    def _parse(
+        self, entries: Sequence[Entry], deliveries: Sequence[int] | None
+    ) -> tuple[list[tuple[bytes, Envelope, bytes]], list[DeadLetter], list[bytes]]:
         letters: list[DeadLetter] = []
         skipped: list[bytes] = []
         valid: list[tuple[bytes, Envelope, bytes]] = []
@@ -94,6 +135,16 @@ class GroupWorker:
                     skipped.append(entry_id)
                 continue
             valid.append((entry_id, env, raw))
+        return valid, letters, skipped
+
+    async def _finish(
+        self,
+        entries: Sequence[Entry],
+        valid: list[tuple[bytes, Envelope, bytes]],
+        letters: list[DeadLetter],
+        skipped: list[bytes],
+        deliveries: Sequence[int] | None,
+    ) -> None:
         ok: list[bytes] = []
         if valid:
             try:
@@ -101,28 +152,23 @@ class GroupWorker:
             except StoreBusyError as exc:
                 self.stats.failures += 1
                 log.warning("%s: %d entries stay pending, store unavailable: %s", self.service, len(valid), exc)
-                valid = []
             except Exception as exc:
                 self.stats.failures += 1
                 if deliveries is None:
                     log.warning("%s: batch of %d failed, will retry: %s", self.service, len(valid), describe(exc))
-                    valid = []
                 else:
-                    # One entry at a time here (the claimer): dead-letter once it has had its deliveries.
+                    # One entry at a time here (the retrier): dead-letter once it has had its deliveries.
                     for entry_id, _, raw in valid:
-                        count = deliveries[self._index(entries, entry_id)]
-                        if count >= self.max_deliveries:
-                            letters.append(
-                                self._letter(entry_id, {_FIELD: raw}, describe(exc), deliveries,
-                                             self._index(entries, entry_id))
-                            )
-                    valid = []
+                        index = self._index(entries, entry_id)
+                        if deliveries[index] >= self.max_deliveries:
+                            letters.append(self._letter(entry_id, {_FIELD: raw}, describe(exc), deliveries, index))
             else:
                 refused = {i for i, _ in rejected}
                 for i, reason in rejected:
                     entry_id, _, raw = valid[i]
-                    letters.append(self._letter(entry_id, {_FIELD: raw}, reason, deliveries,
-                                                self._index(entries, entry_id)))
+                    letters.append(
+                        self._letter(entry_id, {_FIELD: raw}, reason, deliveries, self._index(entries, entry_id))
+                    )
                 ok = [entry_id for i, (entry_id, _, _) in enumerate(valid) if i not in refused]
         await transport.dead_letter(self.redis, self.dead_stream, letters)
         await transport.ack(self.redis, self.stream, self.group, ok + skipped)
@@ -141,7 +187,7 @@ class GroupWorker:
             self.redis, self.stream, self.group, self.consumer, self.claim_idle_ms, list(counts)
         )
         for entry in entries:
-            await self.on_batch([entry], [counts.get(entry[0], 1)])
+            await self.handle_now([entry], [counts.get(entry[0], 1)])
         self.stats.claimed += len(entries)
         return len(entries)
 

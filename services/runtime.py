@@ -76,10 +76,13 @@ ServiceFactory = Callable[[ServiceContext], Awaitable[ServiceParts]]
 
 
 def _factories() -> dict[str, ServiceFactory]:
+    from services.broadcaster.service import build as build_broadcaster
+    from services.coordinator.service import build as build_coordinator
     from services.query.service import build as build_query
     from services.store.service import build as build_store
 
-    return {"store": build_store, "query": build_query}
+    return {"store": build_store, "query": build_query, "coordinator": build_coordinator,
+            "broadcaster": build_broadcaster}
 
 
 def service_names() -> tuple[str, ...]:
@@ -150,8 +153,12 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        # broker.stop() waits for in-flight handlers, so a batch being applied is committed and acked.
+        # broker.stop() waits for in-flight handlers; drain() then waits for the batches they handed on, so
+        # everything read is committed and acked before the store closes.
         await self.broker.stop()
+        for part in self.parts:
+            for worker in part.workers:
+                await worker.drain()
         for part in reversed(self.parts):
             if part.close is not None:
                 await part.close()

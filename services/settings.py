@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.streams import (
@@ -24,6 +24,148 @@ from contracts.streams import (
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "pheromone"
+
+
+_Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+_Pos = Annotated[float, Field(gt=0.0)]
+_Count = Annotated[int, Field(ge=1, le=10_000)]
+
+
+class LearningSettings(BaseModel):
+    """Every constant of the learning rules (issue 3), in one place; docs/LEARNING.md explains each.
+
+    Defaults are the reference system's (seed 000's global learning store, read at its latest public commit)
+    unless docs/LEARNING.md says why they differ. Formulas live in `services.learning` and receive this object.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Effectiveness: (recent_weight x success rate of the last `effectiveness_window` applications
+    #   + prior_weight x (s + laplace_successes) / (n + laplace_trials))
+    #   x decay_base ^ (days since last confirmed / decay_period_days)
+    #   x (grounding_base + grounding_weight x mean grounding of the last window, default_grounding if none)
+    effectiveness_window: _Count = 5
+    min_applications: _Count = 3
+    neutral_effectiveness: _Unit = 0.55
+    recent_weight: _Unit = 0.7
+    prior_weight: _Unit = 0.3
+    laplace_successes: Annotated[float, Field(ge=0.0)] = 0.5
+    laplace_trials: _Pos = 1.0
+    decay_base: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
+    decay_period_days: _Pos = 30.0
+    grounding_base: _Unit = 0.7
+    grounding_weight: _Unit = 0.3
+    default_grounding: _Unit = 1.0
+
+    # Priority = clamp(effectiveness x max(floor, min(1, log10(occurrences + 1) / divisor)) x (1 - variance))
+    priority_floor: _Unit = 0.6
+    priority_log_divisor: _Pos = 2.0
+
+    # Quarantine lifecycle (automatic transitions need >= min_applications)
+    validate_threshold: _Unit = 0.60
+    """pending & effectiveness >= this -> validated."""
+    quarantine_threshold: _Unit = 0.35
+    """pending & effectiveness < this -> quarantined."""
+    requarantine_threshold: _Unit = 0.30
+    """validated & effectiveness < this -> quarantined."""
+    revisit_grace_applications: _Count = 5
+    """A pattern revisited by an entropy response is not re-quarantined for this many further applications."""
+
+    # Trust = clamp(neutral + evidence x (success_w x success share - failure_w x failure share
+    #                                     + recency_w x recency) + status adjustment),
+    # evidence = n / (n + trust_evidence_k): a pattern with no applications reads exactly neutral.
+    trust_neutral: _Unit = 0.5
+    trust_success_weight: _Unit = 0.3
+    trust_failure_weight: _Unit = 0.4
+    trust_recency_weight: _Unit = 0.2
+    trust_evidence_k: _Pos = 3.0
+    trust_validated_bonus: _Unit = 0.1
+    trust_quarantined_penalty: _Unit = 0.2
+
+    # Drift
+    drift_window: _Count = 5
+    drift_threshold: _Unit = 0.2
+    drift_grounding_floor: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    """Effectiveness drift is weighted by 1 / max(mean grounding, this floor)."""
+    drift_direction_band: _Unit = 0.05
+    """A change within +/- this is `stable` (both drifts)."""
+    epistemic_window: _Count = 5
+    epistemic_threshold: _Unit = 0.15
+
+    # Success factors: UTC hour buckets [start, next start); night wraps around midnight
+    morning_start_hour: Annotated[int, Field(ge=0, le=23)] = 5
+    afternoon_start_hour: Annotated[int, Field(ge=0, le=23)] = 12
+    evening_start_hour: Annotated[int, Field(ge=0, le=23)] = 17
+    night_start_hour: Annotated[int, Field(ge=0, le=23)] = 21
+    why_min_observations: _Count = 5
+    """Below this many observations the "why" analysis says it needs more data."""
+    why_full_confidence_observations: _Count = 10
+
+    # Executions: optimal window from recoveries per hour of day
+    window_min_samples: _Count = 3
+    window_good_rate: _Unit = 0.7
+    window_avoid_rate: _Unit = 0.3
+    window_full_confidence_samples: _Count = 50
+    confidence_retry_penalty: _Unit = 0.1
+    confidence_retry_cap: _Count = 5
+    confidence_first_try_bonus: _Unit = 0.1
+
+    # Learned wait per error code (and model)
+    wait_recent_samples: _Count = 20
+    wait_min_samples: _Count = 3
+    wait_full_confidence_samples: _Count = 10
+    wait_min_confidence: Annotated[float, Field(gt=0.0, le=1.0)] = 0.7
+    wait_fallback_floor: _Unit = 0.5
+    """A learned wait is never below this fraction of the static fallback."""
+    wait_min_s: Annotated[float, Field(ge=0.0)] = 0.5
+    wait_max_s: _Pos = 3600.0
+    wait_static_s: _Pos = 30.0
+    """Static fallback for an error code that has no entry in `wait_static_by_code`."""
+    wait_static_by_code: dict[str, float] = Field(
+        default_factory=lambda: {"rate_limit": 60.0, "429": 60.0, "overloaded": 30.0, "timeout": 10.0}
+    )
+
+    # Escalations: similarity on one 0..1 scale for confidence and validation pass rate
+    escalation_confidence_tolerance: _Unit = 0.15
+    escalation_pass_rate_tolerance: _Unit = 0.15
+
+    # Evolution trajectory
+    recurring_min_occurrences: _Count = 2
+
+    # Entropy and the exploration budget
+    entropy_alert_threshold: _Unit = 0.3
+    """The one diversity-index threshold: below it the population is collapsing (alert, budget boost)."""
+    budget_initial: _Unit = 0.15
+    budget_floor: _Unit = 0.05
+    budget_ceiling: _Unit = 0.50
+    budget_decay: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95
+    budget_boost: _Unit = 0.10
+
+
+class CoordinationSettings(BaseModel):
+    """Real-time coordination (issue 4): the coordinator, broadcaster and entropy services; docs/COORDINATION.md.
+
+    Values producers compute (a rate limit's expiry factor, a discovery's default TTL) are constants in
+    `contracts.streams`, because jobs build those records without settings. The entropy threshold and the
+    budget rules are `LearningSettings`' (`entropy_alert_threshold`, `budget_*`): one rule, one place.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    entropy_check_every: Annotated[int, Field(ge=1, le=1_000_000)] = 500
+    """K: the entropy service evaluates diversity after every K pattern applications (fleet-wide)."""
+    entropy_check_interval_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    """T: ... and at least every T seconds while applications arrive (one replica per interval)."""
+    entropy_cooldown_s: Annotated[float, Field(gt=0, le=7 * 86_400)] = 600.0
+    """After a response, no other for this long: the response lock's TTL, shared by every replica."""
+    max_quarantine_revisits: Annotated[int, Field(ge=0, le=1_000)] = 3
+    """N: at most this many quarantined patterns are sent back to pending per response (oldest first)."""
+    drift_alert_cooldown_s: Annotated[float, Field(gt=0, le=7 * 86_400)] = 3_600.0
+    """After a pattern's drift alert, no other for that pattern for this long (lock TTL, every replica)."""
+    alert_ttl_s: Annotated[float, Field(gt=0, le=86_400)] = 600.0
+    """How long entropy responses and drift alerts stay on the broadcast stream for subscribers."""
+    tick_lock_ttl_s: Annotated[float, Field(gt=0, le=86_400)] | None = None
+    """Lock held by the replica that runs one periodic evaluation; None: 0.9 x `entropy_check_interval_s`."""
 
 
 class Settings(BaseSettings):
@@ -51,6 +193,8 @@ class Settings(BaseSettings):
     ingest_retention_s: Annotated[float, Field(gt=0)] = INGEST_RETENTION_S
     broadcast_retention_s: Annotated[float, Field(gt=0)] = BROADCAST_RETENTION_S
     dead_retention_s: Annotated[float, Field(gt=0)] = DEAD_RETENTION_S
+    learning: LearningSettings = Field(default_factory=LearningSettings)
+    coordination: CoordinationSettings = Field(default_factory=CoordinationSettings)
 
     @field_validator("redis_url")
     @classmethod

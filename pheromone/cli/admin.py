@@ -35,10 +35,14 @@ def rebuild(data_dir: DataDirOpt = None, db: DbOpt = None, as_json: JsonOpt = Fa
 
 
 def _contract_models() -> dict[str, type[BaseModel]]:
-    return {
+    from contracts.events import WireEnvelope
+
+    models: dict[str, type[BaseModel]] = {
         name: obj for name in contracts.__all__
         if isinstance(obj := getattr(contracts, name), type) and issubclass(obj, BaseModel)
     }
+    models["Envelope"] = WireEnvelope  # what producers must send: event_id and occurred_at required
+    return models
 
 
 def schema(

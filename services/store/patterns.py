@@ -1,8 +1,23 @@
-"""Pattern projections: identity, occurrence and application counters, lifecycle transitions.
+"""Pattern projections: identity, applications, derived scores, the lifecycle, success factors, drift.
 
 Identity is `contracts.pattern_id(type, name)` (type + normalised name); `content_hash` over type, name and
-description lets queries find the same pattern under different names. Every write is one statement with
-`ON CONFLICT` (no read-modify-write in Python), inside the batch transaction.
+description lets queries find the same pattern under different names. Tags merge (a set union) and are also
+kept one row per tag in `pattern_tags` for indexed tag queries.
+
+Per application, inside the batch transaction and in ledger order (docs/LEARNING.md has every formula):
+  1. the application row; 2. the per-pattern aggregate `pattern_counts` (applications, successes, last
+  confirmed, last applied) with one `INSERT ... ON CONFLICT DO UPDATE ... RETURNING`; 3. the pattern's
+  counters; 4. the running entropy aggregate (`entropy_state`); 5. success-factor counts; 6. `refresh`:
+  effectiveness, variance, priority, trust, the automatic lifecycle rule, the success-factor summary and drift.
+
+Everything derived is a function of event data only (never the wall clock): scores use the last applications
+by *event time* and measure decay up to the pattern's latest application, so the same set of applications gives
+the same scores whatever order concurrent producers' events arrived in.
+
+Automatic transitions are *derived* records: a rule's decision is written to `pattern_transitions` with
+actor `rule` (or `entropy_response` for a revisit), id `<cause event id>/<pattern id>` and the cause's seq; it is
+not a separate ledger event, and a rebuild re-derives it identically. Manual transitions are
+`PatternTransitioned` ledger events; an illegal one is refused (`EventRejected`) before anything is written.
 """
 
 from __future__ import annotations
@@ -10,23 +25,30 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from contracts import Envelope, PatternApplied, PatternObserved, PatternTransitioned, QuarantineStatus
 from contracts.records import normalise_pattern_name, pattern_id
 from services.errors import EventRejected
+from services.learning.drift import effectiveness_drift, epistemic_drift
+from services.learning.entropy import c_log2_c
+from services.learning.factors import GROUNDING, FactorCount, factor_rows, grounding_of, summarise
+from services.learning.lifecycle import (
+    ALLOWED_TRANSITIONS,
+    IllegalTransition,
+    automatic_transition,
+    check_transition,
+    is_revisit,
+)
+from services.learning.scores import days_between, effectiveness, priority, trust, variance
 from services.store.codec import us
 
-ALLOWED_TRANSITIONS: dict[QuarantineStatus, frozenset[QuarantineStatus]] = {
-    QuarantineStatus.PENDING: frozenset(
-        {QuarantineStatus.VALIDATED, QuarantineStatus.QUARANTINED, QuarantineStatus.RETIRED}
-    ),
-    QuarantineStatus.VALIDATED: frozenset({QuarantineStatus.QUARANTINED, QuarantineStatus.RETIRED}),
-    QuarantineStatus.QUARANTINED: frozenset(
-        {QuarantineStatus.PENDING, QuarantineStatus.VALIDATED, QuarantineStatus.RETIRED}
-    ),
-    QuarantineStatus.RETIRED: frozenset(),
-}
-"""The quarantine lifecycle's legal moves. Retired is terminal; quarantined -> pending is a revisit."""
+if TYPE_CHECKING:
+    from services.settings import LearningSettings
+
+__all__ = ["ALLOWED_TRANSITIONS", "apply", "content_hash", "observe", "revisit", "transition"]
 
 
 def content_hash(pattern_type: str, pattern_name: str, description: str) -> str:
@@ -34,19 +56,50 @@ def content_hash(pattern_type: str, pattern_name: str, description: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-UPSERT_PATTERN = """
+@dataclass(slots=True)
+class PatternState:
+    """What `refresh` needs of a pattern row."""
+
+    id: str
+    name: str
+    occurrences: int
+    successes: int
+    failures: int
+    last_confirmed_us: int | None
+    last_applied_us: int | None
+    status: QuarantineStatus
+    grace_until: int
+
+    @classmethod
+    def from_row(cls, pid: str, row: Sequence[object]) -> PatternState:
+        name, occ, ok, bad, conf, applied, status, grace = row
+        return cls(pid, str(name), int(occ), int(ok), int(bad),  # type: ignore[call-overload]
+                   conf, applied, QuarantineStatus(status), int(grace))  # type: ignore[arg-type, call-overload]
+
+
+STATE_COLUMNS = """pattern_name, occurrence_count, led_to_success_count, led_to_failure_count, last_confirmed_us,
+    last_applied_us, quarantine_status, grace_until_apps"""
+SELECT_STATE = f"SELECT {STATE_COLUMNS} FROM patterns WHERE id = ?"  # noqa: S608 - constant
+
+# -- observations --------------------------------------------------------------------------------------------
+
+INSERT_COUNTS_ROW = "INSERT INTO pattern_counts VALUES (?, 0, 0, NULL, NULL) ON CONFLICT(pattern_id) DO NOTHING"
+UPSERT_PATTERN = f"""
 INSERT INTO patterns (
     id, pattern_type, pattern_name, description, occurrence_count, first_seen_us, last_seen_us,
-    led_to_success_count, led_to_failure_count, suggested_action, context_tags, provenance_job_hash,
-    provenance_sheet_num, content_hash, instrument_name, workspace
+    led_to_success_count, led_to_failure_count, last_confirmed_us, last_applied_us, suggested_action,
+    context_tags, provenance_job_hash, provenance_sheet_num, content_hash, instrument_name, workspace
 ) VALUES (
     :id, :pattern_type, :pattern_name, :description, 1, :at, :at,
-    (SELECT COUNT(*) FROM pattern_applications WHERE pattern_id = :id AND success = 1),
-    (SELECT COUNT(*) FROM pattern_applications WHERE pattern_id = :id AND success = 0),
+    (SELECT successes FROM pattern_counts WHERE pattern_id = :id),
+    (SELECT applications - successes FROM pattern_counts WHERE pattern_id = :id),
+    (SELECT last_confirmed_us FROM pattern_counts WHERE pattern_id = :id),
+    (SELECT last_applied_us FROM pattern_counts WHERE pattern_id = :id),
     :suggested_action, :tags, :job, :sheet, :content_hash, :instrument, :workspace
 )
 ON CONFLICT(id) DO UPDATE SET
     occurrence_count = occurrence_count + 1,
+    first_seen_us = MIN(first_seen_us, excluded.first_seen_us),
     last_seen_us = MAX(last_seen_us, excluded.last_seen_us),
     description = CASE WHEN excluded.description != '' THEN excluded.description ELSE description END,
     suggested_action = COALESCE(excluded.suggested_action, suggested_action),
@@ -58,73 +111,243 @@ ON CONFLICT(id) DO UPDATE SET
             UNION SELECT value FROM json_each(excluded.context_tags) ORDER BY value
         )
     )
+RETURNING {STATE_COLUMNS}, effectiveness_score, variance
 """
+INSERT_TAG = "INSERT INTO pattern_tags VALUES (?, ?) ON CONFLICT DO NOTHING"
+SET_PRIORITY = "UPDATE patterns SET priority_score = ? WHERE id = ?"
 
 
-def observe(conn: sqlite3.Connection, env: Envelope, p: PatternObserved, seq: int) -> None:
-    conn.execute(
+def observe(conn: sqlite3.Connection, env: Envelope, p: PatternObserved, seq: int, s: LearningSettings) -> None:
+    pid = pattern_id(p.pattern_type, p.pattern_name)
+    tags = sorted(set(p.context_tags))
+    if conn.execute(INSERT_COUNTS_ROW, (pid,)).rowcount:
+        _entropy(conn, total=0, delta=0.0, unique=1, effective=0)
+    row = conn.execute(
         UPSERT_PATTERN,
         {
-            "id": pattern_id(p.pattern_type, p.pattern_name),
+            "id": pid,
             "pattern_type": p.pattern_type,
             "pattern_name": p.pattern_name,
             "description": p.description,
             "at": us(env.occurred_at),
             "suggested_action": p.suggested_action,
-            "tags": json.dumps(sorted(set(p.context_tags))),
+            "tags": json.dumps(tags),
             "job": p.provenance_job_hash or env.job,
             "sheet": p.provenance_sheet_num,
             "content_hash": content_hash(p.pattern_type, p.pattern_name, p.description),
             "instrument": p.instrument_name,
             "workspace": env.workspace,
         },
-    )
+    ).fetchone()
+    conn.executemany(INSERT_TAG, [(tag, pid) for tag in tags])
+    state = PatternState.from_row(pid, row[:8])
+    if state.occurrences == 1 and state.successes + state.failures > 0:
+        # First observation of a pattern that was applied before: derive everything from its applications.
+        refresh(conn, state, s, cause=(env.event_id, seq, us(env.occurred_at)))
+    else:
+        # Only the occurrence count changed: priority is the one derived value that depends on it.
+        conn.execute(SET_PRIORITY, (priority(row[8], state.occurrences, row[9], s), pid))
 
+
+# -- applications --------------------------------------------------------------------------------------------
 
 INSERT_APPLICATION = "INSERT INTO pattern_applications VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 COUNT_APPLICATION = """
-UPDATE patterns SET
-    led_to_success_count = led_to_success_count + :ok,
-    led_to_failure_count = led_to_failure_count + (1 - :ok),
-    last_confirmed_us = CASE WHEN :ok = 1 THEN MAX(COALESCE(last_confirmed_us, 0), :at)
-                             ELSE last_confirmed_us END
-WHERE id = :id
+INSERT INTO pattern_counts VALUES (:id, 1, :ok, CASE WHEN :ok = 1 THEN :at END, :at)
+ON CONFLICT(pattern_id) DO UPDATE SET
+    applications = applications + 1,
+    successes = successes + :ok,
+    last_confirmed_us = CASE WHEN :ok = 1 THEN MAX(COALESCE(last_confirmed_us, :at), :at)
+                             ELSE last_confirmed_us END,
+    last_applied_us = MAX(COALESCE(last_applied_us, :at), :at)
+RETURNING applications, successes, last_confirmed_us, last_applied_us
+"""
+SET_COUNTERS = f"""
+UPDATE patterns SET led_to_success_count = ?, led_to_failure_count = ?, last_confirmed_us = ?, last_applied_us = ?
+WHERE id = ? RETURNING {STATE_COLUMNS}
+"""
+UPSERT_ENTROPY = """
+INSERT INTO entropy_state VALUES (1, :total, :delta, :unique, :effective)
+ON CONFLICT(id) DO UPDATE SET
+    total = total + :total, sum_c_log2_c = sum_c_log2_c + :delta,
+    unique_patterns = unique_patterns + :unique, effective_patterns = effective_patterns + :effective
+"""
+UPSERT_FACTOR = """
+INSERT INTO success_factor_counts VALUES (?, ?, ?, 1, ?, ?, ?)
+ON CONFLICT(pattern_id, factor, value) DO UPDATE SET
+    applications = applications + 1, successes = successes + excluded.successes,
+    grounding_sum = grounding_sum + excluded.grounding_sum, grounding_n = grounding_n + excluded.grounding_n
 """
 
 
-def apply(conn: sqlite3.Connection, env: Envelope, p: PatternApplied, seq: int) -> None:
-    # An application may arrive before the pattern's first observation (streams interleave); it is kept
-    # and counted when the pattern row is created (see UPSERT_PATTERN's sub-selects).
-    at = us(env.occurred_at)
+def apply(conn: sqlite3.Connection, env: Envelope, p: PatternApplied, seq: int, s: LearningSettings) -> None:
+    # An application may arrive before the pattern's first observation (streams interleave): it is counted in
+    # `pattern_counts` now, and the pattern row takes its counters from there when it is created.
+    at, ok = us(env.occurred_at), int(p.success)
     conn.execute(
         INSERT_APPLICATION,
         (
-            env.event_id, seq, p.pattern_id, env.workspace, env.job, at, int(p.success),
+            env.event_id, seq, p.pattern_id, env.workspace, env.job, at, ok,
             p.grounding_confidence, p.execution_id, p.model,
             p.success_factors.model_dump_json() if p.success_factors else None,
         ),
     )
-    conn.execute(COUNT_APPLICATION, {"ok": int(p.success), "at": at, "id": p.pattern_id})
+    n, successes, confirmed, applied = conn.execute(COUNT_APPLICATION, {"id": p.pattern_id, "ok": ok, "at": at}
+                                                    ).fetchone()
+    row = conn.execute(SET_COUNTERS, (successes, n - successes, confirmed, applied, p.pattern_id)).fetchone()
+    _entropy(conn, total=1, delta=c_log2_c(n) - c_log2_c(n - 1),
+             unique=int(n == 1 and row is None), effective=int(n == 1))
+    grounding = grounding_of(p.success_factors, p.grounding_confidence)
+    factor_values = [(p.pattern_id, f, v, ok, 0.0, 0) for f, v in factor_rows(p.success_factors, env.occurred_at.hour, s)]
+    if grounding is not None:
+        factor_values.append((p.pattern_id, GROUNDING, "", ok, grounding, 1))
+    conn.executemany(UPSERT_FACTOR, factor_values)
+    if row is not None:
+        refresh(conn, PatternState.from_row(p.pattern_id, row), s, cause=(env.event_id, seq, at))
 
 
-def transition(conn: sqlite3.Connection, env: Envelope, p: PatternTransitioned, seq: int) -> None:
-    row = conn.execute("SELECT quarantine_status FROM patterns WHERE id = ?", (p.pattern_id,)).fetchone()
+def _entropy(conn: sqlite3.Connection, *, total: int, delta: float, unique: int, effective: int) -> None:
+    conn.execute(UPSERT_ENTROPY, {"total": total, "delta": delta, "unique": unique, "effective": effective})
+
+
+# -- derived state -------------------------------------------------------------------------------------------
+
+WINDOW = """
+SELECT success, grounding_confidence FROM pattern_applications WHERE pattern_id = ?
+ORDER BY applied_us DESC, event_id DESC LIMIT ?
+"""
+GROUNDED_WINDOW = """
+SELECT grounding_confidence FROM pattern_applications WHERE pattern_id = ? AND grounding_confidence IS NOT NULL
+ORDER BY applied_us DESC, event_id DESC LIMIT ?
+"""
+SELECT_FACTORS = """
+SELECT factor, value, applications, successes, grounding_sum, grounding_n FROM success_factor_counts
+WHERE pattern_id = ?
+"""
+SET_DERIVED = """
+UPDATE patterns SET effectiveness_score = :eff, variance = :var, priority_score = :pri, trust_score = :trust,
+    trust_calculation_us = :at, success_factors = :factors,
+    success_factors_updated_us = CASE WHEN :factors IS NULL THEN success_factors_updated_us ELSE :at END
+WHERE id = :id
+"""
+UPSERT_DRIFT = """
+INSERT INTO pattern_drift VALUES (:id, :at, :drift, :magnitude, :exceeded, :epistemic, :change, :e_exceeded)
+ON CONFLICT(pattern_id) DO UPDATE SET
+    updated_us = excluded.updated_us, drift = excluded.drift, drift_magnitude = excluded.drift_magnitude,
+    drift_exceeded = excluded.drift_exceeded, epistemic = excluded.epistemic,
+    belief_change = excluded.belief_change, epistemic_exceeded = excluded.epistemic_exceeded
+"""
+INSERT_TRANSITION = "INSERT INTO pattern_transitions VALUES (?,?,?,?,?,?,?,?)"
+SET_STATUS = """
+UPDATE patterns SET quarantine_status = :to,
+    quarantined_at_us = CASE WHEN :to = 'quarantined' THEN :at ELSE quarantined_at_us END,
+    quarantine_reason = CASE WHEN :to = 'quarantined' THEN :reason ELSE NULL END,
+    validated_at_us = CASE WHEN :to = 'validated' THEN :at ELSE validated_at_us END,
+    active = CASE WHEN :to = 'retired' THEN 0 ELSE active END,
+    grace_until_apps = :grace
+WHERE id = :id
+"""
+SET_TRUST = "UPDATE patterns SET trust_score = ?, trust_calculation_us = ? WHERE id = ?"
+
+
+def refresh(conn: sqlite3.Connection, st: PatternState, s: LearningSettings, cause: tuple[str, int, int]) -> None:
+    """Recompute every derived value of one pattern and apply the automatic lifecycle rule.
+
+    `cause` is the (event id, seq, time) of the event that triggered it: the key and time of a derived
+    transition. Scores are as of the pattern's latest application (`last_applied_us`), never the wall clock.
+    """
+    n = st.successes + st.failures
+    fetch = max(s.effectiveness_window, 2 * s.drift_window, 2 * s.epistemic_window)
+    window = conn.execute(WINDOW, (st.id, fetch)).fetchall()
+    recent = window[: s.effectiveness_window]
+    days = days_between(st.last_confirmed_us, st.last_applied_us)
+    eff = effectiveness(st.successes, st.failures, [bool(r[0]) for r in recent], [r[1] for r in recent], days, s)
+    var = variance(st.successes, st.failures)
+    pri = priority(eff, st.occurrences, var, s)
+    event_id, seq, at = cause
+    if st.status != QuarantineStatus.RETIRED:
+        move = automatic_transition(st.status, n, eff, st.grace_until, s)
+        if move is not None:
+            _write_transition(conn, st, move[0], move[1], actor="rule", key=f"{event_id}/{st.id}", seq=seq,
+                              at=at, s=s)
+    rows = [FactorCount(*r) for r in conn.execute(SELECT_FACTORS, (st.id,)).fetchall()]
+    summary = summarise(rows, st.successes, st.failures)
+    conn.execute(SET_DERIVED, {
+        "eff": eff, "var": var, "pri": pri, "trust": trust(st.successes, st.failures, days, st.status, s),
+        "at": st.last_applied_us, "factors": summary.model_dump_json() if summary else None, "id": st.id,
+    })
+    _drift(conn, st, window, fetch, s)
+
+
+def _drift(conn: sqlite3.Connection, st: PatternState, window: list[tuple[int, float | None]], fetched: int,
+           s: LearningSettings) -> None:
+    if len(window) < 2 * min(s.drift_window, s.epistemic_window):
+        return
+    drift = effectiveness_drift(st.id, st.name, [(bool(ok), g) for ok, g in window], s)
+    grounded = [g for _, g in window if g is not None]
+    if len(grounded) < 2 * s.epistemic_window and len(window) == fetched:
+        # Older applications may hold more confidences than this window: read them through the partial index.
+        grounded = [r[0] for r in conn.execute(GROUNDED_WINDOW, (st.id, 2 * s.epistemic_window)).fetchall()]
+    epistemic = epistemic_drift(st.id, st.name, grounded, s)
+    if drift is None and epistemic is None:
+        return
+    conn.execute(UPSERT_DRIFT, {
+        "id": st.id, "at": st.last_applied_us,
+        "drift": drift.model_dump_json() if drift else None,
+        "magnitude": drift.drift_magnitude if drift else None,
+        "exceeded": int(bool(drift and drift.threshold_exceeded)),
+        "epistemic": epistemic.model_dump_json() if epistemic else None,
+        "change": epistemic.belief_change if epistemic else None,
+        "e_exceeded": int(bool(epistemic and epistemic.threshold_exceeded)),
+    })
+
+
+def _write_transition(conn: sqlite3.Connection, st: PatternState, to: QuarantineStatus, reason: str, *,
+                      actor: str, key: str, seq: int, at: int, s: LearningSettings) -> None:
+    """One transition row and the pattern's new status; a revisit opens the re-quarantine grace period.
+
+    Grace is stored as an application count: no automatic quarantine before the pattern reaches it.
+    """
+    applications = st.successes + st.failures
+    grace = applications + s.revisit_grace_applications if is_revisit(st.status, to) else st.grace_until
+    conn.execute(INSERT_TRANSITION, (key, seq, st.id, st.status.value, to.value, reason, actor, at))
+    conn.execute(SET_STATUS, {"to": to.value, "at": at, "reason": reason, "grace": grace, "id": st.id})
+    st.status, st.grace_until = to, grace
+
+
+# -- transitions ---------------------------------------------------------------------------------------------
+
+
+def transition(conn: sqlite3.Connection, env: Envelope, p: PatternTransitioned, seq: int,
+               s: LearningSettings) -> None:
+    """A manual (or service-made) transition event: validated against the lifecycle before any write."""
+    row = conn.execute(SELECT_STATE, (p.pattern_id,)).fetchone()
     if row is None:
         raise EventRejected(f"pattern {p.pattern_id!r} is not in the store")
-    current = QuarantineStatus(row[0])
-    if p.to_status not in ALLOWED_TRANSITIONS[current]:
-        raise EventRejected(f"illegal transition {current.value} -> {p.to_status.value} for {p.pattern_id}")
+    st = PatternState.from_row(p.pattern_id, row)
+    try:
+        check_transition(st.status, p.to_status)
+    except IllegalTransition as exc:
+        raise EventRejected(f"{exc} for pattern {p.pattern_id}") from exc
     at = us(env.occurred_at)
-    conn.execute(
-        "INSERT INTO pattern_transitions VALUES (?,?,?,?,?,?,?,?)",
-        (env.event_id, seq, p.pattern_id, current.value, p.to_status.value, p.reason, p.actor, at),
-    )
-    conn.execute(
-        """UPDATE patterns SET quarantine_status = :to,
-               quarantined_at_us = CASE WHEN :to = 'quarantined' THEN :at ELSE quarantined_at_us END,
-               quarantine_reason = CASE WHEN :to = 'quarantined' THEN :reason ELSE quarantine_reason END,
-               validated_at_us = CASE WHEN :to = 'validated' THEN :at ELSE validated_at_us END,
-               active = CASE WHEN :to = 'retired' THEN 0 ELSE active END
-           WHERE id = :id""",
-        {"to": p.to_status.value, "at": at, "reason": p.reason, "id": p.pattern_id},
-    )
+    _move(conn, st, p.to_status, p.reason, actor=p.actor, key=env.event_id, seq=seq, at=at, s=s)
+
+
+def revisit(conn: sqlite3.Connection, pid: str, *, key: str, seq: int, at: int, reason: str,
+            s: LearningSettings) -> bool:
+    """An entropy response's revisit: quarantined -> pending with a grace period; False if not quarantined."""
+    row = conn.execute(SELECT_STATE, (pid,)).fetchone()
+    if row is None:
+        return False
+    st = PatternState.from_row(pid, row)
+    if st.status != QuarantineStatus.QUARANTINED:
+        return False
+    _move(conn, st, QuarantineStatus.PENDING, reason, actor="entropy_response", key=key, seq=seq, at=at, s=s)
+    return True
+
+
+def _move(conn: sqlite3.Connection, st: PatternState, to: QuarantineStatus, reason: str, *, actor: str, key: str,
+          seq: int, at: int, s: LearningSettings) -> None:
+    _write_transition(conn, st, to, reason, actor=actor, key=key, seq=seq, at=at, s=s)
+    days = days_between(st.last_confirmed_us, st.last_applied_us)
+    conn.execute(SET_TRUST, (trust(st.successes, st.failures, days, to, s), at, st.id))

@@ -138,6 +138,56 @@ MIGRATIONS: tuple[str, ...] = (
         body TEXT NOT NULL
     );
     """,
+    # 2: the learning model (issue 3, docs/LEARNING.md): derived pattern state, incremental aggregates for
+    # entropy, success factors and tags, current drift per pattern, and indexes for the queries.
+    """
+    ALTER TABLE patterns ADD COLUMN last_applied_us INTEGER;
+    ALTER TABLE patterns ADD COLUMN grace_until_apps INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE executions ADD COLUMN computed_confidence REAL;
+
+    CREATE INDEX applications_window ON pattern_applications(pattern_id, applied_us DESC, event_id DESC);
+    CREATE INDEX applications_grounded ON pattern_applications(pattern_id, applied_us DESC, event_id DESC)
+        WHERE grounding_confidence IS NOT NULL;
+
+    CREATE TABLE pattern_counts (
+        pattern_id TEXT PRIMARY KEY, applications INTEGER NOT NULL, successes INTEGER NOT NULL,
+        last_confirmed_us INTEGER, last_applied_us INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX pattern_counts_applications ON pattern_counts(applications);
+
+    CREATE TABLE entropy_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1), total INTEGER NOT NULL, sum_c_log2_c REAL NOT NULL,
+        unique_patterns INTEGER NOT NULL, effective_patterns INTEGER NOT NULL
+    );
+
+    CREATE TABLE success_factor_counts (
+        pattern_id TEXT NOT NULL, factor TEXT NOT NULL, value TEXT NOT NULL,
+        applications INTEGER NOT NULL, successes INTEGER NOT NULL,
+        grounding_sum REAL NOT NULL DEFAULT 0, grounding_n INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (pattern_id, factor, value)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE pattern_tags (
+        tag TEXT NOT NULL, pattern_id TEXT NOT NULL, PRIMARY KEY (tag, pattern_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX pattern_tags_pattern ON pattern_tags(pattern_id);
+
+    CREATE TABLE pattern_drift (
+        pattern_id TEXT PRIMARY KEY, updated_us INTEGER NOT NULL,
+        drift TEXT, drift_magnitude REAL, drift_exceeded INTEGER NOT NULL DEFAULT 0,
+        epistemic TEXT, belief_change REAL, epistemic_exceeded INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE INDEX drift_alerts ON pattern_drift(drift_exceeded, drift_magnitude);
+    CREATE INDEX epistemic_alerts ON pattern_drift(epistemic_exceeded, belief_change);
+
+    CREATE INDEX patterns_status_priority ON patterns(quarantine_status, priority_score DESC);
+    CREATE INDEX patterns_type_priority ON patterns(pattern_type, priority_score DESC);
+    CREATE INDEX recoveries_success ON error_recoveries(error_code, recovery_success, recorded_us);
+    CREATE INDEX recoveries_model_success ON error_recoveries(error_code, model, recovery_success, recorded_us);
+    CREATE INDEX escalations_similarity ON escalation_decisions(confidence, validation_pass_rate);
+    CREATE INDEX executions_started ON executions(started_us);
+    CREATE INDEX entropy_history_seq ON entropy_history(seq);
+    """,
 )
 
 PROJECTION_TABLES: tuple[str, ...] = (
@@ -154,6 +204,11 @@ PROJECTION_TABLES: tuple[str, ...] = (
     "entropy_responses",
     "entropy_history",
     "drift_history",
+    "pattern_counts",
+    "entropy_state",
+    "success_factor_counts",
+    "pattern_tags",
+    "pattern_drift",
 )
 """Every table derived from the ledger: dropped and replayed by `pheromone rebuild`."""
 
