@@ -110,10 +110,25 @@ Payload = Annotated[
 
 PAYLOAD_TYPES: tuple[type[Contract], ...] = get_args(get_args(Payload)[0])
 
-EventKind = StrEnum(  # type: ignore[misc]
-    "EventKind", {t.model_fields["type"].default.upper(): t.model_fields["type"].default for t in PAYLOAD_TYPES}
-)
-"""Every payload `type`, for queries by kind (seed 003's ExperienceEventKind)."""
+class EventKind(StrEnum):
+    """Every payload `type`, for queries by kind (seed 003's ExperienceEventKind); kept equal to
+    PAYLOAD_TYPES by a test."""
+
+    EXECUTION = "execution"
+    PATTERN_OBSERVED = "pattern_observed"
+    PATTERN_APPLIED = "pattern_applied"
+    PATTERN_TRANSITION = "pattern_transition"
+    ERROR_RECOVERY = "error_recovery"
+    RATE_LIMIT = "rate_limit"
+    ESCALATION = "escalation"
+    ESCALATION_OUTCOME = "escalation_outcome"
+    PATTERN_DISCOVERY = "pattern_discovery"
+    EVOLUTION_ENTRY = "evolution_entry"
+    ENTROPY_METRICS = "entropy_metrics"
+    BUDGET = "budget"
+    ENTROPY_RESPONSE = "entropy_response"
+    DRIFT = "drift"
+    EPISTEMIC_DRIFT = "epistemic_drift"
 
 
 class Envelope(Contract):
@@ -130,7 +145,7 @@ class Envelope(Contract):
 
     @property
     def kind(self) -> str:
-        return self.payload.type  # type: ignore[no-any-return]
+        return self.payload.type
 
 
 class WireEnvelope(Envelope):

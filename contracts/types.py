@@ -1,7 +1,7 @@
 """Field types shared by every contract.
 
-Each type states its bounds once, so a producer in any language gets the same precise error from the JSON
-Schema (`pheromone schema`) as a Python producer gets from pydantic:
+Each type states its bounds once, so a producer in any language can check its events against the JSON Schema
+(`pheromone schema`) before sending; the 2000-01-01 floor on timestamps is enforced by pydantic only:
 
 - text fields have a maximum length (oversized input is rejected, never truncated);
 - floats are finite (NaN and infinities are rejected by `allow_inf_nan=False` on every model);

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from contracts.streams import (
     BROADCAST_RETENTION_S,
     DEAD_RETENTION_S,
+    DISCOVERY_TTL_S,
     DEFAULT_PREFIX,
     INGEST_RETENTION_S,
 )
@@ -156,6 +157,8 @@ class CoordinationSettings(BaseModel):
     """K: the entropy service evaluates diversity after every K pattern applications (fleet-wide)."""
     entropy_check_interval_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
     """T: ... and at least every T seconds while applications arrive (one replica per interval)."""
+    entropy_min_applications: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+    """No response while the population has fewer applications than this: a handful is noise, not collapse."""
     entropy_cooldown_s: Annotated[float, Field(gt=0, le=7 * 86_400)] = 600.0
     """After a response, no other for this long: the response lock's TTL, shared by every replica."""
     max_quarantine_revisits: Annotated[int, Field(ge=0, le=1_000)] = 3
@@ -192,6 +195,8 @@ class Settings(BaseSettings):
     trim_interval_s: Annotated[float, Field(gt=0, le=3_600)] = 30.0
     ingest_retention_s: Annotated[float, Field(gt=0)] = INGEST_RETENTION_S
     broadcast_retention_s: Annotated[float, Field(gt=0)] = BROADCAST_RETENTION_S
+    ttl_stream_retention_s: Annotated[float, Field(gt=0)] = DISCOVERY_TTL_S
+    """Age kept on the TTL'd ratelimits and discoveries streams (never trimmed past what a group needs)."""
     dead_retention_s: Annotated[float, Field(gt=0)] = DEAD_RETENTION_S
     learning: LearningSettings = Field(default_factory=LearningSettings)
     coordination: CoordinationSettings = Field(default_factory=CoordinationSettings)

@@ -35,8 +35,8 @@ async def build(ctx: ServiceContext) -> ServiceParts:
         workers=[ctx.worker("store", stream, GROUP_STORE, handle, records_poison=True) for stream in streams],
         trims=[
             (keys.ingest, s.ingest_retention_s, True),
-            (keys.ratelimits, s.ingest_retention_s, True),
-            (keys.discoveries, s.ingest_retention_s, True),
+            (keys.ratelimits, s.ttl_stream_retention_s, True),
+            (keys.discoveries, s.ttl_stream_retention_s, True),
             (keys.dead, s.dead_retention_s, False),
         ],
         close=store.close,

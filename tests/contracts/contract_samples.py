@@ -1,9 +1,9 @@
 """Valid sample data for every contract, shared by the contract tests.
 
 Samples are Python-mode dicts (datetimes as aware `datetime` objects) with every field set to a non-default
-value, so a round trip exercises every field's serialiser. `minimal()` keeps only the required fields; `as_json()`
-turns a sample into wire JSON the way a non-Python producer would write it (including `NaN`/`Infinity`, which
-Python's json allows).
+value, so a round trip exercises every field's serialiser. `minimal()` keeps only the required fields;
+`as_json()` turns a sample into wire JSON the way a non-Python producer would write it (including
+`NaN`/`Infinity`, which Python's json allows).
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from datetime import UTC, datetime, timedelta, timezone
@@ -56,7 +57,7 @@ def tag(cls: type[Contract]) -> str:
     return str(cls.model_fields["type"].default)
 
 
-def envelope(payload: Contract, **fields: Any) -> Envelope:
+def envelope(payload: Any, **fields: Any) -> Envelope:
     return Envelope(workspace="ws-1", job="job-1", payload=payload, **fields)
 
 
@@ -142,7 +143,12 @@ def test_unknown_payload_type_is_rejected(bad: Any) -> None:
     data["payload"]["type"] = bad
     error = first_error(data)
     assert error["loc"][0] == "payload"
-    assert error["type"] in {"union_tag_invalid", "union_tag_not_found", "model_attributes_type", "string_type"}
+    assert error["type"] in {
+        "union_tag_invalid",
+        "union_tag_not_found",
+        "model_attributes_type",
+        "string_type",
+    }
 
 
 def test_payload_without_type_is_rejected() -> None:
@@ -158,7 +164,9 @@ def test_payload_must_be_an_object(payload: Any) -> None:
     assert first_error(wire(payload=payload))["loc"][0] == "payload"
 
 
-@pytest.mark.parametrize("cls", [c for c in SAMPLES if "type" not in c.model_fields], ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "cls", [c for c in SAMPLES if "type" not in c.model_fields], ids=lambda c: c.__name__
+)
 def test_read_models_are_not_payloads(cls: type[Contract]) -> None:
     """PatternRecord, SuccessFactors and EvolutionEntryInput are never sent as events."""
     assert cls not in PAYLOAD_TYPES
@@ -190,6 +198,15 @@ def test_missing_envelope_fields_are_rejected(field: str) -> None:
     error = first_error(data)
     assert error["loc"] == (field,)
     assert error["type"] == "missing"
+
+
+def test_the_published_wire_schema_requires_what_parse_envelope_requires() -> None:
+    """`pheromone schema Envelope` prints WireEnvelope: producers in other languages see the same rule."""
+    from contracts.events import WireEnvelope
+
+    required = set(WireEnvelope.model_json_schema()["required"])
+    assert required == {"event_id", "occurred_at", "workspace", "job", "payload"}
+    assert WireEnvelope.model_json_schema()["title"] == "Envelope"
 
 
 def test_parsing_the_same_bytes_twice_gives_the_same_envelope() -> None:
@@ -229,7 +246,7 @@ def test_envelopes_are_immutable() -> None:
         env.workspace = "other"  # type: ignore[misc]
 
 
-# --- occurred_at ----------------------------------------------------------------------------------------------
+# --- occurred_at --------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -251,7 +268,9 @@ def test_occurred_at_is_normalised_to_utc(given: str, utc: datetime) -> None:
 
 def test_occurred_at_from_python_is_normalised_to_utc() -> None:
     tokyo = timezone(timedelta(hours=9))
-    env = envelope(PatternObserved(pattern_type="t", pattern_name="n"), occurred_at=datetime(2024, 1, 1, 9, tzinfo=tokyo))
+    env = envelope(
+        PatternObserved(pattern_type="t", pattern_name="n"), occurred_at=datetime(2024, 1, 1, 9, tzinfo=tokyo)
+    )
     assert env.occurred_at.utcoffset() == timedelta(0)
     assert env.occurred_at == datetime(2024, 1, 1, 0, tzinfo=UTC)
     assert env.occurred_at.hour == 0
@@ -279,7 +298,7 @@ def test_unrepresentable_occurred_at_is_a_validation_error(value: str) -> None:
     assert first_error(wire(occurred_at=value))["loc"] == ("occurred_at",)
 
 
-# --- event ids ------------------------------------------------------------------------------------------------
+# --- event ids ----------------------------------------------------------------------------------------------
 
 
 def test_event_id_is_a_ulid_by_default() -> None:
@@ -336,11 +355,11 @@ def test_default_event_ids_are_unique_and_sort_by_creation_time() -> None:
     stamps = [ULID.from_str(i).milliseconds for i in ids]
     assert stamps == sorted(stamps)
     # ... and ids made in later milliseconds sort after earlier ones.
-    for earlier, later in zip(batches, batches[1:], strict=False):
+    for earlier, later in itertools.pairwise(batches):
         assert max(earlier) < min(later)
 
 
-# --- EventKind ------------------------------------------------------------------------------------------------
+# --- EventKind ----------------------------------------------------------------------------------------------
 
 
 def test_event_kind_has_one_member_per_payload_type() -> None:
@@ -356,7 +375,7 @@ def test_envelope_kind_is_an_event_kind(cls: type[Contract]) -> None:
     assert EventKind(env.kind) == env.kind
 
 
-# --- parse_envelope's input limits ------------------------------------------------------------------------------
+# --- parse_envelope's input limits --------------------------------------------------------------------------
 
 
 def _padded(size: int) -> bytes:
@@ -388,10 +407,12 @@ def test_oversized_junk_is_a_value_error() -> None:
 
 
 def test_size_limit_counts_utf8_bytes_for_text_input() -> None:
-    """A str is measured as the bytes it is on the stream, not in characters: the same envelope must be refused
-    whether it arrives as bytes or as text."""
+    """A str is measured as the bytes it is on the stream, not in characters: the same envelope must be
+    refused whether it arrives as bytes or as text."""
     emoji = "\U0001f41c" * 8192  # 8,192 characters (the Text limit), 32 KiB of UTF-8
-    env = envelope(PatternObserved(pattern_type="t", pattern_name="n", description=emoji, suggested_action=emoji))
+    env = envelope(
+        PatternObserved(pattern_type="t", pattern_name="n", description=emoji, suggested_action=emoji)
+    )
     text = env.model_dump_json()
     assert len(text) < MAX_ENTRY_BYTES < len(text.encode())
     with pytest.raises(ValueError, match="limit"):
@@ -442,11 +463,12 @@ def test_duplicate_keys_do_not_smuggle_a_second_payload() -> None:
     assert type(env.payload) in (ExecutionRecord, PatternObserved)
 
 
-# --- properties -------------------------------------------------------------------------------------------------
+# --- properties ---------------------------------------------------------------------------------------------
 
 ids_ = st.from_regex(r"[A-Za-z0-9._:@/+=-]{1,128}", fullmatch=True)
 offsets = st.builds(
-    timezone, st.timedeltas(min_value=-timedelta(hours=23, minutes=59), max_value=timedelta(hours=23, minutes=59))
+    timezone,
+    st.timedeltas(min_value=-timedelta(hours=23, minutes=59), max_value=timedelta(hours=23, minutes=59)),
 )
 aware = st.datetimes(min_value=datetime(2000, 1, 2), max_value=datetime(2099, 12, 30), timezones=offsets)
 names = st.text(min_size=1, max_size=256)
@@ -601,7 +623,9 @@ def test_any_json_in_any_field_raises_only_validation_or_value_errors(
     ),
     st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1),
 )
-def test_any_occurred_at_string_parses_to_utc_after_2000_or_fails_cleanly(naive: datetime, minutes: int) -> None:
+def test_any_occurred_at_string_parses_to_utc_after_2000_or_fails_cleanly(
+    naive: datetime, minutes: int
+) -> None:
     """Built as text (Hypothesis never generates aware datetimes whose UTC instant is unrepresentable)."""
     sign, magnitude = ("-" if minutes < 0 else "+"), abs(minutes)
     text = f"{naive.isoformat()}{sign}{magnitude // 60:02d}:{magnitude % 60:02d}"

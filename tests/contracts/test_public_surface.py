@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pkgutil
 import subprocess
 import sys
 import types
@@ -95,13 +96,19 @@ def _modules_after_importing(code: str) -> list[str]:
     return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-ALL_CONTRACT_MODULES = "import contracts, contracts.types, contracts.records, contracts.events, " \
-    "contracts.queries, contracts.streams"
+ALL_CONTRACT_MODULES = (
+    "import importlib, pkgutil, contracts\n"
+    "for info in pkgutil.iter_modules(contracts.__path__):\n"
+    "    importlib.import_module(f'contracts.{info.name}')"
+)
+"""Import every module of the package, so a new module cannot bring in `services` unnoticed."""
 
 
 def test_contracts_import_nothing_from_services_or_pheromone() -> None:
     modules = _modules_after_importing(ALL_CONTRACT_MODULES)
-    assert "contracts.events" in modules  # the probe really imported contracts
+    expected = {f"contracts.{info.name}" for info in pkgutil.iter_modules(contracts.__path__)}
+    assert {"contracts.events", "contracts.records", "contracts.streams"} <= expected
+    assert expected <= set(modules)  # the probe really imported every module
     leaked = [m for m in modules if m.split(".")[0] in {"services", "pheromone"}]
     assert leaked == []
 

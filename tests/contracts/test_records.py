@@ -6,11 +6,11 @@ import json
 import os
 import random
 import typing
+import warnings
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from tests.contracts.contract_samples import ALL_MODELS, SAMPLES, SEED_RECORDS, as_json, minimal, sample
 from pydantic import ValidationError
 from ulid import ULID
 
@@ -39,6 +39,7 @@ from contracts import (
 )
 from contracts import records as records_module
 from contracts.types import Contract
+from tests.contracts.contract_samples import ALL_MODELS, SAMPLES, SEED_RECORDS, as_json, minimal, sample
 
 _ids = [cls.__name__ for cls in ALL_MODELS]
 
@@ -94,7 +95,7 @@ def test_records_are_immutable() -> None:
         record.sheet_num = 5  # type: ignore[misc]
 
 
-# --- the seed's field names and defaults ----------------------------------------------------------------------
+# --- the seed's field names and defaults --------------------------------------------------------------------
 
 _REQUIRED = object()
 
@@ -112,8 +113,8 @@ SEED_FIELDS: dict[type[Contract], dict[str, Any]] = {
     },
     ExecutionRecord: {
         **dict.fromkeys(
-            "id workspace_hash job_hash sheet_num started_at completed_at duration_seconds status retry_count "
-            "success_without_retry validation_pass_rate confidence_score model".split(),
+            "id workspace_hash job_hash sheet_num started_at completed_at duration_seconds status "
+            "retry_count success_without_retry validation_pass_rate confidence_score model".split(),
             _REQUIRED,
         ),
         "error_codes": [],
@@ -338,8 +339,8 @@ def test_new_id_random_part_varies_within_a_millisecond() -> None:
 
 
 def test_new_id_does_not_depend_on_the_global_random_state() -> None:
-    """Any code in the process may seed the global `random` (test frameworks do, simulations do); two processes
-    seeded alike must still not mint the same ids, so reseeding must not replay the random part."""
+    """Any code in the process may seed the global `random` (test frameworks do, simulations do); two
+    processes seeded alike must still not mint the same ids, so reseeding must not replay the random part."""
     state = random.getstate()
     try:
         random.seed(12345)
@@ -355,7 +356,10 @@ def test_new_id_does_not_depend_on_the_global_random_state() -> None:
 def test_forked_children_do_not_repeat_ids() -> None:
     """new_id's docstring: the random generator is reseeded in forked children."""
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about fork() in a threaded process; the child only writes to a pipe and exits.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # child: report a few ids and leave without running pytest's teardown
         try:
             os.write(write_end, json.dumps([new_id() for _ in range(5)]).encode())
@@ -394,10 +398,12 @@ def test_pattern_id_is_a_valid_identifier() -> None:
     pid = pattern_id("t" * 256, long_name)
     record = PatternRecord.model_validate(sample(PatternRecord, id=pid))
     assert record.id == pid
-    assert PatternDiscoveryEvent.model_validate(sample(PatternDiscoveryEvent, pattern_id=pid)).pattern_id == pid
+    assert (
+        PatternDiscoveryEvent.model_validate(sample(PatternDiscoveryEvent, pattern_id=pid)).pattern_id == pid
+    )
 
 
-# --- clamping, exactly where the seed clamps ------------------------------------------------------------------
+# --- clamping, exactly where the seed clamps ----------------------------------------------------------------
 
 CLAMPS: list[tuple[type[Contract], str, Any, Any]] = [
     (SuccessFactors, "success_rate", 1.5, 1.0),
@@ -621,7 +627,9 @@ def test_closed_vocabularies_are_the_seeds(alias: str, values: set[str]) -> None
         (EpistemicDriftMetrics, "drift_direction", ["strengthening", "weakening", "stable"]),
     ],
 )
-def test_enum_fields_accept_each_seed_value_by_string(cls: type[Contract], field: str, values: list[str]) -> None:
+def test_enum_fields_accept_each_seed_value_by_string(
+    cls: type[Contract], field: str, values: list[str]
+) -> None:
     for value in values:
         from_wire = cls.model_validate_json(as_json(sample(cls, **{field: value})))
         from_python = cls.model_validate(sample(cls, **{field: value}))

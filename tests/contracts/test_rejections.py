@@ -1,8 +1,9 @@
 """Bad input is rejected with a precise error: the ValidationError names the offending field.
 
 Every case is tried the way a non-Python producer sends it (JSON text, including the `NaN`/`Infinity` literals
-Python's json writes) and, where the value exists in Python, as a Python object too. Parametrisation is pinned by
-hand; the `test_*_cover_the_schema` guards fail when a new field of a kind appears without being listed here.
+Python's json writes) and, where the value exists in Python, as a Python object too. Parametrisation is
+pinned by hand; the `test_*_cover_the_schema` guards fail when a new field of a kind appears without being
+listed here.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def assert_rejected_at(
     return errors
 
 
-# --- which fields are which, read back from the JSON Schema (for the coverage guards) ------------------------
+# --- which fields are which, read back from the JSON Schema (for the coverage guards) -----------------------
 
 
 def _properties(cls: type[Contract]) -> dict[str, dict[str, Any]]:
@@ -156,8 +157,12 @@ def test_non_finite_json_literals_are_rejected(literal: str) -> None:
 
 def test_nan_in_a_nested_record_names_the_path() -> None:
     factors = {**SAMPLES[SuccessFactors], "success_rate": float("nan")}
-    assert_rejected_at(PatternRecord, sample(PatternRecord, success_factors=factors), ("success_factors", "success_rate"))
-    assert_rejected_at(PatternApplied, sample(PatternApplied, success_factors=factors), ("success_factors", "success_rate"))
+    assert_rejected_at(
+        PatternRecord, sample(PatternRecord, success_factors=factors), ("success_factors", "success_rate")
+    )
+    assert_rejected_at(
+        PatternApplied, sample(PatternApplied, success_factors=factors), ("success_factors", "success_rate")
+    )
 
 
 # --- wrong types ------------------------------------------------------------------------------------------
@@ -222,9 +227,14 @@ def test_wrong_types_are_rejected(cls: type[Contract], field: str, value: Any, r
 @pytest.mark.parametrize("cls", [ExecutionRecord, RateLimitEvent], ids=_id)
 def test_python_strings_are_not_datetimes(cls: type[Contract]) -> None:
     """Strict: a Python producer passes datetimes, not strings (JSON carries them as strings)."""
-    assert_rejected_at(cls, sample(cls, recorded_at="2024-01-01T00:00:00Z") if cls is RateLimitEvent
-                       else sample(cls, started_at="2024-01-01T00:00:00Z"),
-                       ("recorded_at",) if cls is RateLimitEvent else ("started_at",), _validate_python)
+    assert_rejected_at(
+        cls,
+        sample(cls, recorded_at="2024-01-01T00:00:00Z")
+        if cls is RateLimitEvent
+        else sample(cls, started_at="2024-01-01T00:00:00Z"),
+        ("recorded_at",) if cls is RateLimitEvent else ("started_at",),
+        _validate_python,
+    )
 
 
 # --- unknown fields ---------------------------------------------------------------------------------------
@@ -314,8 +324,11 @@ TEXT_FIELDS: list[Field] = [
     (PatternTransitioned, "reason"),
 ]
 
-MAX_LENGTH = {**dict.fromkeys(IDENTIFIER_FIELDS, 128), **dict.fromkeys(NAME_FIELDS, 256),
-              **dict.fromkeys(TEXT_FIELDS, 8192)}
+MAX_LENGTH = {
+    **dict.fromkeys(IDENTIFIER_FIELDS, 128),
+    **dict.fromkeys(NAME_FIELDS, 256),
+    **dict.fromkeys(TEXT_FIELDS, 8192),
+}
 
 
 def test_string_fields_cover_the_schema() -> None:
@@ -337,7 +350,10 @@ def test_oversized_strings_are_rejected_not_truncated(cls: type[Contract], field
 def test_length_is_counted_in_characters() -> None:
     """A 256-character name of 4-byte characters is still a valid name."""
     name = "\U0001f41c" * 256
-    assert PatternObserved.model_validate_json(as_json(sample(PatternObserved, pattern_name=name))).pattern_name == name
+    assert (
+        PatternObserved.model_validate_json(as_json(sample(PatternObserved, pattern_name=name))).pattern_name
+        == name
+    )
 
 
 @pytest.mark.parametrize(("cls", "field"), NAME_FIELDS, ids=_id)
@@ -391,7 +407,9 @@ def test_list_fields_cover_the_schema() -> None:
 @pytest.mark.parametrize(("cls", "field"), list(LIST_LIMITS), ids=_id)
 def test_oversized_lists_are_rejected(cls: type[Contract], field: str, route: Any) -> None:
     limit = LIST_LIMITS[(cls, field)]
-    errors = assert_rejected_at(cls, sample(cls, **{field: [f"i{n}" for n in range(limit + 1)]}), (field,), route)
+    errors = assert_rejected_at(
+        cls, sample(cls, **{field: [f"i{n}" for n in range(limit + 1)]}), (field,), route
+    )
     assert errors[0]["type"] == "too_long"
     assert len(getattr(route(cls, sample(cls, **{field: [f"i{n}" for n in range(limit)]})), field)) == limit
 
@@ -425,8 +443,11 @@ def test_datetime_fields_cover_the_schema() -> None:
     assert set(DATETIME_FIELDS) == _schema_fields(lambda p: p.get("format") == "date-time")
 
 
-@pytest.mark.parametrize("naive", [datetime(2024, 1, 1, 12, 0), "2024-01-01T12:00:00", "2024-01-01T12:00:00.5"],
-                         ids=["python", "json", "json-fraction"])
+@pytest.mark.parametrize(
+    "naive",
+    [datetime(2024, 1, 1, 12, 0), "2024-01-01T12:00:00", "2024-01-01T12:00:00.5"],
+    ids=["python", "json", "json-fraction"],
+)
 @pytest.mark.parametrize(("cls", "field"), DATETIME_FIELDS, ids=_id)
 def test_naive_datetimes_are_rejected(cls: type[Contract], field: str, naive: Any) -> None:
     route = _validate_python if isinstance(naive, datetime) else _validate_json
@@ -451,10 +472,14 @@ def test_timestamps_before_2000_are_rejected(cls: type[Contract], field: str, va
 
 @pytest.mark.parametrize(("cls", "field"), DATETIME_FIELDS, ids=_id)
 def test_the_python_epoch_is_rejected(cls: type[Contract], field: str) -> None:
-    assert_rejected_at(cls, sample(cls, **{field: datetime(1970, 1, 1, tzinfo=UTC)}), (field,), _validate_python)
+    assert_rejected_at(
+        cls, sample(cls, **{field: datetime(1970, 1, 1, tzinfo=UTC)}), (field,), _validate_python
+    )
 
 
-@pytest.mark.parametrize("value", ["2000-01-01T00:00:00Z", "2000-01-01T01:00:00+01:00", "1999-12-31T19:00:00-05:00"])
+@pytest.mark.parametrize(
+    "value", ["2000-01-01T00:00:00Z", "2000-01-01T01:00:00+01:00", "1999-12-31T19:00:00-05:00"]
+)
 def test_the_first_instant_of_2000_is_accepted(value: str) -> None:
     record = ExecutionRecord.model_validate_json(as_json(sample(ExecutionRecord, started_at=value)))
     assert record.started_at == datetime(2000, 1, 1, tzinfo=UTC)
@@ -467,15 +492,21 @@ def test_the_first_instant_of_2000_is_accepted(value: str) -> None:
         "9999-12-31T23:59:59-01:00",  # UTC instant is in year 10000
     ],
 )
-@pytest.mark.parametrize(("cls", "field"), [(ExecutionRecord, "started_at"), (PatternRecord, "last_confirmed")], ids=_id)
-def test_unrepresentable_utc_instants_are_a_validation_error(cls: type[Contract], field: str, value: str) -> None:
-    """Converting these to UTC overflows `datetime`; that must surface as a ValidationError, not OverflowError."""
+@pytest.mark.parametrize(
+    ("cls", "field"), [(ExecutionRecord, "started_at"), (PatternRecord, "last_confirmed")], ids=_id
+)
+def test_unrepresentable_utc_instants_are_a_validation_error(
+    cls: type[Contract], field: str, value: str
+) -> None:
+    """Converting these to UTC overflows `datetime`: that must be a ValidationError, not an OverflowError."""
     assert_rejected_at(cls, sample(cls, **{field: value}), (field,))
 
 
 def test_unrepresentable_utc_instant_from_python_is_a_validation_error() -> None:
     early = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))
-    assert_rejected_at(ExecutionRecord, sample(ExecutionRecord, started_at=early), ("started_at",), _validate_python)
+    assert_rejected_at(
+        ExecutionRecord, sample(ExecutionRecord, started_at=early), ("started_at",), _validate_python
+    )
 
 
 # --- numeric ranges (rejected, not clamped) ----------------------------------------------------------------
@@ -509,7 +540,9 @@ def test_ratio_fields_cover_the_schema() -> None:
 @pytest.mark.parametrize("route", ROUTES, ids=ROUTE_IDS)
 @pytest.mark.parametrize("value", [1.5, -0.1, 1.0000000001, -1e-12, 100])
 @pytest.mark.parametrize(("cls", "field"), RATIO_FIELDS, ids=_id)
-def test_out_of_range_ratios_are_rejected_not_clamped(cls: type[Contract], field: str, value: float, route: Any) -> None:
+def test_out_of_range_ratios_are_rejected_not_clamped(
+    cls: type[Contract], field: str, value: float, route: Any
+) -> None:
     errors = assert_rejected_at(cls, sample(cls, **{field: value}), (field,), route)
     assert errors[0]["type"] in {"less_than_equal", "greater_than_equal"}
 
@@ -523,7 +556,9 @@ def test_ratio_bounds_are_inclusive(cls: type[Contract], field: str, value: floa
 def test_pattern_discovery_effectiveness_1_5_is_rejected() -> None:
     """The brief's example: a broadcast ratio is the producer's claim, so it is rejected, never clamped."""
     with pytest.raises(ValidationError) as exc:
-        PatternDiscoveryEvent.model_validate_json(as_json(sample(PatternDiscoveryEvent, effectiveness_score=1.5)))
+        PatternDiscoveryEvent.model_validate_json(
+            as_json(sample(PatternDiscoveryEvent, effectiveness_score=1.5))
+        )
     assert exc.value.errors()[0]["loc"] == ("effectiveness_score",)
 
 
@@ -604,7 +639,9 @@ def test_invalid_ids_are_rejected(cls: type[Contract], field: str, value: str) -
     assert_rejected_at(cls, sample(cls, **{field: value}), (field,))
 
 
-@pytest.mark.parametrize("value", ["x" * 128, "A-Za-z0-9._:@/+=-", "sha256:0123abcd", "w/ork@space=1+2"], ids=_id)
+@pytest.mark.parametrize(
+    "value", ["x" * 128, "A-Za-z0-9._:@/+=-", "sha256:0123abcd", "w/ork@space=1+2"], ids=_id
+)
 @pytest.mark.parametrize(("cls", "field"), IDENTIFIER_FIELDS, ids=_id)
 def test_valid_ids_are_accepted(cls: type[Contract], field: str, value: str) -> None:
     assert getattr(_validate_json(cls, sample(cls, **{field: value})), field) == value
@@ -612,7 +649,9 @@ def test_valid_ids_are_accepted(cls: type[Contract], field: str, value: str) -> 
 
 def test_invalid_ids_inside_a_list_name_their_index() -> None:
     assert_rejected_at(
-        EntropyResponseRecord, sample(EntropyResponseRecord, patterns_revisited=["ok", "bad id"]), ("patterns_revisited", 1)
+        EntropyResponseRecord,
+        sample(EntropyResponseRecord, patterns_revisited=["ok", "bad id"]),
+        ("patterns_revisited", 1),
     )
 
 
