@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import logging
 import os
 from collections import deque
@@ -122,6 +123,7 @@ class Pheromone:
         self._redis: aioredis.Redis | None = None
         self._server: Any = None
         self._open = False
+        self._spill_blocked_until = 0.0
         self.stats = ClientStats()
         self.queries: QueryClient | None = None
         self._hub: BroadcastHub | None = None
@@ -243,10 +245,16 @@ class Pheromone:
         Fire-and-forget like `emit()`. The limit expires `expiry_factor x duration` after now (1.0 by default:
         docs/COORDINATION.md says why). The coordinator makes it visible to every job within milliseconds.
         """
+        if not 0 < expiry_factor <= 10:
+            raise ValueError(f"expiry_factor must be in (0, 10], got {expiry_factor!r}")
         now = datetime.now(UTC)
+        try:
+            expires = rate_limit_expiry(now, duration_seconds, expiry_factor)
+        except (OverflowError, ValueError):
+            expires = now  # NaN or infinite: the record below refuses the duration with a precise error
         record = RateLimitEvent(
             error_code=error_code, model=model, recorded_at=now, source_job_hash=self.job,
-            expires_at=rate_limit_expiry(now, duration_seconds, expiry_factor), duration_seconds=duration_seconds,
+            expires_at=expires, duration_seconds=duration_seconds,
         )
         return self.emit(record, occurred_at=now)
 
@@ -322,13 +330,15 @@ class Pheromone:
     # -- background ------------------------------------------------------------------------------------
 
     def _spill(self) -> None:
-        if not self._buffer:
+        if not self._buffer or time.monotonic() < self._spill_blocked_until:
             return
         records = [f"{p[0]}\t{self._json(p)}".encode() for p in self._buffer]
         try:
             self._spool.append(records)
         except SpoolError as exc:
-            # Spool full or disk full: keep them in memory (over the bound) rather than drop anything.
+            # Spool full or disk full: keep them in memory (over the bound) rather than drop anything, and
+            # do not retry (re-serialising the whole buffer) on every emit: once a second is enough.
+            self._spill_blocked_until = time.monotonic() + 1.0
             log.error("cannot spool %d events, keeping them in memory: %s", len(records), exc)
             return
         self.stats.spooled += len(records)
@@ -349,14 +359,21 @@ class Pheromone:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX_S)
                 self._wake.set()
+            except Exception:
+                # Never let the flusher die: emit() would go on accepting events nobody sends.
+                self.stats.send_failures += 1
+                log.exception("flusher error; retrying")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX_S)
+                self._wake.set()
 
     async def _drain(self) -> None:
         assert self._redis is not None
         while True:
             if self._spool.pending():
                 records, cursor = self._spool.read_batch(self._batch_size)
-                batch = [tuple(r.decode().split("\t", 1)) for r in records]
-                await self._send(batch)  # type: ignore[arg-type]
+                batch, corrupt = self._decode_spooled(records)
+                await self._send(batch, corrupt)
                 self._spool.commit(cursor)
                 self.stats.replayed += len(batch)
             elif self._buffer:
@@ -372,6 +389,20 @@ class Pheromone:
                 self._idle.set()
                 return
 
+    def _decode_spooled(self, records: Sequence[bytes]) -> tuple[list[tuple[str, str]], list[bytes]]:
+        """Spooled lines as (stream, json); lines that are not ours (disk corruption) are set apart."""
+        batch: list[tuple[str, str]] = []
+        corrupt: list[bytes] = []
+        for record in records:
+            stream, tab, body = record.partition(b"\t")
+            try:
+                if not tab or not stream.startswith(f"{self.keys.prefix}:".encode()):
+                    raise ValueError("not a spool record")
+                batch.append((stream.decode(), body.decode()))
+            except (ValueError, UnicodeDecodeError):
+                corrupt.append(record)
+        return batch, corrupt
+
     def _json(self, pending: _Pending) -> str:
         """The envelope's JSON, byte-compatible with `Envelope.model_dump_json()` (tested)."""
         _, event_id, when, correlation_id, record = pending
@@ -381,9 +412,16 @@ class Pheromone:
             f'{json.dumps(correlation_id)},"payload":{record.model_dump_json()}}}'
         )
 
-    async def _send(self, batch: Sequence[tuple[str, str]]) -> None:
+    async def _send(self, batch: Sequence[tuple[str, str]], corrupt: Sequence[bytes] = ()) -> None:
         assert self._redis is not None
         async with self._redis.pipeline(transaction=False) as pipe:
             for stream, body in batch:
                 pipe.xadd(stream, {FIELD: body})
+            for record in corrupt:
+                # Nothing is dropped silently: an unreadable spool line goes to the dead letters for a human.
+                pipe.xadd(self.keys.dead, {"stream": "spool", "group": "client", "id": "0-0",
+                                           "error": "unreadable spool record", "deliveries": "0",
+                                           "at": str(int(time.time() * 1000)), "f:raw": record})
             await pipe.execute()
+        if corrupt:
+            log.error("sent %d unreadable spool records to the dead letters", len(corrupt))

@@ -58,3 +58,67 @@ class QueryClient:
         result = await self.call("events", query.model_dump(mode="json"), timeout=timeout)
         # Strict contracts take times from JSON strings only: re-validate as JSON, not as Python objects.
         return _ENVELOPES.validate_json(json.dumps(result))
+
+    # -- the learning model (issue 3; docs/LEARNING.md). Results are the query service's JSON, as dicts. --
+
+    async def patterns(
+        self,
+        *,
+        pattern_type: str | None = None,
+        tags: list[str] | None = None,
+        match_all_tags: bool = False,
+        status: list[str] | None = None,
+        min_trust: float = 0.0,
+        min_priority: float = 0.0,
+        instrument: str | None = None,
+        limit: int = 20,
+        timeout: float = 10.0,
+    ) -> list[dict[str, Any]]:
+        """Best patterns first (by priority): e.g. `patterns(tags=["rate_limit"], min_trust=0.6)`."""
+        args = {"pattern_type": pattern_type, "tags": tags or [], "match_all_tags": match_all_tags,
+                "status": status or [], "min_trust": min_trust, "min_priority": min_priority,
+                "instrument": instrument, "limit": limit}
+        return await self.call("patterns", args, timeout=timeout)  # type: ignore[no-any-return]
+
+    async def pattern(self, pattern_id: str, *, timeout: float = 10.0) -> dict[str, Any]:
+        """One pattern with provenance, transitions, success factors and its "why" analysis."""
+        return await self.call("pattern", {"id": pattern_id}, timeout=timeout)  # type: ignore[no-any-return]
+
+    async def learned_wait(self, error_code: str, *, model: str | None = None, static_seconds: float | None = None,
+                           timeout: float = 10.0) -> dict[str, Any]:
+        """`{"wait_seconds", "confidence", "strategy", ...}` for an error code (and model)."""
+        args = {"error_code": error_code, "model": model, "static_seconds": static_seconds}
+        return await self.call("wait", args, timeout=timeout)  # type: ignore[no-any-return]
+
+    async def similar_escalations(self, confidence: float, validation_pass_rate: float, *, limit: int = 5,
+                                  timeout: float = 10.0) -> dict[str, Any]:
+        """`{"suggestion", "similar"}`: past decisions near this confidence and pass rate, best outcome first."""
+        args = {"confidence": confidence, "validation_pass_rate": validation_pass_rate, "limit": limit}
+        return await self.call("escalations_similar", args, timeout=timeout)  # type: ignore[no-any-return]
+
+    async def execution_stats(self, *, workspace_hash: str | None = None, job_hash: str | None = None,
+                              model: str | None = None, by: str | None = None, error_code: str | None = None,
+                              timeout: float = 10.0) -> dict[str, Any]:
+        """`{"stats", "optimal_window"}`, overall or grouped `by` workspace, job or model."""
+        args = {"workspace_hash": workspace_hash, "job_hash": job_hash, "model": model, "by": by,
+                "error_code": error_code}
+        return await self.call("execution_stats", args, timeout=timeout)  # type: ignore[no-any-return]
+
+    async def entropy(self, *, history: bool = False, timeout: float = 10.0) -> dict[str, Any]:
+        """The pattern population's current entropy (`current`), and its recorded `history` if asked."""
+        return await self.call("entropy", {"history": history}, timeout=timeout)  # type: ignore[no-any-return]
+
+    async def exploration_budget(self, *, job_hash: str | None = None, timeout: float = 10.0) -> dict[str, Any]:
+        """`{"current", "history", "statistics", "rules"}` of the exploration budget."""
+        return await self.call("budget", {"job_hash": job_hash}, timeout=timeout)  # type: ignore[no-any-return]
+
+    async def drift(self, *, epistemic: bool = False, include_stable: bool = False,
+                    timeout: float = 10.0) -> dict[str, Any]:
+        """Patterns whose effectiveness (or, `epistemic`, belief) drift crosses its threshold."""
+        args = {"epistemic": epistemic, "include_stable": include_stable}
+        return await self.call("drift", args, timeout=timeout)  # type: ignore[no-any-return]
+
+    async def trajectory(self, *, window_cycles: int | None = None, timeout: float = 10.0) -> dict[str, Any]:
+        """Evolution trajectory entries and the recurring issue classes over the last `window_cycles`."""
+        return await self.call("trajectory", {"window_cycles": window_cycles},  # type: ignore[no-any-return]
+                               timeout=timeout)

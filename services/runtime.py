@@ -29,6 +29,7 @@ from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage
 from faststream.redis.message import FAKE_CONSUMER
 from faststream.redis.message import RedisBatchStreamMessage as BatchMessage
+from faststream.redis.message import RedisListMessage
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, TimeoutError as RedisTimeoutError
 
@@ -78,11 +79,12 @@ ServiceFactory = Callable[[ServiceContext], Awaitable[ServiceParts]]
 def _factories() -> dict[str, ServiceFactory]:
     from services.broadcaster.service import build as build_broadcaster
     from services.coordinator.service import build as build_coordinator
+    from services.entropy.service import build as build_entropy
     from services.query.service import build as build_query
     from services.store.service import build as build_store
 
     return {"store": build_store, "query": build_query, "coordinator": build_coordinator,
-            "broadcaster": build_broadcaster}
+            "broadcaster": build_broadcaster, "entropy": build_entropy}
 
 
 def service_names() -> tuple[str, ...]:
@@ -93,6 +95,12 @@ async def _raw_batch_parser(message: Mapping[str, Any], original: object = None)
     # FastStream's default parser JSON-decodes every entry and fails the whole batch on one bad entry; our
     # entries are parsed (and dead-lettered one by one) by GroupWorker, so hand them over untouched.
     return BatchMessage(raw_message=message, body=b"", consumer=FAKE_CONSUMER, group=None)  # type: ignore[arg-type]
+
+
+async def _raw_list_parser(message: Mapping[str, Any], original: object = None) -> RedisListMessage:
+    # FastStream's list parser unwraps FastStream-shaped bodies and honours their headers.reply_to, which
+    # would let a request make the service publish to any channel it names: take the bytes as they are.
+    return RedisListMessage(raw_message=message, body=message["data"])  # type: ignore[arg-type]
 
 
 async def _raw_body(message: Any, original: object = None) -> bytes:
@@ -134,7 +142,7 @@ class Runtime:
                 await self._ensure_group(worker)
                 self._subscribers.append((worker, self._subscribe(worker)))
             for source, handler in part.subscriptions:
-                self.broker.subscriber(list=source, decoder=_raw_body)(handler)
+                self.broker.subscriber(list=source, parser=_raw_list_parser, decoder=_raw_body)(handler)
         await self.broker.start()
         for part in self.parts:
             for worker in part.workers:
@@ -150,6 +158,12 @@ class Runtime:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
+            # Python 3.11's asyncio.wait_for, which redis-py uses for socket timeouts, can swallow a
+            # cancellation when the awaited call completes in the same loop iteration (bpo-42130, fixed in
+            # 3.12); the loop then carries on and a plain `await task` never returns. Cancel until it ends.
+            while not task.done():
+                await asyncio.wait([task], timeout=0.1)
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()

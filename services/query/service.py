@@ -1,7 +1,8 @@
 """The query service: answers jobs' request/reply queries from the store.
 
 Subscriber (FastStream list subscriber):
-  - reads requests from the list `{prefix}:queries` (BRPOP: replicas share requests, each is answered once);
+  - reads requests from the list `{prefix}:queries` (BLPOP; clients RPUSH, so requests are answered oldest
+    first; replicas share requests and each is answered once);
   - writes the answer to the request's one-off reply list, which expires after `REPLY_TTL_S`;
   - ack policy: none (a list pop is the receipt); a request that cannot be parsed is answered with an error
     when it names a valid reply key, else logged and dropped: queries are not durable events;
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 
 from contracts import EventQuery
 from services.consumer import describe
+from services.query.learning import LEARNING_OPS
 from services.runtime import ServiceContext, ServiceParts
 from services.store.reader import Reader
 
@@ -33,7 +35,9 @@ Op = Callable[[Reader, dict[str, Any]], Awaitable[Any]]
 
 
 async def _events(reader: Reader, args: dict[str, Any]) -> Any:
-    return [json.loads(body) for body in await reader.events(EventQuery.model_validate(args))]
+    # Validate as JSON: strict contracts take times from JSON strings, not from Python strings.
+    query = EventQuery.model_validate_json(json.dumps(args))
+    return [json.loads(body) for body in await reader.events(query)]
 
 
 async def _counts(reader: Reader, args: dict[str, Any]) -> Any:
@@ -42,6 +46,7 @@ async def _counts(reader: Reader, args: dict[str, Any]) -> Any:
 
 OPS: dict[str, Op] = {"events": _events, "counts": _counts}
 """Query operations by name; later issues add theirs here."""
+OPS.update(LEARNING_OPS)  # the learning model's queries (issue 3)
 
 
 async def answer(reader: Reader, raw: bytes, reply_pattern: re.Pattern[str]) -> tuple[str | None, dict[str, Any]]:
@@ -56,8 +61,9 @@ async def answer(reader: Reader, raw: bytes, reply_pattern: re.Pattern[str]) -> 
     if not isinstance(reply, str) or not reply_pattern.fullmatch(reply):
         return None, {"ok": False, "error": "request has no valid reply key"}
     op, args = request.get("op"), request.get("args", {})
-    if op not in OPS:
-        return reply, {"ok": False, "error": f"unknown query {op!r}; known: {', '.join(sorted(OPS))}"}
+    if not isinstance(op, str) or op not in OPS:
+        shown = op if isinstance(op, str) else type(op).__name__
+        return reply, {"ok": False, "error": f"unknown query {shown!r}; known: {', '.join(sorted(OPS))}"}
     if not isinstance(args, dict):
         return reply, {"ok": False, "error": "args must be an object"}
     try:

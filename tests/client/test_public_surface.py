@@ -1,0 +1,85 @@
+"""The client library's curated public surface, pinned (as httpx pins its `__all__`)."""
+
+from __future__ import annotations
+
+import inspect
+import types
+
+import pytest
+
+import pheromone
+from pheromone import (
+    ClientClosedError,
+    ClientError,
+    FlushTimeout,
+    Pheromone,
+    QueryError,
+    QueryTimeout,
+)
+
+EXPECTED_ALL = [
+    "ClientClosedError",
+    "ClientError",
+    "ClientStats",
+    "EventQuery",
+    "FlushTimeout",
+    "Pheromone",
+    "QueryError",
+    "QueryTimeout",
+    "TimeRange",
+]
+
+
+def test_all_is_pinned_and_sorted() -> None:
+    assert pheromone.__all__ == EXPECTED_ALL
+    assert sorted(set(pheromone.__all__)) == pheromone.__all__
+
+
+def test_all_lists_every_public_name_and_nothing_else() -> None:
+    public = {
+        name
+        for name, value in vars(pheromone).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert public == set(pheromone.__all__)
+
+
+@pytest.mark.parametrize("name", EXPECTED_ALL)
+def test_every_exported_name_imports(name: str) -> None:
+    namespace: dict[str, object] = {}
+    exec(f"from pheromone import {name}", namespace)
+    assert namespace[name] is getattr(pheromone, name)
+    assert namespace[name] is not None
+
+
+def test_star_import_gives_exactly_all() -> None:
+    namespace: dict[str, object] = {}
+    exec("from pheromone import *", namespace)
+    assert sorted(k for k in namespace if k != "__builtins__") == EXPECTED_ALL
+
+
+def test_query_types_are_the_contracts_own() -> None:
+    import contracts
+
+    assert pheromone.EventQuery is contracts.EventQuery
+    assert pheromone.TimeRange is contracts.TimeRange
+
+
+def test_the_error_tree_is_as_drawn() -> None:
+    assert issubclass(ClientClosedError, ClientError)
+    assert issubclass(FlushTimeout, ClientError) and issubclass(FlushTimeout, TimeoutError)
+    assert issubclass(QueryError, ClientError) and not issubclass(QueryError, TimeoutError)
+    assert issubclass(QueryTimeout, QueryError) and issubclass(QueryTimeout, TimeoutError)
+    assert not issubclass(ClientError, TimeoutError)
+
+
+def test_emit_and_constructor_take_their_options_by_keyword() -> None:
+    emit = inspect.signature(Pheromone.emit).parameters
+    assert list(emit) == ["self", "record", "correlation_id", "occurred_at"]
+    assert emit["record"].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert {emit[n].kind for n in ("correlation_id", "occurred_at")} == {inspect.Parameter.KEYWORD_ONLY}
+
+    init = inspect.signature(Pheromone.__init__).parameters
+    assert [n for n, p in init.items() if p.kind is not inspect.Parameter.KEYWORD_ONLY] == ["self", "url"]
+    assert init["workspace"].default is inspect.Parameter.empty  # required
+    assert init["job"].default is inspect.Parameter.empty

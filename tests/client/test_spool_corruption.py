@@ -1,0 +1,33 @@
+"""A spooled line the client cannot read is never dropped silently: it goes to the dead letters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from contracts import PatternApplied
+from pheromone.spool import Spool
+from tests.client.helpers import OpenClient, eventually, read_envelopes
+
+
+async def test_unreadable_spool_lines_become_dead_letters_and_the_rest_is_sent(
+    open_client: OpenClient, spool_dir: Path, redis: Redis, prefix: str
+) -> None:
+    # A spool left by an earlier process, with one good record between two damaged ones.
+    good = PatternApplied(pattern_id="p-1", success=True)
+    with Spool(spool_dir) as spool:
+        spool.append([b"garbage without a tab", b"other:prefix:ingest\t{}"])
+    first = await open_client()
+    event_id = first.emit(good)
+    await first.flush()
+    assert [e.event_id for e in await read_envelopes(redis, f"{prefix}:ingest")] == [event_id]
+
+    async def dead_arrived() -> bool:
+        return await redis.xlen(f"{prefix}:dead") == 2
+
+    await eventually(dead_arrived, what="two dead letters for the unreadable lines")
+    letters = await redis.xrange(f"{prefix}:dead")
+    assert sorted(f[b"f:raw"] for _, f in letters) == [b"garbage without a tab", b"other:prefix:ingest\t{}"]
+    assert {f[b"error"] for _, f in letters} == {b"unreadable spool record"}
+    assert first.stats.send_failures == 0
