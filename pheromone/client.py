@@ -83,8 +83,10 @@ class ClientStats:
 class Pheromone:
     """A job's handle on pheromone. Use as `async with Pheromone(workspace=..., job=...) as ph:`.
 
-    `url`: Redis URL; default `PHEROMONE_REDIS_URL`, else the embedded server of `data_dir` (started if none
-    runs, and stopped when this client closes).
+    Arguments left unset come from the same `PHEROMONE_*` environment the CLI reads (`PHEROMONE_REDIS_URL`,
+    `PHEROMONE_PREFIX`, `PHEROMONE_DATA_DIR`), so a job started beside `pheromone serve` finds it. With no URL
+    at all, the client uses the embedded server of `data_dir` (started if none runs, and stopped when this
+    client closes).
     """
 
     def __init__(
@@ -93,7 +95,7 @@ class Pheromone:
         *,
         workspace: str,
         job: str,
-        prefix: str = DEFAULT_PREFIX,
+        prefix: str | None = None,
         data_dir: Path | None = None,
         spool_dir: Path | None = None,
         buffer_size: int = 10_000,
@@ -101,16 +103,18 @@ class Pheromone:
         max_spool_bytes: int = 256 * 1024 * 1024,
         close_timeout: float = 5.0,
     ) -> None:
-        from services.settings import default_data_dir
+        from services.settings import Settings
 
         # Fail fast on a bad workspace or job name, before any event is built.
         Envelope(workspace=workspace, job=job, payload=EscalationOutcomeRecorded(escalation_id="x", outcome="success"))
         if buffer_size < 1 or batch_size < 1:
             raise ValueError("buffer_size and batch_size must be at least 1")
         self.workspace, self.job = workspace, job
-        self.keys = Keys(prefix)
-        self._url = url or os.environ.get("PHEROMONE_REDIS_URL")
-        self._data_dir = data_dir or default_data_dir()
+        env = Settings() if url is None or prefix is None or data_dir is None else None
+        self.keys = Keys(prefix or (env.prefix if env else DEFAULT_PREFIX))
+        env_url = env.redis_url.get_secret_value() if env and env.redis_url else None
+        self._url = url or env_url
+        self._data_dir = data_dir or (env.data_dir if env else Path("."))
         self._spool = Spool(spool_dir or self._data_dir / "spool", max_bytes=max_spool_bytes)
         self._buffer: deque[_Pending] = deque()
         self._prefix_json = f'{{"schema_version":{SCHEMA_VERSION},"event_id":"'

@@ -7,12 +7,16 @@ on is one line on stderr and exit status 2; never a traceback.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
+from typing import NoReturn
 
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 
-from pheromone.cli import admin, dead, demo, events, serve
+from pheromone.cli import admin, coordination, dead, demo, events, serve
+from pheromone.cli import learning
 from pheromone.cli.common import CliError, err
 from services.errors import PheromoneError
 
@@ -29,18 +33,24 @@ app.command("events")(events.events)
 app.command("rebuild")(admin.rebuild)
 app.command("schema")(admin.schema)
 app.add_typer(dead.app, name="dead")
+learning.register(app)  # patterns, entropy, budget, drift, wait, escalations, executions, trajectory, export
+app.command("ratelimits")(coordination.ratelimits)
 
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         app(standalone_mode=True)
-    except (CliError, PheromoneError, ValueError, OSError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(2)
-    except ValidationError as exc:
+    except ValidationError as exc:  # before ValueError: pydantic's ValidationError is a ValueError
         first = exc.errors(include_url=False)[0]
-        err.print(f"[red]error:[/red] {'.'.join(map(str, first['loc']))}: {first['msg']}", highlight=False)
-        sys.exit(2)
+        fail(f"{'.'.join(map(str, first['loc'])) or exc.title}: {first['msg']}")
+    except (CliError, PheromoneError, ValueError, OSError, sqlite3.Error) as exc:
+        fail(str(exc))
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def fail(message: str) -> NoReturn:
+    """One line on stderr, exit status 2: the message is shown as it is (no markup, no wrapping)."""
+    err.print(f"[red]error:[/red] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True)
+    sys.exit(2)

@@ -30,8 +30,10 @@ def demo(
     """Run the services and a fleet of simulated jobs, then show what the store learned."""
     with tempfile.TemporaryDirectory(prefix="pheromone-demo-") as tmp:
         root = data_dir or Path(tmp)
-        # A shared server gets a fresh prefix so the demo never reads or writes anyone else's keys.
-        prefix = f"demo-{uuid.uuid4().hex[:8]}" if redis_url else "pheromone"
+        # A configured (shared) server, by flag or PHEROMONE_REDIS_URL, gets a fresh prefix: the demo's own
+        # services must never take entries meant for a real installation's groups.
+        shared = settings(redis_url, root).redis_url is not None
+        prefix = f"demo-{uuid.uuid4().hex[:8]}" if shared else "pheromone"
         s = settings(redis_url, root, prefix=prefix)
         with redis_url_for(s) as url:
             report = asyncio.run(_run(s, url, seconds, workspaces, jobs, rate, quiet=as_json))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from datetime import datetime
 from typing import Annotated
 
@@ -11,7 +12,7 @@ import typer
 from rich.table import Table
 
 from contracts import EventQuery
-from pheromone.cli.common import DataDirOpt, DbOpt, JsonOpt, console, print_json, require_store, settings
+from pheromone.cli.common import CliError, DataDirOpt, DbOpt, JsonOpt, console, print_json, require_store, settings
 from services.store.reader import Reader
 
 
@@ -50,7 +51,10 @@ def events(
         async with Reader(path) as reader:
             return await reader.events(query)
 
-    bodies = asyncio.run(run())
+    try:
+        bodies = asyncio.run(run())
+    except sqlite3.Error as exc:
+        raise CliError(f"cannot read the store {path}: {exc}") from exc
     if as_json:
         print_json([json.loads(b) for b in bodies])
         return

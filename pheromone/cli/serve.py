@@ -21,7 +21,9 @@ def serve(
     data_dir: DataDirOpt = None,
     db: DbOpt = None,
     prefix: PrefixOpt = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log lifecycle events at INFO")] = True,
+    verbose: Annotated[
+        bool, typer.Option("--verbose/--quiet", "-v/-q", help="Log lifecycle events at INFO, or warnings only")
+    ] = True,
 ) -> None:
     """Run the worker services (store, query, …) against Redis and the SQLite store."""
     known = service_names()

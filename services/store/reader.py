@@ -22,7 +22,8 @@ class Reader:
         self._db: aiosqlite.Connection | None = None
 
     async def __aenter__(self) -> Reader:
-        self._db = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True)
+        # as_uri() percent-encodes the path: a '#', '?' or '%' in it must not end the file name early.
+        self._db = await aiosqlite.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
         await self._db.execute("PRAGMA busy_timeout=10000")
         return self
 

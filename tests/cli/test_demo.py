@@ -1,0 +1,61 @@
+"""`pheromone demo`, the main job: a simulated fleet, then every emitted event checked in the ledger."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from services.embedded import EmbeddedServer
+from tests.cli.helpers import Cli
+
+
+@pytest.fixture
+def demo_dir(tmp_path: Path) -> Iterator[Path]:
+    """The demo's data directory; a server the demo started and left behind (it was killed) is stopped."""
+    path = tmp_path / "demo"
+    yield path
+    state = path / "server.json"
+    if state.exists():
+        pid = json.loads(state.read_text())["pid"]
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_demo_json_on_the_embedded_server(cli: Cli, demo_dir: Path) -> None:
+    args = ("--seconds", "1", "--workspaces", "2", "--jobs", "2", "--data-dir", str(demo_dir))
+    run = cli("demo", "--json", *args, timeout=90)
+    assert run.code == 0, run
+    assert not (demo_dir / "server.json").exists(), "the demo leaves no server running"
+    report = json.loads(run.out)  # stdout is exactly one JSON object: progress goes to stderr
+    assert isinstance(report, dict)
+    assert report["ok"] is True
+    assert report["emitted"] == report["stored"] > 0
+    assert report["missing"] == 0 and report["duplicates"] == 0
+    assert report["jobs"] == 4 and report["workspaces"] == 2
+    assert sum(report["counts"].values()) == report["stored"]
+    assert "Traceback" not in run.err
+
+
+def test_demo_on_a_shared_server_from_the_environment_uses_its_own_prefix(
+    cli: Cli, private_server: EmbeddedServer
+) -> None:
+    # With PHEROMONE_REDIS_URL set (as in every compose container), the demo runs its own store and query
+    # services against that server. Under the installation's prefix its store group would take (and ack)
+    # entries meant for the real store service, so it must use a fresh prefix as it does with --redis-url.
+    client = redis.Redis.from_url(private_server.url)
+    try:
+        run = cli("demo", "--json", "--seconds", "0.5", "--workspaces", "1", "--jobs", "1",
+                  env={"PHEROMONE_REDIS_URL": private_server.url}, timeout=90)
+        assert run.code == 0, run
+        assert json.loads(run.out)["ok"] is True
+        touched = sorted(k.decode() for k in client.scan_iter(match="pheromone:*"))
+        assert touched == [], f"demo wrote under the installation's prefix: {touched[:5]}"
+    finally:
+        client.close()

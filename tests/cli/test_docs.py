@@ -1,0 +1,151 @@
+"""The README and docs/ARCHITECTURE.md stay true to the code: the commands, settings, streams and tables they
+name exist, everything that exists is named, and the README's job example runs against `pheromone serve`."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from contracts import streams
+from services.embedded import EmbeddedServer
+from services.settings import Settings
+from services.store.schema import MIGRATIONS, PROJECTION_TABLES
+from tests.cli.helpers import PHEROMONE, Cli, command_paths
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+ARCHITECTURE = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+DOCS = {"README.md": README, "docs/ARCHITECTURE.md": ARCHITECTURE}
+
+
+def code_blocks(text: str, lang: str) -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def code_spans(text: str) -> list[str]:
+    """Inline code and every fenced block but Python ones (`from pheromone import …` is no command)."""
+    return [*re.findall(r"`([^`\n]+)`", text), *code_blocks(text, r"(?!python)\w*")]
+
+
+def mentioned_commands(text: str) -> set[tuple[str, ...]]:
+    """Command paths of every `pheromone …` invocation in code: the words before the first option/metavar."""
+    found: set[tuple[str, ...]] = set()
+    for span in code_spans(text):
+        for line in span.splitlines():
+            for match in re.finditer(r"(?:^|[\s$])pheromone((?: [a-z][a-z-]*)*)", line):
+                found.add(tuple(match.group(1).split()))
+    return found
+
+
+# -- the two commands ---------------------------------------------------------------------------------------
+
+
+def test_readme_opens_with_the_two_commands() -> None:
+    first = README.split("\n## ", 1)[0]
+    (block,) = code_blocks(first, "sh")
+    commands = [line.split("#", 1)[0].strip() for line in block.splitlines() if line.split("#", 1)[0].strip()]
+    assert commands == ["./dev demo", "./dev test"]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    script = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^exec \./dev test\s*$", script, flags=re.M), script
+    dev = (ROOT / "dev").read_text()
+    assert "demo) exec .venv/bin/pheromone demo" in dev
+    assert "test) exec .venv/bin/python -m pytest" in dev
+
+
+# -- commands -----------------------------------------------------------------------------------------------
+
+
+def test_every_command_in_the_docs_exists() -> None:
+    paths = set(command_paths())
+    for name, text in DOCS.items():
+        for words in mentioned_commands(text):
+            assert not words or words in paths, f"{name} names `pheromone {' '.join(words)}`: no such command"
+
+
+def test_the_readme_documents_every_command() -> None:
+    mentioned = mentioned_commands(README)
+    leaves = [p for p in command_paths() if not any(q[: len(p)] == p and q != p for q in command_paths())]
+    missing = [" ".join(p) for p in leaves if p not in mentioned]
+    assert not missing, f"commands the README does not document: {missing}"
+
+
+# -- settings -----------------------------------------------------------------------------------------------
+
+
+def test_every_setting_in_the_docs_exists() -> None:
+    for name, text in DOCS.items():
+        for var in set(re.findall(r"PHEROMONE_[A-Z0-9_]+(?:<NAME>)?", text)):
+            field, _, nested = var.removeprefix("PHEROMONE_").partition("__")
+            assert field.lower() in Settings.model_fields, f"{name} names {var}, which is no setting"
+            if nested:
+                annotation = Settings.model_fields[field.lower()].annotation
+                assert isinstance(annotation, type) and issubclass(annotation, BaseModel), var
+
+
+def test_the_readme_documents_every_setting() -> None:
+    variables = [f"PHEROMONE_{field.upper()}" for field in Settings.model_fields]
+    missing = [var for var in variables if var not in README]
+    assert not missing, f"settings the README's Configuration table does not list: {missing}"
+
+
+# -- the architecture ---------------------------------------------------------------------------------------
+
+
+def test_architecture_names_every_stream_group_and_table() -> None:
+    for stream in (streams.INGEST, streams.RATELIMITS, streams.DISCOVERIES, streams.BROADCAST, streams.DEAD):
+        assert f"{{prefix}}:{stream}" in ARCHITECTURE, stream
+    for group in {g for groups in streams.STREAM_GROUPS.values() for g in groups}:
+        assert f"`{group}`" in ARCHITECTURE, group
+    created = {t for script in MIGRATIONS for t in re.findall(r"CREATE TABLE (\w+)", script)}
+    assert set(PROJECTION_TABLES) <= created
+    for table in sorted(created):
+        assert f"| `{table}` |" in ARCHITECTURE, f"docs/ARCHITECTURE.md's tables do not describe {table}"
+
+
+# -- the job example ---------------------------------------------------------------------------------------
+
+
+def test_readme_job_example_runs_against_serve(
+    cli: Cli, cli_env: dict[str, str], tmp_path: Path, private_server: EmbeddedServer
+) -> None:
+    (example,) = code_blocks(README, "python")
+    script = tmp_path / "job.py"
+    script.write_text(example)
+    env = {**cli_env, "PHEROMONE_REDIS_URL": private_server.url}
+    log = (tmp_path / "serve.log").open("w")
+    serve = subprocess.Popen([str(PHEROMONE), "serve"], env=env, cwd=tmp_path, stdout=log, stderr=log)
+    try:
+        job = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path, capture_output=True,
+                             text=True, timeout=60, check=False)
+        assert job.returncode == 0, job.stdout + job.stderr
+        event_id = job.stdout.split()[0]
+        deadline = time.monotonic() + 20
+        stored: list[str] = []
+        while time.monotonic() < deadline and event_id not in stored:
+            run = cli("events", "--workspace", "ws-1", "--kind", "execution", "--json",
+                      env={"PHEROMONE_REDIS_URL": private_server.url})
+            stored = [e["event_id"] for e in json.loads(run.out)] if run.code == 0 else []
+            time.sleep(0.2)
+        assert event_id in stored, (tmp_path / "serve.log").read_text()
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        try:
+            code = serve.wait(timeout=30)
+        finally:
+            if serve.poll() is None:
+                serve.kill()
+                serve.wait()
+            log.close()
+    output = (tmp_path / "serve.log").read_text()
+    assert code == 0, output
+    assert "Traceback" not in output, output

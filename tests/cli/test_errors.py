@@ -1,0 +1,107 @@
+"""Every failure a user can cause is a clean exit with a message naming the problem, never a traceback.
+
+`pheromone.cli` promises: "A failure a user can act on is one line on stderr and exit status 2". Mistakes the
+argument parser catches (a malformed date) get the parser's usage block instead, also with status 2.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from services.runtime import service_names
+from tests.cli.helpers import Cli
+
+
+def test_events_without_a_store(cli: Cli) -> None:
+    run = cli("events", "--db", "/nonexistent.db")
+    run.assert_clean_failure("/nonexistent.db")
+    assert not Path("/nonexistent.db").exists()
+
+
+def test_events_default_store_missing(cli: Cli, tmp_path: Path) -> None:
+    run = cli("events")  # PHEROMONE_DATA_DIR is the test's empty directory
+    run.assert_clean_failure(str(tmp_path / "data" / "store.db"))
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--limit", "0"), "limit"),
+        (("--limit", "100000"), "limit"),
+        (("--kind", "bogus"), "kind"),
+        (("--workspace", "has space"), "workspace"),
+        (("--since", "2024-05-02", "--until", "2024-05-01"), "time"),
+    ],
+    ids=["limit-0", "limit-100000", "kind-bogus", "workspace-space", "since-after-until"],
+)
+def test_events_invalid_query(cli: Cli, store_db: Path, args: tuple[str, ...], needle: str) -> None:
+    run = cli("events", "--db", str(store_db), *args)
+    run.assert_clean_failure(needle)
+    assert run.out == ""
+
+
+def test_events_since_not_a_date(cli: Cli, store_db: Path) -> None:
+    run = cli("events", "--db", str(store_db), "--since", "notadate")
+    run.assert_clean_failure("--since", one_line=False)
+
+
+@pytest.mark.parametrize("kind", ["text", "directory", "foreign-sqlite"])
+def test_events_on_a_file_that_is_not_a_store(cli: Cli, tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "not-a-store.db"
+    if kind == "text":
+        path.write_text("this is not a database\n")
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE unrelated (x)")
+    run = cli("events", "--db", str(path))
+    run.assert_clean_failure(str(path))
+
+
+def test_rebuild_without_a_store(cli: Cli, tmp_path: Path) -> None:
+    missing = tmp_path / "missing.db"
+    run = cli("rebuild", "--db", str(missing))
+    run.assert_clean_failure(str(missing))
+    assert not missing.exists(), "rebuild must not create an empty store"
+
+
+def test_rebuild_relative_missing_path(cli: Cli, tmp_path: Path) -> None:
+    run = cli("rebuild", "--db", "missing")
+    run.assert_clean_failure("missing")
+    assert not (tmp_path / "missing").exists()
+
+
+def test_serve_unknown_service_names_the_known_ones(cli: Cli) -> None:
+    run = cli("serve", "--only", "bogus", timeout=20)
+    run.assert_clean_failure("bogus", *service_names())
+
+
+def test_dead_replay_needs_ids_or_all(cli: Cli) -> None:
+    run = cli("dead", "replay", timeout=20)
+    run.assert_clean_failure("--all")
+
+
+def test_bad_prefix_setting_is_named(cli: Cli, store_db: Path) -> None:
+    run = cli("events", "--db", str(store_db), env={"PHEROMONE_PREFIX": "bad prefix!"})
+    run.assert_clean_failure("prefix")
+
+
+def test_bad_redis_url_setting_is_named(cli: Cli) -> None:
+    run = cli("dead", "list", env={"PHEROMONE_REDIS_URL": "http://localhost:6379"}, timeout=20)
+    run.assert_clean_failure("redis_url")
+
+
+def test_bad_numeric_setting_is_named(cli: Cli, store_db: Path) -> None:
+    run = cli("events", "--db", str(store_db), env={"PHEROMONE_BATCH_SIZE": "0"})
+    run.assert_clean_failure("batch_size")
+
+
+def test_markup_in_a_message_is_printed_verbatim(cli: Cli, tmp_path: Path) -> None:
+    # The error printer must not treat text from the user (a path, a name) as console markup.
+    odd = tmp_path / "[/x]" / "store.db"
+    run = cli("events", "--db", str(odd))
+    run.assert_clean_failure(str(odd))

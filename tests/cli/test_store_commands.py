@@ -1,0 +1,95 @@
+"""`pheromone events` and `pheromone rebuild` on a real store file written by `Store.apply`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from contracts import Envelope
+from tests.cli.helpers import SAMPLE_EVENTS, T0, Cli
+
+
+def ids_of(run_out: str) -> list[str]:
+    return [e["event_id"] for e in json.loads(run_out)]
+
+
+def test_events_json_returns_every_event_oldest_first(cli: Cli, store_db: Path) -> None:
+    run = cli("events", "--db", str(store_db), "--json")
+    assert run.code == 0, run
+    assert json.loads(run.out) == [e.model_dump(mode="json") for e in SAMPLE_EVENTS]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--workspace", "ws-a"), [e for e in SAMPLE_EVENTS if e.workspace == "ws-a"]),
+        (("-w", "ws-b"), [e for e in SAMPLE_EVENTS if e.workspace == "ws-b"]),
+        (("--kind", "execution"), [e for e in SAMPLE_EVENTS if e.kind == "execution"]),
+        (("--kind", "execution", "--kind", "pattern_observed"), list(SAMPLE_EVENTS)),
+        (("--kind", "execution", "--workspace", "ws-a"),
+         [e for e in SAMPLE_EVENTS if e.kind == "execution" and e.workspace == "ws-a"]),
+        (("--job", "ws-a.job-2"), [e for e in SAMPLE_EVENTS if e.job == "ws-a.job-2"]),
+        (("--limit", "2"), list(SAMPLE_EVENTS[-2:])),  # the newest two, still oldest first
+        (("--since", T0.replace(minute=3).isoformat()), list(SAMPLE_EVENTS[2:])),
+        (("--since", "2024-05-06T07:03:00"), list(SAMPLE_EVENTS[2:])),  # naive: read as UTC
+        (("--until", "2024-05-06T09:02:00+02:00"), list(SAMPLE_EVENTS[:2])),  # 07:02 UTC, inclusive
+        (("--workspace", "ws-none"), []),
+    ],
+    ids=["workspace", "w-short", "kind", "two-kinds", "kind-and-workspace", "job", "limit", "since-aware",
+         "since-naive", "until-offset", "no-match"],
+)
+def test_events_filters(cli: Cli, store_db: Path, args: tuple[str, ...], expected: list[Envelope]) -> None:
+    run = cli("events", "--db", str(store_db), "--json", *args)
+    assert run.code == 0, run
+    assert ids_of(run.out) == [e.event_id for e in expected]
+
+
+def test_events_finds_the_store_through_data_dir(cli: Cli, store_db: Path) -> None:
+    by_flag = cli("events", "--data-dir", str(store_db.parent), "--json")
+    by_env = cli("events", "--json", env={"PHEROMONE_DATA_DIR": str(store_db.parent)})
+    by_db_env = cli("events", "--json", env={"PHEROMONE_DB_PATH": str(store_db)})
+    for run in (by_flag, by_env, by_db_env):
+        assert run.code == 0, run
+        assert ids_of(run.out) == [e.event_id for e in SAMPLE_EVENTS]
+
+
+def test_events_table(cli: Cli, store_db: Path) -> None:
+    run = cli("events", "--db", str(store_db))
+    assert run.code == 0, run
+    assert "5 event(s)" in run.out
+    assert "execution" in run.out and "ws-b" in run.out
+
+
+def test_rebuild_reports_identical_projections(cli: Cli, store_db: Path) -> None:
+    before = cli("events", "--db", str(store_db), "--json")
+    run = cli("rebuild", "--db", str(store_db), "--json")
+    assert run.code == 0, run
+    report = json.loads(run.out)
+    assert report["identical"] is True
+    assert report["replayed"] == len(SAMPLE_EVENTS)
+    assert report["checksum_before"] == report["checksum_after"]
+    after = cli("events", "--db", str(store_db), "--json")
+    assert after.out == before.out  # the ledger is untouched by a rebuild
+
+
+def test_rebuild_table(cli: Cli, store_db: Path) -> None:
+    run = cli("rebuild", "--db", str(store_db))
+    assert run.code == 0, run
+    assert f"replayed {len(SAMPLE_EVENTS)} events" in run.out
+    assert "identical" in run.out
+
+
+@pytest.mark.parametrize("dirname", ["with space", "hash#mark", "question?mark", "percent%41"])
+def test_events_store_path_with_uri_characters(cli: Cli, store_db: Path, dirname: str) -> None:
+    # The store is opened read-only through an SQLite URI; a path is data, not URI syntax.
+    moved = store_db.parent.parent / dirname / "store.db"
+    moved.parent.mkdir()
+    for suffix in ("", "-wal", "-shm"):
+        source = store_db.with_name(store_db.name + suffix)
+        if source.exists():
+            source.rename(moved.with_name(moved.name + suffix))
+    run = cli("events", "--db", str(moved), "--json")
+    assert run.code == 0, run
+    assert ids_of(run.out) == [e.event_id for e in SAMPLE_EVENTS]
