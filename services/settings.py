@@ -144,7 +144,7 @@ class LearningSettings(BaseModel):
 
 
 class CoordinationSettings(BaseModel):
-    """Real-time coordination (issue 4): the coordinator, broadcaster and entropy services; docs/COORDINATION.md.
+    """Real-time coordination (issue 4): coordinator, broadcaster and entropy services; docs/COORDINATION.md.
 
     Values producers compute (a rate limit's expiry factor, a discovery's default TTL) are constants in
     `contracts.streams`, because jobs build those records without settings. The entropy threshold and the

@@ -46,6 +46,8 @@ def events(
         strict=False,
     )
     path = require_store(settings(data_dir=data_dir, db=db))
+    if not path.is_file():  # aiosqlite would print its worker thread's traceback for a directory
+        raise CliError(f"cannot read the store {path}: not a file")
 
     async def run() -> list[str]:
         async with Reader(path) as reader:

@@ -35,16 +35,30 @@ def next_budget(
     if low_entropy:
         proposed = current + s.budget_boost
         if proposed > s.budget_ceiling:
-            return (s.budget_ceiling, AdjustmentType.CEILING_ENFORCED,
-                    f"boost to {proposed:.3f} capped at ceiling {s.budget_ceiling:.3f} (entropy {shown} low)")
+            return (
+                s.budget_ceiling,
+                AdjustmentType.CEILING_ENFORCED,
+                f"boost to {proposed:.3f} capped at ceiling {s.budget_ceiling:.3f} (entropy {shown} low)",
+            )
         value = max(s.budget_floor, proposed)
-        return value, AdjustmentType.BOOST, (
-            f"entropy {shown} below threshold {s.entropy_alert_threshold:.3f}: boost "
-            f"{current:.3f} + {s.budget_boost:.3f} -> {value:.3f}")
+        return (
+            value,
+            AdjustmentType.BOOST,
+            (
+                f"entropy {shown} below threshold {s.entropy_alert_threshold:.3f}: boost "
+                f"{current:.3f} + {s.budget_boost:.3f} -> {value:.3f}"
+            ),
+        )
     proposed = current * s.budget_decay
     if proposed < s.budget_floor:
-        return (s.budget_floor, AdjustmentType.FLOOR_ENFORCED,
-                f"decay to {proposed:.3f} held at floor {s.budget_floor:.3f} (entropy {shown} healthy)")
+        return (
+            s.budget_floor,
+            AdjustmentType.FLOOR_ENFORCED,
+            f"decay to {proposed:.3f} held at floor {s.budget_floor:.3f} (entropy {shown} healthy)",
+        )
     value = min(s.budget_ceiling, proposed)
-    return value, AdjustmentType.DECAY, (
-        f"entropy {shown} healthy: decay {current:.3f} x {s.budget_decay:.2f} -> {value:.3f}")
+    return (
+        value,
+        AdjustmentType.DECAY,
+        (f"entropy {shown} healthy: decay {current:.3f} x {s.budget_decay:.2f} -> {value:.3f}"),
+    )

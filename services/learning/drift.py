@@ -49,10 +49,16 @@ def effectiveness_drift(
     magnitude = abs(change)
     weighted = magnitude / max(grounding, s.drift_grounding_floor)
     return DriftMetrics(
-        pattern_id=pattern_id, pattern_name=pattern_name, window_size=w,
-        effectiveness_before=before, effectiveness_after=after, grounding_confidence_avg=grounding,
-        drift_magnitude=magnitude, drift_direction=_direction(change, s, "positive", "negative"),
-        applications_analyzed=len(apps), threshold_exceeded=weighted > s.drift_threshold,
+        pattern_id=pattern_id,
+        pattern_name=pattern_name,
+        window_size=w,
+        effectiveness_before=before,
+        effectiveness_after=after,
+        grounding_confidence_avg=grounding,
+        drift_magnitude=magnitude,
+        drift_direction=_direction(change, s, "positive", "negative"),
+        applications_analyzed=len(apps),
+        threshold_exceeded=weighted > s.drift_threshold,
     )
 
 
@@ -83,9 +89,15 @@ def epistemic_drift(
     change = max(-1.0, min(1.0, after - before))
     entropy = belief_entropy(values)
     return EpistemicDriftMetrics(
-        pattern_id=pattern_id, pattern_name=pattern_name, window_size=w,
-        confidence_before=before, confidence_after=after, belief_change=change, belief_entropy=entropy,
-        applications_analyzed=len(values), threshold_exceeded=abs(change) * (1 + entropy) > s.epistemic_threshold,
+        pattern_id=pattern_id,
+        pattern_name=pattern_name,
+        window_size=w,
+        confidence_before=before,
+        confidence_after=after,
+        belief_change=change,
+        belief_entropy=entropy,
+        applications_analyzed=len(values),
+        threshold_exceeded=abs(change) * (1 + entropy) > s.epistemic_threshold,
         drift_direction=_direction(change, s, "strengthening", "weakening"),
     )
 

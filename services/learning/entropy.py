@@ -5,9 +5,8 @@ Hmax = log2(unique patterns). Diversity index = H / Hmax, defined for the degene
   - no applications at all (any number of patterns): H = 0, diversity 0.0 (nothing is being explored);
   - exactly one known pattern: Hmax = 0; diversity 0.0 (one pattern is total reliance, the collapse the alert
     exists to flag), even though a one-pattern population is trivially "even".
-`threshold_exceeded` is `diversity_index < alert_threshold` (the one threshold in settings), so both degenerate
-cases alert; an empty population alerts too, which the entropy service should read together with
-`total_applications == 0`.
+`threshold_exceeded` is `diversity_index < alert_threshold` (the one threshold in settings), so both
+degenerate cases alert: read an alert together with `total_applications` (0 means nothing to diversify yet).
 """
 
 from __future__ import annotations

@@ -19,14 +19,31 @@ def distance(confidence: float, pass_rate: float, other_confidence: float, other
     return abs(confidence - other_confidence) + abs(pass_rate - other_pass_rate)
 
 
-def within(confidence: float, pass_rate: float, other_confidence: float, other_pass_rate: float,
-           confidence_tolerance: float, pass_rate_tolerance: float) -> bool:
-    return (abs(confidence - other_confidence) <= confidence_tolerance + 1e-12
-            and abs(pass_rate - other_pass_rate) <= pass_rate_tolerance + 1e-12)
+def within(
+    confidence: float,
+    pass_rate: float,
+    other_confidence: float,
+    other_pass_rate: float,
+    confidence_tolerance: float,
+    pass_rate_tolerance: float,
+) -> bool:
+    return (
+        abs(confidence - other_confidence) <= confidence_tolerance + 1e-12
+        and abs(pass_rate - other_pass_rate) <= pass_rate_tolerance + 1e-12
+    )
 
 
-def rank_key(confidence: float, pass_rate: float, other_confidence: float, other_pass_rate: float,
-             outcome: str | None, recorded_us: int) -> tuple[int, float, int]:
+def rank_key(
+    confidence: float,
+    pass_rate: float,
+    other_confidence: float,
+    other_pass_rate: float,
+    outcome: str | None,
+    recorded_us: int,
+) -> tuple[int, float, int]:
     """Sort key of a candidate: better outcome, then closer, then newer."""
-    return (outcome_rank(outcome), distance(confidence, pass_rate, other_confidence, other_pass_rate),
-            -recorded_us)
+    return (
+        outcome_rank(outcome),
+        distance(confidence, pass_rate, other_confidence, other_pass_rate),
+        -recorded_us,
+    )

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 def execution_confidence(
     validation_pass_rate: float, retry_count: int, success_without_retry: bool, s: LearningSettings
 ) -> float:
-    value = validation_pass_rate - s.confidence_retry_penalty * min(max(retry_count, 0), s.confidence_retry_cap)
+    value = validation_pass_rate - s.confidence_retry_penalty * min(
+        max(retry_count, 0), s.confidence_retry_cap
+    )
     if success_without_retry:
         value = min(1.0, value + s.confidence_first_try_bonus)
     return max(0.0, min(1.0, value))
@@ -42,6 +44,8 @@ def optimal_window(hours: Mapping[int, tuple[int, int]], s: LearningSettings) ->
         "avoid_hours": avoid,
         "confidence": min(1.0, samples / s.window_full_confidence_samples),
         "sample_count": samples,
-        "hours": {str(h): {"successes": ok, "total": t, "success_rate": ok / t if t else 0.0}
-                  for h, (ok, t) in sorted(hours.items())},
+        "hours": {
+            str(h): {"successes": ok, "total": t, "success_rate": ok / t if t else 0.0}
+            for h, (ok, t) in sorted(hours.items())
+        },
     }

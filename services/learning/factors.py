@@ -40,9 +40,13 @@ def time_bucket(hour: int, s: LearningSettings) -> TimeOfDayBucket:
     return TimeOfDayBucket.NIGHT
 
 
-def factor_rows(factors: SuccessFactors | None, event_hour: int, s: LearningSettings) -> list[tuple[str, str]]:
+def factor_rows(
+    factors: SuccessFactors | None, event_hour: int, s: LearningSettings
+) -> list[tuple[str, str]]:
     """The (factor, value) observations one application contributes (deduplicated, in a stable order)."""
-    bucket = (factors.time_of_day_bucket if factors and factors.time_of_day_bucket else time_bucket(event_hour, s))
+    bucket = (
+        factors.time_of_day_bucket if factors and factors.time_of_day_bucket else time_bucket(event_hour, s)
+    )
     rows: list[tuple[str, str]] = [("time_of_day", bucket.value)]
     if factors is not None:
         rows += [("validation_type", v) for v in sorted(set(factors.validation_types))]
@@ -89,41 +93,52 @@ def summarise(rows: Sequence[FactorCount], successes: int, failures: int) -> Suc
     retry = _mode(by.get("retry_iteration", []))
     pending = _mode(by.get("escalation_pending", []))
     n = successes + failures
-    return SuccessFactors.model_validate({
-        "validation_types": sorted(r.value for r in by.get("validation_type", []) if r.successes)[:256],
-        "error_categories": sorted(r.value for r in by.get("error_category", []) if r.successes)[:256],
-        "prior_sheet_status": _mode(by.get("prior_sheet_status", [])),
-        "time_of_day_bucket": _mode(by.get("time_of_day", [])),
-        "retry_iteration": int(retry) if retry is not None else 0,
-        "escalation_was_pending": pending == "true",
-        "grounding_confidence": (g.grounding_sum / g.grounding_n) if g and g.grounding_n else None,
-        "occurrence_count": observed,
-        "success_rate": successes / n if n else 1.0,
-    }, strict=False)
+    return SuccessFactors.model_validate(
+        {
+            "validation_types": sorted(r.value for r in by.get("validation_type", []) if r.successes)[:256],
+            "error_categories": sorted(r.value for r in by.get("error_category", []) if r.successes)[:256],
+            "prior_sheet_status": _mode(by.get("prior_sheet_status", [])),
+            "time_of_day_bucket": _mode(by.get("time_of_day", [])),
+            "retry_iteration": int(retry) if retry is not None else 0,
+            "escalation_was_pending": pending == "true",
+            "grounding_confidence": (g.grounding_sum / g.grounding_n) if g and g.grounding_n else None,
+            "occurrence_count": observed,
+            "success_rate": successes / n if n else 1.0,
+        },
+        strict=False,
+    )
 
 
-def why(
-    rows: Sequence[FactorCount], successes: int, failures: int, s: LearningSettings
-) -> dict[str, Any]:
+def why(rows: Sequence[FactorCount], successes: int, failures: int, s: LearningSettings) -> dict[str, Any]:
     """The "why" analysis: summary, key conditions, confidence, recommendations and per-factor lift."""
     summary = summarise(rows, successes, failures)
     n = successes + failures
     base = successes / n if n else 0.0
-    lifts = sorted(
+    lifts: list[dict[str, Any]] = sorted(
         (
             {
-                "factor": r.factor, "value": r.value, "applications": r.applications,
+                "factor": r.factor,
+                "value": r.value,
+                "applications": r.applications,
                 "success_rate": round(r.successes / r.applications, 4),
                 "lift": round(r.successes / r.applications - base, 4),
             }
-            for r in rows if r.factor != GROUNDING and r.applications > 0
+            for r in rows
+            if r.factor != GROUNDING and r.applications > 0
         ),
         key=lambda d: (-abs(d["lift"]), d["factor"], d["value"]),
     )
     if summary is None:
-        return {"has_factors": False, "factors_summary": "No success factors captured yet", "key_conditions": [],
-                "confidence": 0.0, "recommendations": ["Apply this pattern more times to capture success factors"],
-                "observation_count": 0, "success_rate": base, "factor_lift": lifts}
+        return {
+            "has_factors": False,
+            "factors_summary": "No success factors captured yet",
+            "key_conditions": [],
+            "confidence": 0.0,
+            "recommendations": ["Apply this pattern more times to capture success factors"],
+            "observation_count": 0,
+            "success_rate": base,
+            "factor_lift": lifts,
+        }
     parts = []
     if summary.validation_types:
         parts.append(f"validation types: {', '.join(summary.validation_types)}")
@@ -136,8 +151,11 @@ def why(
     conditions = []
     if summary.grounding_confidence is not None and summary.grounding_confidence > 0.7:
         conditions.append(f"High grounding confidence ({summary.grounding_confidence:.2f})")
-    conditions.append("Succeeds on first attempt" if summary.retry_iteration == 0
-                      else f"Often succeeds after {summary.retry_iteration} retries")
+    conditions.append(
+        "Succeeds on first attempt"
+        if summary.retry_iteration == 0
+        else f"Often succeeds after {summary.retry_iteration} retries"
+    )
     if summary.validation_types:
         conditions.append(f"Works with {len(summary.validation_types)} validation types")
     if not summary.escalation_was_pending:
@@ -151,10 +169,17 @@ def why(
         recommendations.append("Low success rate - review pattern relevance")
     if summary.time_of_day_bucket:
         recommendations.append(f"Best applied during {summary.time_of_day_bucket.value}")
-    confidence = min(1.0, summary.occurrence_count / s.why_full_confidence_observations) * summary.success_rate
+    confidence = (
+        min(1.0, summary.occurrence_count / s.why_full_confidence_observations) * summary.success_rate
+    )
     return {
-        "has_factors": True, "factors_summary": "; ".join(parts) or "Context captured",
-        "key_conditions": conditions, "confidence": confidence, "recommendations": recommendations,
-        "observation_count": summary.occurrence_count, "success_rate": summary.success_rate,
-        "success_factors": summary.model_dump(mode="json"), "factor_lift": lifts,
+        "has_factors": True,
+        "factors_summary": "; ".join(parts) or "Context captured",
+        "key_conditions": conditions,
+        "confidence": confidence,
+        "recommendations": recommendations,
+        "observation_count": summary.occurrence_count,
+        "success_rate": summary.success_rate,
+        "success_factors": summary.model_dump(mode="json"),
+        "factor_lift": lifts,
     }

@@ -22,8 +22,12 @@ from contracts import QuarantineStatus
 if TYPE_CHECKING:
     from services.settings import LearningSettings
 
-P, Q, V, R = (QuarantineStatus.PENDING, QuarantineStatus.QUARANTINED, QuarantineStatus.VALIDATED,
-              QuarantineStatus.RETIRED)
+P, Q, V, R = (
+    QuarantineStatus.PENDING,
+    QuarantineStatus.QUARANTINED,
+    QuarantineStatus.VALIDATED,
+    QuarantineStatus.RETIRED,
+)
 
 ALLOWED_TRANSITIONS: dict[QuarantineStatus, frozenset[QuarantineStatus]] = {
     P: frozenset({V, Q, R}),
@@ -42,7 +46,9 @@ def check_transition(current: QuarantineStatus, to: QuarantineStatus) -> None:
     """Raise IllegalTransition with a one-line reason unless current -> to is allowed."""
     if to not in ALLOWED_TRANSITIONS[current]:
         allowed = ", ".join(sorted(x.value for x in ALLOWED_TRANSITIONS[current])) or "none: it is terminal"
-        raise IllegalTransition(f"illegal transition {current.value} -> {to.value} (from {current.value}: {allowed})")
+        raise IllegalTransition(
+            f"illegal transition {current.value} -> {to.value} (from {current.value}: {allowed})"
+        )
 
 
 def is_revisit(current: QuarantineStatus, to: QuarantineStatus) -> bool:

@@ -77,7 +77,9 @@ def variance(successes: int, failures: int) -> float:
     return p * (1.0 - p)
 
 
-def priority(effectiveness_score: float, occurrences: int, variance_value: float, s: LearningSettings) -> float:
+def priority(
+    effectiveness_score: float, occurrences: int, variance_value: float, s: LearningSettings
+) -> float:
     """clamp(effectiveness x max(floor, min(1, log10(occurrences + 1) / divisor)) x (1 - variance)).
 
     The one priority formula (the reference had two). Frequency can lower priority by at most the floor.

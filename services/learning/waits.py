@@ -8,7 +8,7 @@ floor = wait_fallback_floor (0.5) x static fallback: a learned wait never underc
   otherwise: weight = confidence / 0.7; weight x max(learned, floor) + (1 - weight) x static
                                                                                 -> "global_learned_blend"
   no learned value: static                                                      -> "static_fallback"
-Finally clamped to [wait_min_s, wait_max_s] (the reference had no bounds: one 6-hour outlier could stall jobs).
+Finally clamped to [wait_min_s, wait_max_s] (the reference had no bounds: a 6-hour outlier could stall jobs).
 """
 
 from __future__ import annotations
@@ -70,6 +70,15 @@ def learned_wait(
             weight = confidence / s.wait_min_confidence
             value, strategy = weight * floored + (1 - weight) * static, "global_learned_blend"
     value = max(s.wait_min_s, min(s.wait_max_s, value))
-    return LearnedWait(error_code, model, value, confidence, strategy, learned, static,
-                       min(len(recent_successful_waits), s.wait_recent_samples) if learned is not None
-                       else len(recent_successful_waits))
+    return LearnedWait(
+        error_code,
+        model,
+        value,
+        confidence,
+        strategy,
+        learned,
+        static,
+        min(len(recent_successful_waits), s.wait_recent_samples)
+        if learned is not None
+        else len(recent_successful_waits),
+    )

@@ -24,8 +24,9 @@ from typing import TypeVar
 
 from contracts import Envelope, parse_envelope
 from services.errors import EventRejected, StoreBusyError, StoreError
+from services.settings import LearningSettings
 from services.store.codec import us
-from services.store.projections import PROJECTIONS
+from services.store.projections import PROJECTIONS, ProjectionContext, learning_settings
 from services.store.schema import PROJECTION_TABLES, connect, migrate
 
 INSERT_LEDGER = """
@@ -57,10 +58,16 @@ def map_sqlite_error(exc: sqlite3.Error) -> StoreError:
 
 
 class Store:
-    """The ledger plus projections in one SQLite file. Use `async with Store(path) as store:`."""
+    """The ledger plus projections in one SQLite file. Use `async with Store(path) as store:`.
 
-    def __init__(self, path: Path | str) -> None:
+    `learning`: the rules' settings (`Settings.learning`), recorded in the store when given; when None, the
+    store's recorded settings are used (so `rebuild` derives with what the writer used), else the defaults.
+    """
+
+    def __init__(self, path: Path | str, *, learning: LearningSettings | None = None) -> None:
         self.path = Path(path)
+        self._learning = learning
+        self._ctx = ProjectionContext(learning or LearningSettings())
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pheromone-store")
         self._conn: sqlite3.Connection | None = None
 
@@ -108,6 +115,7 @@ class Store:
     def _open_sync(self) -> None:
         self._conn = connect(str(self.path))
         migrate(self._conn)
+        self._ctx = ProjectionContext(learning_settings(self._conn, self._learning, us_now()))
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -119,6 +127,7 @@ class Store:
         conn = self.conn
         result = ApplyResult()
         conn.execute("BEGIN IMMEDIATE")
+        self._ctx.begin()
         try:
             seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM ledger").fetchone()[0]
             now = us_now()
@@ -135,7 +144,7 @@ class Store:
                     result.duplicates.append(env.event_id)
                     continue
                 try:
-                    PROJECTIONS[env.kind](conn, env, seq + 1)
+                    PROJECTIONS[env.kind](conn, env, seq + 1, self._ctx)
                 except EventRejected as exc:
                     # Projections refuse before they write (see projections.py), so removing the ledger row
                     # undoes the event entirely; cheaper than a savepoint around every event.
@@ -144,6 +153,7 @@ class Store:
                     continue
                 seq += 1
                 result.inserted.append(env.event_id)
+            self._ctx.finish(conn)  # per-batch derived values (projections.ProjectionContext)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -155,6 +165,7 @@ class Store:
         conn = self.conn
         replayed = 0
         conn.execute("BEGIN IMMEDIATE")
+        self._ctx.begin()
         try:
             for table in PROJECTION_TABLES:
                 conn.execute(f"DELETE FROM {table}")  # noqa: S608 - table names are constants
@@ -167,9 +178,10 @@ class Store:
                     break
                 for seq, body in rows:
                     # Events in the ledger were accepted once; a projection must accept them again.
-                    PROJECTIONS[(env := parse_envelope(body)).kind](conn, env, seq)
+                    PROJECTIONS[(env := parse_envelope(body)).kind](conn, env, seq, self._ctx)
                     replayed += 1
                 last = rows[-1][0]
+            self._ctx.finish(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

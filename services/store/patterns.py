@@ -1,6 +1,6 @@
 """Pattern projections: identity, applications, derived scores, the lifecycle, success factors, drift.
 
-Identity is `contracts.pattern_id(type, name)` (type + normalised name); `content_hash` over type, name and
+Identity is `contracts.pattern_id(type, name)` (type + normalised name); `content_hash` over type and
 description lets queries find the same pattern under different names. Tags merge (a set union) and are also
 kept one row per tag in `pattern_tags` for indexed tag queries.
 
@@ -8,26 +8,27 @@ Per application, inside the batch transaction and in ledger order (docs/LEARNING
   1. the application row; 2. the per-pattern aggregate `pattern_counts` (applications, successes, last
   confirmed, last applied) with one `INSERT ... ON CONFLICT DO UPDATE ... RETURNING`; 3. the pattern's
   counters; 4. the running entropy aggregate (`entropy_state`); 5. success-factor counts; 6. `refresh`:
-  effectiveness, variance, priority, trust, the automatic lifecycle rule, the success-factor summary and drift.
+  effectiveness, variance, priority, trust and the automatic lifecycle rule. Once per pattern at the end of
+  the batch, `settle`: drift and the success-factor summary (functions of the set of applications, so the
+  batch boundaries cannot change them).
 
 Everything derived is a function of event data only (never the wall clock): scores use the last applications
-by *event time* and measure decay up to the pattern's latest application, so the same set of applications gives
-the same scores whatever order concurrent producers' events arrived in.
+by *event time* and measure decay up to the pattern's latest application, so the same set of applications
+gives the same scores whatever order concurrent producers' events arrived in.
 
 Automatic transitions are *derived* records: a rule's decision is written to `pattern_transitions` with
-actor `rule` (or `entropy_response` for a revisit), id `<cause event id>/<pattern id>` and the cause's seq; it is
-not a separate ledger event, and a rebuild re-derives it identically. Manual transitions are
+actor `rule` (or `entropy_response` for a revisit), id `<cause event id>/<pattern id>` and the cause's seq;
+it is not a separate ledger event, and a rebuild re-derives it identically. Manual transitions are
 `PatternTransitioned` ledger events; an illegal one is refused (`EventRejected`) before anything is written.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from contracts import Envelope, PatternApplied, PatternObserved, PatternTransitioned, QuarantineStatus
 from contracts.records import normalise_pattern_name, pattern_id
@@ -43,17 +44,22 @@ from services.learning.lifecycle import (
     is_revisit,
 )
 from services.learning.scores import days_between, effectiveness, priority, trust, variance
-from services.store.codec import us
+from services.store.codec import dumps, us
 
 if TYPE_CHECKING:
     from services.settings import LearningSettings
 
-__all__ = ["ALLOWED_TRANSITIONS", "apply", "content_hash", "observe", "revisit", "transition"]
+__all__ = ["ALLOWED_TRANSITIONS", "apply", "content_hash", "observe", "revisit", "settle", "transition"]
 
 
 def content_hash(pattern_type: str, pattern_name: str, description: str) -> str:
-    text = "\x1f".join(normalise_pattern_name(x) for x in (pattern_type, pattern_name, description))
-    return hashlib.sha256(text.encode()).hexdigest()
+    """SHA-256 over the normalised type and description, to find one pattern recorded under several names.
+
+    The name is left out (the id already keys on type + name, so a hash that includes it can never match
+    across names); a pattern without a description hashes its type and name instead.
+    """
+    content = normalise_pattern_name(description) or f"\x1e{normalise_pattern_name(pattern_name)}"
+    return hashlib.sha256(f"{normalise_pattern_name(pattern_type)}\x1f{content}".encode()).hexdigest()
 
 
 @dataclass(slots=True)
@@ -71,19 +77,20 @@ class PatternState:
     grace_until: int
 
     @classmethod
-    def from_row(cls, pid: str, row: Sequence[object]) -> PatternState:
+    def from_row(cls, pid: str, row: Sequence[Any]) -> PatternState:
         name, occ, ok, bad, conf, applied, status, grace = row
-        return cls(pid, str(name), int(occ), int(ok), int(bad),  # type: ignore[call-overload]
-                   conf, applied, QuarantineStatus(status), int(grace))  # type: ignore[arg-type, call-overload]
+        return cls(pid, name, occ, ok, bad, conf, applied, QuarantineStatus(status), grace)
 
 
-STATE_COLUMNS = """pattern_name, occurrence_count, led_to_success_count, led_to_failure_count, last_confirmed_us,
-    last_applied_us, quarantine_status, grace_until_apps"""
-SELECT_STATE = f"SELECT {STATE_COLUMNS} FROM patterns WHERE id = ?"  # noqa: S608 - constant
+STATE_COLUMNS = """pattern_name, occurrence_count, led_to_success_count, led_to_failure_count,
+    last_confirmed_us, last_applied_us, quarantine_status, grace_until_apps"""
+SELECT_STATE = f"SELECT {STATE_COLUMNS} FROM patterns WHERE id = ?"
 
 # -- observations --------------------------------------------------------------------------------------------
 
-INSERT_COUNTS_ROW = "INSERT INTO pattern_counts VALUES (?, 0, 0, NULL, NULL) ON CONFLICT(pattern_id) DO NOTHING"
+INSERT_COUNTS_ROW = (
+    "INSERT INTO pattern_counts VALUES (?, 0, 0, NULL, NULL) ON CONFLICT(pattern_id) DO NOTHING"
+)
 UPSERT_PATTERN = f"""
 INSERT INTO patterns (
     id, pattern_type, pattern_name, description, occurrence_count, first_seen_us, last_seen_us,
@@ -114,10 +121,20 @@ ON CONFLICT(id) DO UPDATE SET
 RETURNING {STATE_COLUMNS}, effectiveness_score, variance
 """
 INSERT_TAG = "INSERT INTO pattern_tags VALUES (?, ?) ON CONFLICT DO NOTHING"
+COUNT_TAG = """
+INSERT INTO tag_counts VALUES (?, 1) ON CONFLICT(tag) DO UPDATE SET patterns = patterns + 1
+"""
 SET_PRIORITY = "UPDATE patterns SET priority_score = ? WHERE id = ?"
 
 
-def observe(conn: sqlite3.Connection, env: Envelope, p: PatternObserved, seq: int, s: LearningSettings) -> None:
+def observe(
+    conn: sqlite3.Connection,
+    env: Envelope,
+    p: PatternObserved,
+    seq: int,
+    s: LearningSettings,
+    touched: set[str],
+) -> None:
     pid = pattern_id(p.pattern_type, p.pattern_name)
     tags = sorted(set(p.context_tags))
     if conn.execute(INSERT_COUNTS_ROW, (pid,)).rowcount:
@@ -131,7 +148,7 @@ def observe(conn: sqlite3.Connection, env: Envelope, p: PatternObserved, seq: in
             "description": p.description,
             "at": us(env.occurred_at),
             "suggested_action": p.suggested_action,
-            "tags": json.dumps(tags),
+            "tags": dumps(tags),
             "job": p.provenance_job_hash or env.job,
             "sheet": p.provenance_sheet_num,
             "content_hash": content_hash(p.pattern_type, p.pattern_name, p.description),
@@ -139,11 +156,15 @@ def observe(conn: sqlite3.Connection, env: Envelope, p: PatternObserved, seq: in
             "workspace": env.workspace,
         },
     ).fetchone()
-    conn.executemany(INSERT_TAG, [(tag, pid) for tag in tags])
+    for tag in tags:
+        if conn.execute(INSERT_TAG, (tag, pid)).rowcount:
+            # Patterns per tag, so a tag query can pick its plan without counting (services.query.learning).
+            conn.execute(COUNT_TAG, (tag,))
     state = PatternState.from_row(pid, row[:8])
     if state.occurrences == 1 and state.successes + state.failures > 0:
         # First observation of a pattern that was applied before: derive everything from its applications.
         refresh(conn, state, s, cause=(env.event_id, seq, us(env.occurred_at)))
+        touched.add(pid)
     else:
         # Only the occurrence count changed: priority is the one derived value that depends on it.
         conn.execute(SET_PRIORITY, (priority(row[8], state.occurrences, row[9], s), pid))
@@ -163,7 +184,8 @@ ON CONFLICT(pattern_id) DO UPDATE SET
 RETURNING applications, successes, last_confirmed_us, last_applied_us
 """
 SET_COUNTERS = f"""
-UPDATE patterns SET led_to_success_count = ?, led_to_failure_count = ?, last_confirmed_us = ?, last_applied_us = ?
+UPDATE patterns
+SET led_to_success_count = ?, led_to_failure_count = ?, last_confirmed_us = ?, last_applied_us = ?
 WHERE id = ? RETURNING {STATE_COLUMNS}
 """
 UPSERT_ENTROPY = """
@@ -176,34 +198,63 @@ UPSERT_FACTOR = """
 INSERT INTO success_factor_counts VALUES (?, ?, ?, 1, ?, ?, ?)
 ON CONFLICT(pattern_id, factor, value) DO UPDATE SET
     applications = applications + 1, successes = successes + excluded.successes,
-    grounding_sum = grounding_sum + excluded.grounding_sum, grounding_n = grounding_n + excluded.grounding_n
+    grounding_sum_micro = grounding_sum_micro + excluded.grounding_sum_micro,
+    grounding_n = grounding_n + excluded.grounding_n
 """
+MICRO = 1_000_000
+"""Grounding is summed in integer millionths: exact, so the mean does not depend on the order of addition."""
 
 
-def apply(conn: sqlite3.Connection, env: Envelope, p: PatternApplied, seq: int, s: LearningSettings) -> None:
+def apply(
+    conn: sqlite3.Connection,
+    env: Envelope,
+    p: PatternApplied,
+    seq: int,
+    s: LearningSettings,
+    touched: set[str],
+) -> None:
+    """One application; `touched` collects the patterns `settle` must finish at the end of the batch."""
     # An application may arrive before the pattern's first observation (streams interleave): it is counted in
     # `pattern_counts` now, and the pattern row takes its counters from there when it is created.
     at, ok = us(env.occurred_at), int(p.success)
     conn.execute(
         INSERT_APPLICATION,
         (
-            env.event_id, seq, p.pattern_id, env.workspace, env.job, at, ok,
-            p.grounding_confidence, p.execution_id, p.model,
+            env.event_id,
+            seq,
+            p.pattern_id,
+            env.workspace,
+            env.job,
+            at,
+            ok,
+            p.grounding_confidence,
+            p.execution_id,
+            p.model,
             p.success_factors.model_dump_json() if p.success_factors else None,
         ),
     )
-    n, successes, confirmed, applied = conn.execute(COUNT_APPLICATION, {"id": p.pattern_id, "ok": ok, "at": at}
-                                                    ).fetchone()
+    n, successes, confirmed, applied = conn.execute(
+        COUNT_APPLICATION, {"id": p.pattern_id, "ok": ok, "at": at}
+    ).fetchone()
     row = conn.execute(SET_COUNTERS, (successes, n - successes, confirmed, applied, p.pattern_id)).fetchone()
-    _entropy(conn, total=1, delta=c_log2_c(n) - c_log2_c(n - 1),
-             unique=int(n == 1 and row is None), effective=int(n == 1))
+    _entropy(
+        conn,
+        total=1,
+        delta=c_log2_c(n) - c_log2_c(n - 1),
+        unique=int(n == 1 and row is None),
+        effective=int(n == 1),
+    )
     grounding = grounding_of(p.success_factors, p.grounding_confidence)
-    factor_values = [(p.pattern_id, f, v, ok, 0.0, 0) for f, v in factor_rows(p.success_factors, env.occurred_at.hour, s)]
+    factor_values = [
+        (p.pattern_id, f, v, ok, 0, 0) for f, v in factor_rows(p.success_factors, env.occurred_at.hour, s)
+    ]
     if grounding is not None:
-        factor_values.append((p.pattern_id, GROUNDING, "", ok, grounding, 1))
+        # The summary's grounding is the mean over *successful* applications (the seed's "why it worked").
+        factor_values.append((p.pattern_id, GROUNDING, "", ok, round(grounding * MICRO) * ok, ok))
     conn.executemany(UPSERT_FACTOR, factor_values)
     if row is not None:
         refresh(conn, PatternState.from_row(p.pattern_id, row), s, cause=(env.event_id, seq, at))
+        touched.add(p.pattern_id)
 
 
 def _entropy(conn: sqlite3.Connection, *, total: int, delta: float, unique: int, effective: int) -> None:
@@ -217,18 +268,24 @@ SELECT success, grounding_confidence FROM pattern_applications WHERE pattern_id 
 ORDER BY applied_us DESC, event_id DESC LIMIT ?
 """
 GROUNDED_WINDOW = """
-SELECT grounding_confidence FROM pattern_applications WHERE pattern_id = ? AND grounding_confidence IS NOT NULL
+SELECT grounding_confidence FROM pattern_applications
+WHERE pattern_id = ? AND grounding_confidence IS NOT NULL
 ORDER BY applied_us DESC, event_id DESC LIMIT ?
 """
 SELECT_FACTORS = """
-SELECT factor, value, applications, successes, grounding_sum, grounding_n FROM success_factor_counts
+SELECT factor, value, applications, successes, grounding_sum_micro / 1e6, grounding_n
+FROM success_factor_counts
 WHERE pattern_id = ?
 """
-SET_DERIVED = """
+SET_SCORES = """
 UPDATE patterns SET effectiveness_score = :eff, variance = :var, priority_score = :pri, trust_score = :trust,
-    trust_calculation_us = :at, success_factors = :factors,
-    success_factors_updated_us = CASE WHEN :factors IS NULL THEN success_factors_updated_us ELSE :at END
+    trust_calculation_us = :at
 WHERE id = :id
+"""
+SET_FACTORS = """
+UPDATE patterns SET success_factors = ?1,
+    success_factors_updated_us = CASE WHEN ?1 IS NULL THEN success_factors_updated_us ELSE ?2 END
+WHERE id = ?3
 """
 UPSERT_DRIFT = """
 INSERT INTO pattern_drift VALUES (:id, :at, :drift, :magnitude, :exceeded, :epistemic, :change, :e_exceeded)
@@ -250,37 +307,67 @@ WHERE id = :id
 SET_TRUST = "UPDATE patterns SET trust_score = ?, trust_calculation_us = ? WHERE id = ?"
 
 
-def refresh(conn: sqlite3.Connection, st: PatternState, s: LearningSettings, cause: tuple[str, int, int]) -> None:
-    """Recompute every derived value of one pattern and apply the automatic lifecycle rule.
+def refresh(
+    conn: sqlite3.Connection, st: PatternState, s: LearningSettings, cause: tuple[str, int, int]
+) -> None:
+    """Recompute a pattern's scores after an event and apply the automatic lifecycle rule.
 
     `cause` is the (event id, seq, time) of the event that triggered it: the key and time of a derived
     transition. Scores are as of the pattern's latest application (`last_applied_us`), never the wall clock.
+    The lifecycle depends on the path, so this runs after every application; what depends only on the set of
+    applications (drift, the success-factor summary) waits for `settle`, once per pattern per batch.
     """
     n = st.successes + st.failures
-    fetch = max(s.effectiveness_window, 2 * s.drift_window, 2 * s.epistemic_window)
-    window = conn.execute(WINDOW, (st.id, fetch)).fetchall()
-    recent = window[: s.effectiveness_window]
+    recent = conn.execute(WINDOW, (st.id, s.effectiveness_window)).fetchall()
     days = days_between(st.last_confirmed_us, st.last_applied_us)
-    eff = effectiveness(st.successes, st.failures, [bool(r[0]) for r in recent], [r[1] for r in recent], days, s)
+    eff = effectiveness(
+        st.successes, st.failures, [bool(r[0]) for r in recent], [r[1] for r in recent], days, s
+    )
     var = variance(st.successes, st.failures)
-    pri = priority(eff, st.occurrences, var, s)
     event_id, seq, at = cause
     if st.status != QuarantineStatus.RETIRED:
         move = automatic_transition(st.status, n, eff, st.grace_until, s)
         if move is not None:
-            _write_transition(conn, st, move[0], move[1], actor="rule", key=f"{event_id}/{st.id}", seq=seq,
-                              at=at, s=s)
+            _write_transition(
+                conn, st, move[0], move[1], actor="rule", key=f"{event_id}/{st.id}", seq=seq, at=at, s=s
+            )
+    conn.execute(
+        SET_SCORES,
+        {
+            "eff": eff,
+            "var": var,
+            "pri": priority(eff, st.occurrences, var, s),
+            "trust": trust(st.successes, st.failures, days, st.status, s),
+            "at": st.last_applied_us,
+            "id": st.id,
+        },
+    )
+
+
+def settle(conn: sqlite3.Connection, pattern: str, s: LearningSettings) -> None:
+    """At the end of a batch, for each pattern it applied: drift and the success-factor summary.
+
+    Both are functions of the set of applications (the last windows by event time, the factor counts), so
+    computing them once per batch gives exactly what computing them after every application would.
+    """
+    row = conn.execute(SELECT_STATE, (pattern,)).fetchone()
+    if row is None:
+        return
+    st = PatternState.from_row(pattern, row)
     rows = [FactorCount(*r) for r in conn.execute(SELECT_FACTORS, (st.id,)).fetchall()]
     summary = summarise(rows, st.successes, st.failures)
-    conn.execute(SET_DERIVED, {
-        "eff": eff, "var": var, "pri": pri, "trust": trust(st.successes, st.failures, days, st.status, s),
-        "at": st.last_applied_us, "factors": summary.model_dump_json() if summary else None, "id": st.id,
-    })
-    _drift(conn, st, window, fetch, s)
+    conn.execute(SET_FACTORS, (summary.model_dump_json() if summary else None, st.last_applied_us, st.id))
+    fetch = max(2 * s.drift_window, 2 * s.epistemic_window)
+    _drift(conn, st, conn.execute(WINDOW, (st.id, fetch)).fetchall(), fetch, s)
 
 
-def _drift(conn: sqlite3.Connection, st: PatternState, window: list[tuple[int, float | None]], fetched: int,
-           s: LearningSettings) -> None:
+def _drift(
+    conn: sqlite3.Connection,
+    st: PatternState,
+    window: list[tuple[int, float | None]],
+    fetched: int,
+    s: LearningSettings,
+) -> None:
     if len(window) < 2 * min(s.drift_window, s.epistemic_window):
         return
     drift = effectiveness_drift(st.id, st.name, [(bool(ok), g) for ok, g in window], s)
@@ -291,19 +378,33 @@ def _drift(conn: sqlite3.Connection, st: PatternState, window: list[tuple[int, f
     epistemic = epistemic_drift(st.id, st.name, grounded, s)
     if drift is None and epistemic is None:
         return
-    conn.execute(UPSERT_DRIFT, {
-        "id": st.id, "at": st.last_applied_us,
-        "drift": drift.model_dump_json() if drift else None,
-        "magnitude": drift.drift_magnitude if drift else None,
-        "exceeded": int(bool(drift and drift.threshold_exceeded)),
-        "epistemic": epistemic.model_dump_json() if epistemic else None,
-        "change": epistemic.belief_change if epistemic else None,
-        "e_exceeded": int(bool(epistemic and epistemic.threshold_exceeded)),
-    })
+    conn.execute(
+        UPSERT_DRIFT,
+        {
+            "id": st.id,
+            "at": st.last_applied_us,
+            "drift": drift.model_dump_json() if drift else None,
+            "magnitude": drift.drift_magnitude if drift else None,
+            "exceeded": int(bool(drift and drift.threshold_exceeded)),
+            "epistemic": epistemic.model_dump_json() if epistemic else None,
+            "change": epistemic.belief_change if epistemic else None,
+            "e_exceeded": int(bool(epistemic and epistemic.threshold_exceeded)),
+        },
+    )
 
 
-def _write_transition(conn: sqlite3.Connection, st: PatternState, to: QuarantineStatus, reason: str, *,
-                      actor: str, key: str, seq: int, at: int, s: LearningSettings) -> None:
+def _write_transition(
+    conn: sqlite3.Connection,
+    st: PatternState,
+    to: QuarantineStatus,
+    reason: str,
+    *,
+    actor: str,
+    key: str,
+    seq: int,
+    at: int,
+    s: LearningSettings,
+) -> None:
     """One transition row and the pattern's new status; a revisit opens the re-quarantine grace period.
 
     Grace is stored as an application count: no automatic quarantine before the pattern reaches it.
@@ -318,8 +419,9 @@ def _write_transition(conn: sqlite3.Connection, st: PatternState, to: Quarantine
 # -- transitions ---------------------------------------------------------------------------------------------
 
 
-def transition(conn: sqlite3.Connection, env: Envelope, p: PatternTransitioned, seq: int,
-               s: LearningSettings) -> None:
+def transition(
+    conn: sqlite3.Connection, env: Envelope, p: PatternTransitioned, seq: int, s: LearningSettings
+) -> None:
     """A manual (or service-made) transition event: validated against the lifecycle before any write."""
     row = conn.execute(SELECT_STATE, (p.pattern_id,)).fetchone()
     if row is None:
@@ -333,8 +435,9 @@ def transition(conn: sqlite3.Connection, env: Envelope, p: PatternTransitioned, 
     _move(conn, st, p.to_status, p.reason, actor=p.actor, key=env.event_id, seq=seq, at=at, s=s)
 
 
-def revisit(conn: sqlite3.Connection, pid: str, *, key: str, seq: int, at: int, reason: str,
-            s: LearningSettings) -> bool:
+def revisit(
+    conn: sqlite3.Connection, pid: str, *, key: str, seq: int, at: int, reason: str, s: LearningSettings
+) -> bool:
     """An entropy response's revisit: quarantined -> pending with a grace period; False if not quarantined."""
     row = conn.execute(SELECT_STATE, (pid,)).fetchone()
     if row is None:
@@ -346,8 +449,18 @@ def revisit(conn: sqlite3.Connection, pid: str, *, key: str, seq: int, at: int, 
     return True
 
 
-def _move(conn: sqlite3.Connection, st: PatternState, to: QuarantineStatus, reason: str, *, actor: str, key: str,
-          seq: int, at: int, s: LearningSettings) -> None:
+def _move(
+    conn: sqlite3.Connection,
+    st: PatternState,
+    to: QuarantineStatus,
+    reason: str,
+    *,
+    actor: str,
+    key: str,
+    seq: int,
+    at: int,
+    s: LearningSettings,
+) -> None:
     _write_transition(conn, st, to, reason, actor=actor, key=key, seq=seq, at=at, s=s)
     days = days_between(st.last_confirmed_us, st.last_applied_us)
     conn.execute(SET_TRUST, (trust(st.successes, st.failures, days, to, s), at, st.id))

@@ -7,12 +7,16 @@ every time they write comes from the event.
 
 Raising `EventRejected` refuses one event. A projection must raise it *before* it writes anything: the store
 then deletes the event's ledger row and the subscriber dead-letters it.
+
+Every projection also gets the `ProjectionContext`: the learning settings the rules use (docs/LEARNING.md). A
+rebuild must run with the same settings to reproduce the same derived values.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from contracts import (
     DriftMetrics,
@@ -33,15 +37,64 @@ from contracts import (
     RateLimitEvent,
 )
 from services.errors import EventRejected
+from services.learning.executions import execution_confidence
+from services.settings import LearningSettings
 from services.store import patterns
 from services.store.codec import dumps as _json
 from services.store.codec import us
 
-Projection = Callable[[sqlite3.Connection, Envelope, int], None]
+
+@dataclass(frozen=True, slots=True)
+class ProjectionContext:
+    """What projections need besides the event: the learning rules' settings, and the per-batch work.
+
+    The store calls `begin()` after it opens a batch transaction and `finish(conn)` just before it commits;
+    `finish` settles each pattern the batch applied (see `patterns.settle`), in id order.
+    """
+
+    learning: LearningSettings = field(default_factory=LearningSettings)
+    touched: set[str] = field(default_factory=set)
+
+    def begin(self) -> None:
+        self.touched.clear()
+
+    def finish(self, conn: sqlite3.Connection) -> None:
+        for pattern in sorted(self.touched):
+            patterns.settle(conn, pattern, self.learning)
+        self.touched.clear()
+
+
+Projection = Callable[[sqlite3.Connection, Envelope, int, ProjectionContext], None]
+
+SELECT_LEARNING = "SELECT body FROM learning_settings WHERE id = 1"
+RECORD_LEARNING = """
+INSERT INTO learning_settings VALUES (1, :body, :at)
+ON CONFLICT(id) DO UPDATE SET body = excluded.body, recorded_us = excluded.recorded_us
+WHERE body != excluded.body
+"""
+
+
+def learning_settings(
+    conn: sqlite3.Connection, given: LearningSettings | None, now_us: int
+) -> LearningSettings:
+    """The settings to derive with: `given` (recorded in the store), else the recorded ones, else defaults.
+
+    The store records what it projects with, so a `rebuild` and the read side (queries, CLI) use the same
+    rules as the writer without being told.
+    """
+    if given is not None:
+        conn.execute(RECORD_LEARNING, {"body": given.model_dump_json(), "at": now_us})
+        return given
+    row = conn.execute(SELECT_LEARNING).fetchone()
+    return LearningSettings.model_validate_json(row[0]) if row else LearningSettings()
 
 
 UPSERT_EXECUTION = """
-INSERT INTO executions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+INSERT INTO executions (
+    id, event_id, workspace, job, workspace_hash, job_hash, sheet_num, started_us, completed_us,
+    duration_seconds, status, retry_count, success_without_retry, validation_pass_rate, confidence_score,
+    model, error_codes, computed_confidence
+) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 ON CONFLICT(id) DO UPDATE SET
     event_id=excluded.event_id, workspace=excluded.workspace, job=excluded.job,
     workspace_hash=excluded.workspace_hash, job_hash=excluded.job_hash, sheet_num=excluded.sheet_num,
@@ -49,11 +102,11 @@ ON CONFLICT(id) DO UPDATE SET
     duration_seconds=excluded.duration_seconds, status=excluded.status, retry_count=excluded.retry_count,
     success_without_retry=excluded.success_without_retry,
     validation_pass_rate=excluded.validation_pass_rate, confidence_score=excluded.confidence_score,
-    model=excluded.model, error_codes=excluded.error_codes
+    model=excluded.model, error_codes=excluded.error_codes, computed_confidence=excluded.computed_confidence
 """
 
 
-def execution(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
+def execution(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     # A later event for the same record id is a correction: it replaces the row (last in ledger order wins).
     p = env.payload
     assert isinstance(p, ExecutionRecord)
@@ -64,11 +117,14 @@ def execution(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
             us(p.started_at), us(p.completed_at), p.duration_seconds, p.status, p.retry_count,
             int(p.success_without_retry), p.validation_pass_rate, p.confidence_score, p.model,
             _json(p.error_codes),
+            execution_confidence(
+                p.validation_pass_rate, p.retry_count, p.success_without_retry, ctx.learning
+            ),
         ),
     )
 
 
-def error_recovery(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
+def error_recovery(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, ErrorRecoveryRecord)
     conn.execute(
@@ -80,7 +136,7 @@ def error_recovery(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
     )
 
 
-def rate_limit(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
+def rate_limit(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, RateLimitEvent)
     conn.execute(
@@ -92,7 +148,7 @@ def rate_limit(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
     )
 
 
-def escalation(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
+def escalation(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, EscalationDecisionRecord)
     conn.execute(
@@ -104,7 +160,7 @@ def escalation(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
     )
 
 
-def escalation_outcome(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
+def escalation_outcome(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, EscalationOutcomeRecorded)
     cur = conn.execute(
@@ -114,7 +170,7 @@ def escalation_outcome(conn: sqlite3.Connection, env: Envelope, seq: int) -> Non
         raise EventRejected(f"escalation {p.escalation_id!r} is not in the store")
 
 
-def discovery(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
+def discovery(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, PatternDiscoveryEvent)
     conn.execute(
@@ -127,7 +183,7 @@ def discovery(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
     )
 
 
-def evolution_entry(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
+def evolution_entry(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, EvolutionTrajectoryEntry)
     try:
@@ -143,7 +199,7 @@ def evolution_entry(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
         raise EventRejected(f"evolution cycle {p.cycle} (or entry id {p.id!r}) is already recorded") from exc
 
 
-def budget(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
+def budget(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, ExplorationBudgetRecord)
     conn.execute(
@@ -155,7 +211,7 @@ def budget(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
     )
 
 
-def entropy_response(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
+def entropy_response(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, EntropyResponseRecord)
     conn.execute(
@@ -165,9 +221,17 @@ def entropy_response(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
             _json(p.actions_taken), int(p.budget_boosted), p.quarantine_revisits, _json(p.patterns_revisited),
         ),
     )
+    # The revisits themselves are derived here (docs/LEARNING.md): each listed pattern that is still
+    # quarantined moves to pending with a grace period; one that is not (already revisited, validated by an
+    # operator meanwhile, unknown) is left alone rather than refusing the whole response.
+    at = us(p.recorded_at)
+    for pid in dict.fromkeys(p.patterns_revisited):
+        patterns.revisit(conn, pid, key=f"{env.event_id}/{pid}", seq=seq, at=at, s=ctx.learning,
+                         reason=f"revisited by entropy response {p.id} (entropy {p.entropy_at_trigger:.3f} "
+                                f"< {p.threshold_used:.3f})")
 
 
-def entropy_metrics(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
+def entropy_metrics(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, PatternEntropyMetrics)
     conn.execute(
@@ -180,7 +244,7 @@ def entropy_metrics(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
     )
 
 
-def drift(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
+def drift(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, DriftMetrics | EpistemicDriftMetrics)
     conn.execute(
@@ -189,22 +253,22 @@ def drift(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
     )
 
 
-def pattern_observed(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
+def pattern_observed(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, PatternObserved)
-    patterns.observe(conn, env, p, seq)
+    patterns.observe(conn, env, p, seq, ctx.learning, ctx.touched)
 
 
-def pattern_applied(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
+def pattern_applied(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, PatternApplied)
-    patterns.apply(conn, env, p, seq)
+    patterns.apply(conn, env, p, seq, ctx.learning, ctx.touched)
 
 
-def pattern_transition(conn: sqlite3.Connection, env: Envelope, seq: int) -> None:
+def pattern_transition(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, PatternTransitioned)
-    patterns.transition(conn, env, p, seq)
+    patterns.transition(conn, env, p, seq, ctx.learning)
 
 
 PROJECTIONS: dict[str, Projection] = {

@@ -188,6 +188,24 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX executions_started ON executions(started_us);
     CREATE INDEX entropy_history_seq ON entropy_history(seq);
     """,
+    # 3: grounding summed in exact integer millionths (order-independent means); the learning settings the
+    # store derives with (read by `rebuild` and the read side; not a projection); patterns per tag, an
+    # escalation index per outcome and a covering rank index, so the tag and similarity queries stay cheap.
+    """
+    ALTER TABLE success_factor_counts RENAME COLUMN grounding_sum TO grounding_sum_micro;
+    UPDATE success_factor_counts SET grounding_sum_micro = ROUND(grounding_sum_micro * 1000000);
+
+    CREATE TABLE learning_settings (
+        id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL, recorded_us INTEGER NOT NULL
+    );
+
+    CREATE TABLE tag_counts (tag TEXT PRIMARY KEY, patterns INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO tag_counts SELECT tag, COUNT(*) FROM pattern_tags GROUP BY tag;
+
+    CREATE INDEX escalations_outcome_similarity
+        ON escalation_decisions(outcome_after_action, confidence, validation_pass_rate);
+    CREATE INDEX patterns_rank ON patterns(priority_score DESC, id, quarantine_status, trust_score);
+    """,
 )
 
 PROJECTION_TABLES: tuple[str, ...] = (
@@ -209,8 +227,12 @@ PROJECTION_TABLES: tuple[str, ...] = (
     "success_factor_counts",
     "pattern_tags",
     "pattern_drift",
+    "tag_counts",
 )
-"""Every table derived from the ledger: dropped and replayed by `pheromone rebuild`."""
+"""Every table derived from the ledger: dropped and replayed by `pheromone rebuild`.
+
+Not listed: `learning_settings`, the settings the projections derive with (see `services.store.projections`);
+it is configuration, not state derived from events."""
 
 
 def connect(path: str, *, timeout_s: float = 30.0) -> sqlite3.Connection:

@@ -22,7 +22,7 @@ from services.store.db import Store
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:
-    store = Store(ctx.settings.store_path)
+    store = Store(ctx.settings.store_path, learning=ctx.settings.learning)
     await store.open()
 
     async def handle(events: Sequence[tuple[Envelope, bytes]]) -> Sequence[tuple[int, str]]:

@@ -1,0 +1,398 @@
+"""Benchmark: the learning queries on a store the size of a busy real one and beyond.
+
+    python bench/queries.py                 # 50,000 patterns, 2,000,000 applications, 1,000,000 executions
+    python bench/queries.py --quick         # a small store, for a smoke run
+    python bench/queries.py --json          # ... and end with one JSON line of the figures
+
+The store is generated directly with SQL inserts into the projection tables (through the real schema and
+migrations), which is much faster than replaying millions of events through the projections; the ledger is
+left empty because none of the measured queries reads it. Derived aggregates (`pattern_counts`,
+`entropy_state`, `pattern_tags`) are written consistently with the generated applications, as the projections
+would have left them.
+
+Each query is run through the same functions the query service and the CLI use
+(`services.query.learning`), over an aiosqlite connection, so the figures include the thread hop a real
+query pays. Targets (issue 3): top patterns for a tag set p99 <= 10 ms; entropy p99 <= 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aiosqlite
+
+from services.query import learning as q
+from services.settings import LearningSettings
+from services.store.db import Store
+
+T0_US = 1_735_689_600_000_000  # 2025-01-01T00:00:00Z
+DAY_US = 86_400 * 1_000_000
+TYPES = (
+    "retry_pattern",
+    "validation_failure",
+    "prompt_pattern",
+    "tool_pattern",
+    "error_recovery",
+    "planning_pattern",
+    "test_pattern",
+    "refactor_pattern",
+)
+STATUSES = (("validated", 0.35), ("pending", 0.45), ("quarantined", 0.15), ("retired", 0.05))
+MODELS = ("claude-sonnet", "claude-haiku", "claude-opus", "gpt-large", "gpt-small", "local-llama")
+CODES = tuple(
+    ["429", "rate_limit", "timeout", "overloaded", "auth", "validation"] + [f"E{n:03d}" for n in range(14)]
+)
+N_TAGS = 300
+
+
+def zipf_weights(n: int, s: float = 1.1) -> list[float]:
+    return [1 / (k**s) for k in range(1, n + 1)]
+
+
+def generate(
+    path: Path,
+    *,
+    patterns: int,
+    applications: int,
+    executions: int,
+    recoveries: int,
+    escalations: int,
+    seed: int,
+    quiet: bool,
+) -> dict[str, float]:
+    """Write a store of the given size at `path`; returns seconds per phase."""
+    asyncio.run(_migrate(path))
+    rng = random.Random(seed)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=OFF")
+    timings: dict[str, float] = {}
+
+    def phase(name: str, fn: Callable[[], None]) -> None:
+        start = time.perf_counter()
+        conn.execute("BEGIN")
+        fn()
+        conn.execute("COMMIT")
+        timings[name] = time.perf_counter() - start
+        if not quiet:
+            print(f"  generated {name} in {timings[name]:.1f}s", file=sys.stderr)
+
+    tags = [f"tag-{i}" for i in range(N_TAGS)]
+    tag_weights = zipf_weights(N_TAGS)
+    ids = [f"p_{i:024x}" for i in range(patterns)]
+    # Application counts: Zipf over patterns, scaled to the requested total (a few dominate, most are rare).
+    weights = zipf_weights(patterns, 0.9)
+    scale = applications / sum(weights)
+    counts = [int(w * scale) for w in weights]
+    for i in rng.sample(range(patterns), applications - sum(counts)) if applications > sum(counts) else []:
+        counts[i] += 1
+    rng.shuffle(counts)
+
+    def patterns_phase() -> None:
+        rows, tag_rows = [], []
+        for i, pid in enumerate(ids):
+            n = counts[i]
+            ok = sum(1 for _ in range(min(n, 50)) if rng.random() < 0.7) * n // max(min(n, 50), 1)
+            eff = rng.uniform(0.05, 0.98) if n >= 3 else 0.55
+            var = (ok / n) * (1 - ok / n) if n else 0.0
+            occ = rng.randint(1, 200)
+            prio = eff * max(0.6, min(1.0, math.log10(occ + 1) / 2)) * (1 - var)
+            status = rng.choices([s for s, _ in STATUSES], [w for _, w in STATUSES])[0]
+            chosen = sorted(set(rng.choices(tags, tag_weights, k=rng.randint(1, 4))))
+            first = T0_US + rng.randrange(0, 300 * DAY_US)
+            rows.append(
+                (
+                    pid,
+                    TYPES[i % len(TYPES)],
+                    f"pattern {i}",
+                    f"generated pattern {i}",
+                    occ,
+                    first,
+                    first + DAY_US,
+                    first + DAY_US if ok else None,
+                    ok,
+                    n - ok,
+                    eff,
+                    var,
+                    None,
+                    json.dumps(chosen, separators=(",", ":")),
+                    prio,
+                    status,
+                    f"job-{i % 500}",
+                    None,
+                    None,
+                    None,
+                    None,
+                    rng.uniform(0.1, 0.95),
+                    first + DAY_US,
+                    None,
+                    None,
+                    int(status != "retired"),
+                    f"{i:064x}",
+                    rng.choice(("claude_cli", "codex", None)),
+                    "ws-0",
+                    first + DAY_US,
+                    0,
+                )
+            )
+            tag_rows += [(t, pid) for t in chosen]
+        conn.executemany(f"INSERT INTO patterns VALUES ({','.join('?' * 31)})", rows)
+        conn.executemany("INSERT INTO pattern_tags VALUES (?, ?)", tag_rows)
+        conn.execute("INSERT INTO tag_counts SELECT tag, COUNT(*) FROM pattern_tags GROUP BY tag")
+        conn.executemany(
+            "INSERT INTO pattern_counts VALUES (?, ?, ?, NULL, ?)",
+            ((pid, counts[i], rows[i][8], rows[i][29]) for i, pid in enumerate(ids)),
+        )
+        total = sum(counts)
+        clogc = sum(c * math.log2(c) for c in counts if c > 0)
+        conn.execute(
+            "INSERT INTO entropy_state VALUES (1, ?, ?, ?, ?)",
+            (total, clogc, patterns, sum(1 for c in counts if c > 0)),
+        )
+
+    def applications_phase() -> None:
+        def rows() -> Any:
+            seq = 0
+            for i, pid in enumerate(ids):
+                for _ in range(counts[i]):
+                    seq += 1
+                    yield (
+                        f"a{seq:025d}",
+                        seq,
+                        pid,
+                        "ws-0",
+                        "job-0",
+                        T0_US + seq * 1_000_000,
+                        int(rng.random() < 0.7),
+                        round(rng.random(), 3),
+                        None,
+                        None,
+                        None,
+                    )
+
+        conn.executemany("INSERT INTO pattern_applications VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows())
+
+    def executions_phase() -> None:
+        def rows() -> Any:
+            for i in range(executions):
+                start = T0_US + i * 5_000_000
+                retries = rng.choice((0, 0, 0, 1, 2))
+                yield (
+                    f"x{i:025d}",
+                    f"e{i:025d}",
+                    f"ws-{i % 40}",
+                    f"job-{i % 400}",
+                    f"ws-{i % 40}",
+                    f"job-{i % 400}",
+                    i % 50,
+                    start,
+                    start + 30_000_000,
+                    30.0,
+                    "completed",
+                    retries,
+                    int(retries == 0),
+                    rng.random(),
+                    rng.random(),
+                    MODELS[i % len(MODELS)],
+                    "[]",
+                    rng.random(),
+                )
+
+        conn.executemany("INSERT INTO executions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows())
+
+    def recoveries_phase() -> None:
+        def rows() -> Any:
+            for i in range(recoveries):
+                yield (
+                    f"r{i:025d}",
+                    f"f{i:025d}",
+                    "ws-0",
+                    CODES[int(rng.paretovariate(1.2)) % len(CODES)],
+                    10.0,
+                    rng.uniform(1, 120),
+                    int(rng.random() < 0.7),
+                    T0_US + i * 10_000_000,
+                    MODELS[i % len(MODELS)],
+                    (i // 360) % 24,
+                )
+
+        conn.executemany("INSERT INTO error_recoveries VALUES (?,?,?,?,?,?,?,?,?,?)", rows())
+
+    def escalations_phase() -> None:
+        def rows() -> Any:
+            for i in range(escalations):
+                yield (
+                    f"s{i:025d}",
+                    f"g{i:025d}",
+                    "ws-0",
+                    f"job-{i % 400}",
+                    i % 50,
+                    round(rng.random(), 3),
+                    rng.choice(("retry", "skip", "abort", "modify_prompt")),
+                    None,
+                    round(rng.random(), 3),
+                    rng.randint(0, 5),
+                    rng.choice(("success", "failed", "skipped", "aborted", None)),
+                    T0_US + i * 60_000_000,
+                    MODELS[i % len(MODELS)],
+                )
+
+        conn.executemany("INSERT INTO escalation_decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows())
+
+    phase("patterns", patterns_phase)
+    phase("applications", applications_phase)
+    phase("executions", executions_phase)
+    phase("recoveries", recoveries_phase)
+    phase("escalations", escalations_phase)
+    start = time.perf_counter()
+    conn.execute("ANALYZE")
+    timings["analyze"] = time.perf_counter() - start
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return timings
+
+
+async def _migrate(path: Path) -> None:
+    async with Store(path):
+        pass
+
+
+async def measure(path: Path, iterations: int, seed: int) -> dict[str, dict[str, float]]:
+    rng = random.Random(seed)
+    tags = [f"tag-{i}" for i in range(N_TAGS)]
+    async with aiosqlite.connect(f"file:{path}?mode=ro", uri=True) as db:
+        s: LearningSettings = await q.recorded_settings(db)
+        async with db.execute("SELECT id FROM patterns ORDER BY random() LIMIT 200") as cur:
+            some_ids = [r[0] for r in await cur.fetchall()]
+
+        cases: dict[str, Callable[[], Awaitable[Any]]] = {
+            "patterns_by_tags": lambda: q.patterns(
+                db, q.PatternsArgs(tags=rng.sample(tags[:60], rng.randint(1, 3)), limit=10), s
+            ),
+            "patterns_by_rare_tags_all": lambda: q.patterns(
+                db, q.PatternsArgs(tags=rng.sample(tags, 2), match_all_tags=True, min_trust=0.3, limit=10), s
+            ),
+            "patterns_top": lambda: q.patterns(db, q.PatternsArgs(limit=20), s),
+            "pattern_show": lambda: q.pattern(db, q.PatternArgs(id=rng.choice(some_ids)), s),
+            "learned_wait": lambda: q.wait(
+                db, q.WaitArgs(error_code=rng.choice(CODES), model=rng.choice((None, *MODELS))), s
+            ),
+            "similar_escalation": lambda: q.escalations_similar(
+                db, q.EscalationArgs(confidence=rng.random(), validation_pass_rate=rng.random()), s
+            ),
+            "entropy": lambda: q.entropy(db, q.EntropyArgs(), s),
+        }
+        results: dict[str, dict[str, float]] = {}
+        for name, run in cases.items():
+            for _ in range(max(5, iterations // 10)):  # warm the page cache and the statement cache
+                await run()
+            samples = []
+            for _ in range(iterations):
+                start = time.perf_counter()
+                await run()
+                samples.append((time.perf_counter() - start) * 1000)
+            samples.sort()
+            results[name] = {
+                "p50_ms": round(statistics.median(samples), 3),
+                "p99_ms": round(samples[min(len(samples) - 1, math.ceil(len(samples) * 0.99) - 1)], 3),
+                "max_ms": round(samples[-1], 3),
+            }
+    return results
+
+
+TARGETS_MS = {
+    "patterns_by_tags": 10.0,
+    "patterns_by_rare_tags_all": 10.0,
+    "patterns_top": 10.0,
+    "entropy": 50.0,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--patterns", type=int, default=50_000)
+    parser.add_argument("--applications", type=int, default=2_000_000)
+    parser.add_argument("--executions", type=int, default=1_000_000)
+    parser.add_argument("--recoveries", type=int, default=200_000)
+    parser.add_argument("--escalations", type=int, default=100_000)
+    parser.add_argument("--iterations", type=int, default=500, help="measured runs per query")
+    parser.add_argument("--quick", action="store_true", help="a small store and fewer runs (smoke test)")
+    parser.add_argument("--db", type=Path, help="keep the generated store here (default: a temporary dir)")
+    parser.add_argument("--reuse", action="store_true", help="measure an existing --db without generating")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
+    a = parser.parse_args()
+    if a.quick:
+        a.patterns, a.applications, a.executions, a.recoveries, a.escalations = (
+            2_000,
+            50_000,
+            20_000,
+            5_000,
+            2_000,
+        )
+        a.iterations = min(a.iterations, 100)
+    if a.reuse and (a.db is None or not a.db.exists()):
+        parser.error("--reuse needs an existing --db")
+
+    with tempfile.TemporaryDirectory(prefix="pheromone-bench-") as tmp:
+        path = a.db or Path(tmp) / "store.db"
+        sizes = {
+            "patterns": a.patterns,
+            "applications": a.applications,
+            "executions": a.executions,
+            "recoveries": a.recoveries,
+            "escalations": a.escalations,
+        }
+        timings: dict[str, float] = {}
+        if not a.reuse:
+            if path.exists():
+                parser.error(f"{path} exists; pass --reuse to measure it, or remove it")
+            print(f"generating {', '.join(f'{v:,} {k}' for k, v in sizes.items())} ...", file=sys.stderr)
+            timings = generate(path, seed=a.seed, quiet=a.json, **sizes)
+        size_mb = sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 1e6
+        results = asyncio.run(measure(path, a.iterations, a.seed))
+
+    print(f"\nstore: {size_mb:,.0f} MB; {a.iterations} runs per query (aiosqlite, warm cache)\n")
+    print(f"{'query':<28}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}  target")
+    ok = True
+    for name, r in results.items():
+        target = TARGETS_MS.get(name)
+        verdict = (
+            ""
+            if target is None
+            else (f"p99 <= {target:g} ms " + ("ok" if r["p99_ms"] <= target else "MISSED"))
+        )
+        ok &= target is None or r["p99_ms"] <= target
+        print(f"{name:<28}{r['p50_ms']:>10.3f}{r['p99_ms']:>10.3f}{r['max_ms']:>10.3f}  {verdict}")
+    if a.json:
+        print(
+            json.dumps(
+                {
+                    "bench": "queries",
+                    "sizes": sizes,
+                    "store_mb": round(size_mb, 1),
+                    "iterations": a.iterations,
+                    "generate_s": {k: round(v, 2) for k, v in timings.items()},
+                    "queries": results,
+                    "targets_met": ok,
+                }
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
