@@ -22,6 +22,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import redis.asyncio as aioredis
 from pydantic import ValidationError
@@ -34,8 +35,16 @@ from services.transport import DeadLetter, Entry
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Sequence[tuple[Envelope, bytes]]], Awaitable[Sequence[tuple[int, str]]]]
-"""Applies valid events; returns the (index, reason) of each event it refuses permanently."""
+class Refused(NamedTuple):
+    """An event the handler would not apply: dead-lettered, or left pending when `retry` (see EventRejected)."""
+
+    index: int
+    reason: str
+    retry: bool = False
+
+
+Handler = Callable[[Sequence[tuple[Envelope, bytes]]], Awaitable[Sequence[tuple[int, str] | Refused]]]
+"""Applies valid events; returns the (index, reason[, retry]) of each event it refuses."""
 
 _FIELD = FIELD.encode()
 MAX_INFLIGHT_BATCHES = 2
@@ -86,6 +95,7 @@ class GroupWorker:
 
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(MAX_INFLIGHT_BATCHES)
+        self._store_busy = False
         self._inflight: set[asyncio.Task[None]] = set()
 
     async def on_batch(self, entries: Sequence[Entry]) -> None:
@@ -151,6 +161,7 @@ class GroupWorker:
                 rejected = await self.handler([(env, raw) for _, env, raw in valid])
             except StoreBusyError as exc:
                 self.stats.failures += 1
+                self._store_busy = True
                 log.warning("%s: %d entries stay pending, store unavailable: %s", self.service, len(valid), exc)
             except Exception as exc:
                 self.stats.failures += 1
@@ -163,12 +174,16 @@ class GroupWorker:
                         if deliveries[index] >= self.max_deliveries:
                             letters.append(self._letter(entry_id, {_FIELD: raw}, describe(exc), deliveries, index))
             else:
-                refused = {i for i, _ in rejected}
-                for i, reason in rejected:
-                    entry_id, _, raw = valid[i]
-                    letters.append(
-                        self._letter(entry_id, {_FIELD: raw}, reason, deliveries, self._index(entries, entry_id))
-                    )
+                refused: set[int] = set()
+                for item in rejected:
+                    refusal = Refused(*item)
+                    refused.add(refusal.index)
+                    entry_id, _, raw = valid[refusal.index]
+                    index = self._index(entries, entry_id)
+                    count = deliveries[index] if deliveries is not None else 1
+                    if refusal.retry and count < self.max_deliveries:
+                        continue  # left pending: the retrier tries it again after claim_idle_ms
+                    letters.append(self._letter(entry_id, {_FIELD: raw}, refusal.reason, deliveries, index))
                 ok = [entry_id for i, (entry_id, _, _) in enumerate(valid) if i not in refused]
         await transport.dead_letter(self.redis, self.dead_stream, letters)
         await transport.ack(self.redis, self.stream, self.group, ok + skipped)
@@ -186,8 +201,11 @@ class GroupWorker:
         entries = await transport.claim(
             self.redis, self.stream, self.group, self.consumer, self.claim_idle_ms, list(counts)
         )
+        self._store_busy = False
         for entry in entries:
             await self.handle_now([entry], [counts.get(entry[0], 1)])
+            if self._store_busy:
+                break  # the store is down for everyone: trying the rest would only wait out its timeout each
         self.stats.claimed += len(entries)
         return len(entries)
 

@@ -3,7 +3,8 @@
     PheromoneError
     ├── StoreError                 the SQLite store refused or failed
     │   └── StoreBusyError         retryable: the database is locked or unwritable for now
-    ├── EventRejected              permanent: this one event cannot be applied (dead-letter it)
+    ├── EventRejected              this one event cannot be applied: dead-letter it, unless `retryable`
+    │                              (it names a record not stored yet: retried until max_deliveries)
     └── TransportError             retryable: Redis is unreachable or answered with an error
 
 Subscribers map them: retryable errors leave the entry pending for the retrier; permanent ones go to the
@@ -26,7 +27,16 @@ class StoreBusyError(StoreError):
 
 
 class EventRejected(PheromoneError):
-    """Permanent: the event is valid on the wire but cannot be applied (e.g. a duplicate evolution cycle)."""
+    """The event is valid on the wire but cannot be applied (e.g. a duplicate evolution cycle).
+
+    `retryable=True` when it refers to a record that is not in the store yet: after a crash, redelivery can
+    bring an escalation outcome before its escalation, so such an event is retried (up to max_deliveries)
+    rather than dead-lettered at once.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class TransportError(PheromoneError):

@@ -217,6 +217,8 @@ class Runtime:
                 log.debug("retrier %s: redis unavailable: %s", worker.stream, exc)
             except RedisError as exc:
                 log.warning("retrier %s: %s", worker.stream, exc)
+            except Exception:  # an upkeep loop must never end: log it and go on
+                log.exception("retrier %s failed; continuing", worker.stream)
             await asyncio.sleep(pause)
 
     async def _watchdog(self) -> None:
@@ -238,6 +240,8 @@ class Runtime:
                 log.debug("watchdog: redis unavailable: %s", exc)
             except RedisError as exc:
                 log.warning("watchdog: %s", exc)
+            except Exception:
+                log.exception("watchdog failed; continuing")
             await asyncio.sleep(self.settings.group_check_s)
 
     async def _trimmer(self) -> None:
@@ -252,6 +256,8 @@ class Runtime:
                 log.debug("trimmer: redis unavailable: %s", exc)
             except RedisError as exc:
                 log.warning("trimmer: %s", exc)
+            except Exception:
+                log.exception("trimmer failed; continuing")
             await asyncio.sleep(self.settings.trim_interval_s)
 
 

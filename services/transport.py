@@ -118,7 +118,8 @@ async def safe_trim_id(r: aioredis.Redis, stream: str, cutoff_ms: int) -> str:
         floor = min(floor, (last[0], last[1] + 1))
         if info["pending"]:
             summary = await r.xpending(stream, info["name"])
-            floor = min(floor, _id_tuple(summary["min"]))
+            if summary["min"] is not None:  # None: its consumers acked everything since XINFO GROUPS
+                floor = min(floor, _id_tuple(summary["min"]))
     return f"{floor[0]}-{floor[1]}"
 
 

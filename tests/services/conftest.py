@@ -1,0 +1,64 @@
+"""Fixtures for the service tests: in-process runtimes and clients that are always stopped and closed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pheromone import Pheromone
+from services.runtime import Runtime
+from tests.services.helpers import settings
+
+StartRuntime = Callable[..., Awaitable[Runtime]]
+OpenClient = Callable[..., Awaitable[Pheromone]]
+BACKBONE = ("store", "query")
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """This test's SQLite store file (the runtime's default `<data_dir>/store.db`)."""
+    return tmp_path / "store.db"
+
+
+@pytest.fixture
+async def start_runtime(tmp_path: Path, prefix: str, redis_url: str) -> AsyncIterator[StartRuntime]:
+    """`await start_runtime(url=None, services=BACKBONE, **settings)`: a started Runtime, stopped at teardown.
+
+    The backbone (store and query) by default: these tests prove delivery, not the services built on it.
+    """
+    started: list[Runtime] = []
+
+    async def start(url: str | None = None, services: Sequence[str] = BACKBONE, **overrides: Any) -> Runtime:
+        runtime = Runtime(settings(tmp_path, prefix, **overrides), url or redis_url, services)
+        await runtime.start()
+        started.append(runtime)
+        return runtime
+
+    try:
+        yield start
+    finally:
+        for runtime in reversed(started):
+            if runtime._tasks:  # not stopped by the test itself
+                await runtime.stop()
+
+
+@pytest.fixture
+async def open_client(tmp_path: Path, prefix: str, redis_url: str) -> AsyncIterator[OpenClient]:
+    """`await open_client(name, workspace=..., url=None, **kwargs)`: an open client with its own spool dir."""
+    opened: list[Pheromone] = []
+
+    async def open_(name: str, *, workspace: str = "ws-t", url: str | None = None, **kw: Any) -> Pheromone:
+        client = Pheromone(url or redis_url, workspace=workspace, job=name, prefix=prefix, data_dir=tmp_path,
+                           spool_dir=tmp_path / "spool" / name, **kw)
+        await client.open()
+        opened.append(client)
+        return client
+
+    try:
+        yield open_
+    finally:
+        for client in opened:
+            await client.close()
