@@ -6,11 +6,12 @@ kept one row per tag in `pattern_tags` for indexed tag queries.
 
 Per application, inside the batch transaction and in ledger order (docs/LEARNING.md has every formula):
   1. the application row; 2. the per-pattern aggregate `pattern_counts` (applications, successes, last
-  confirmed, last applied) with one `INSERT ... ON CONFLICT DO UPDATE ... RETURNING`; 3. the pattern's
-  counters; 4. the running entropy aggregate (`entropy_state`); 5. success-factor counts; 6. `refresh`:
-  effectiveness, variance, priority, trust and the automatic lifecycle rule. Once per pattern at the end of
-  the batch, `settle`: drift and the success-factor summary (functions of the set of applications, so the
-  batch boundaries cannot change them).
+  confirmed, last applied); 3. the pattern's counters; 4. the running entropy aggregate (`entropy_state`);
+  5. success-factor counts; 6. effectiveness, variance, priority, trust and the automatic lifecycle rule.
+  All of it is held in the batch's memory and written once per pattern (`services.store.batch`), except the
+  transitions a rule makes, written as they happen. Once per pattern at the end of the batch, `settle`:
+  drift and the success-factor summary (functions of the set of applications, so the batch boundaries
+  cannot change them).
 
 Everything derived is a function of event data only (never the wall clock): scores use the last applications
 by *event time* and measure decay up to the pattern's latest application, so the same set of applications
@@ -44,6 +45,7 @@ from services.learning.lifecycle import (
     is_revisit,
 )
 from services.learning.scores import days_between, effectiveness, priority, trust, variance
+from services.store.batch import SELECT_COUNTS, Live, PatternBatch, Window
 from services.store.codec import dumps, us
 
 if TYPE_CHECKING:
@@ -133,12 +135,13 @@ def observe(
     p: PatternObserved,
     seq: int,
     s: LearningSettings,
-    touched: set[str],
+    batch: PatternBatch,
 ) -> None:
     pid = pattern_id(p.pattern_type, p.pattern_name)
     tags = sorted(set(p.context_tags))
+    batch.flush_pattern(conn, pid)  # the upsert below reads the counts and changes the row
     if conn.execute(INSERT_COUNTS_ROW, (pid,)).rowcount:
-        _entropy(conn, total=0, delta=0.0, unique=1, effective=0)
+        batch.add_entropy(conn, total=0, delta=0.0, unique=1, effective=0)
     row = conn.execute(
         UPSERT_PATTERN,
         {
@@ -163,8 +166,9 @@ def observe(
     state = PatternState.from_row(pid, row[:8])
     if state.occurrences == 1 and state.successes + state.failures > 0:
         # First observation of a pattern that was applied before: derive everything from its applications.
+        batch.write_applications(conn)
         refresh(conn, state, s, cause=(env.event_id, seq, us(env.occurred_at)))
-        touched.add(pid)
+        batch.touched.add(pid)
     else:
         # Only the occurrence count changed: priority is the one derived value that depends on it.
         conn.execute(SET_PRIORITY, (priority(row[8], state.occurrences, row[9], s), pid))
@@ -172,37 +176,12 @@ def observe(
 
 # -- applications --------------------------------------------------------------------------------------------
 
-INSERT_APPLICATION = "INSERT INTO pattern_applications VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-COUNT_APPLICATION = """
-INSERT INTO pattern_counts VALUES (:id, 1, :ok, CASE WHEN :ok = 1 THEN :at END, :at)
-ON CONFLICT(pattern_id) DO UPDATE SET
-    applications = applications + 1,
-    successes = successes + :ok,
-    last_confirmed_us = CASE WHEN :ok = 1 THEN MAX(COALESCE(last_confirmed_us, :at), :at)
-                             ELSE last_confirmed_us END,
-    last_applied_us = MAX(COALESCE(last_applied_us, :at), :at)
-RETURNING applications, successes, last_confirmed_us, last_applied_us
-"""
-SET_COUNTERS = f"""
-UPDATE patterns
-SET led_to_success_count = ?, led_to_failure_count = ?, last_confirmed_us = ?, last_applied_us = ?
-WHERE id = ? RETURNING {STATE_COLUMNS}
-"""
-UPSERT_ENTROPY = """
-INSERT INTO entropy_state VALUES (1, :total, :delta, :unique, :effective)
-ON CONFLICT(id) DO UPDATE SET
-    total = total + :total, sum_c_log2_c = sum_c_log2_c + :delta,
-    unique_patterns = unique_patterns + :unique, effective_patterns = effective_patterns + :effective
-"""
-UPSERT_FACTOR = """
-INSERT INTO success_factor_counts VALUES (?, ?, ?, 1, ?, ?, ?)
-ON CONFLICT(pattern_id, factor, value) DO UPDATE SET
-    applications = applications + 1, successes = successes + excluded.successes,
-    grounding_sum_micro = grounding_sum_micro + excluded.grounding_sum_micro,
-    grounding_n = grounding_n + excluded.grounding_n
-"""
 MICRO = 1_000_000
 """Grounding is summed in integer millionths: exact, so the mean does not depend on the order of addition."""
+WINDOW_KEYED = """
+SELECT applied_us, event_id, success, grounding_confidence FROM pattern_applications WHERE pattern_id = ?
+ORDER BY applied_us DESC, event_id DESC LIMIT ?
+"""
 
 
 def apply(
@@ -211,18 +190,23 @@ def apply(
     p: PatternApplied,
     seq: int,
     s: LearningSettings,
-    touched: set[str],
+    batch: PatternBatch,
 ) -> None:
-    """One application; `touched` collects the patterns `settle` must finish at the end of the batch."""
+    """One application, on the batch's in-memory copy of the pattern (written back by `batch.flush`).
+
+    Each step does what its statement did: the counts as `INSERT ... ON CONFLICT DO UPDATE` (a MAX for the
+    times), the entropy terms, the factor counts, then the scores and the lifecycle rule over the last window.
+    """
     # An application may arrive before the pattern's first observation (streams interleave): it is counted in
     # `pattern_counts` now, and the pattern row takes its counters from there when it is created.
-    at, ok = us(env.occurred_at), int(p.success)
-    conn.execute(
-        INSERT_APPLICATION,
+    pid, at, ok = p.pattern_id, us(env.occurred_at), int(p.success)
+    live = batch.live.get(pid) or _load(conn, pid, s, batch)  # before this row joins the buffer
+    batch.add_application(
+        conn,
         (
             env.event_id,
             seq,
-            p.pattern_id,
+            pid,
             env.workspace,
             env.job,
             at,
@@ -233,32 +217,54 @@ def apply(
             p.success_factors.model_dump_json() if p.success_factors else None,
         ),
     )
-    n, successes, confirmed, applied = conn.execute(
-        COUNT_APPLICATION, {"id": p.pattern_id, "ok": ok, "at": at}
-    ).fetchone()
-    row = conn.execute(SET_COUNTERS, (successes, n - successes, confirmed, applied, p.pattern_id)).fetchone()
-    _entropy(
+    live.applications += 1
+    live.successes += ok
+    if ok:
+        live.last_confirmed_us = at if live.last_confirmed_us is None else max(live.last_confirmed_us, at)
+    live.last_applied_us = at if live.last_applied_us is None else max(live.last_applied_us, at)
+    n = live.applications
+    batch.add_entropy(
         conn,
         total=1,
         delta=c_log2_c(n) - c_log2_c(n - 1),
-        unique=int(n == 1 and row is None),
+        unique=int(n == 1 and live.state is None),
         effective=int(n == 1),
     )
+    for f, v in factor_rows(p.success_factors, env.occurred_at.hour, s):
+        batch.add_factor((pid, f, v), ok, 0, 0)
     grounding = grounding_of(p.success_factors, p.grounding_confidence)
-    factor_values = [
-        (p.pattern_id, f, v, ok, 0, 0) for f, v in factor_rows(p.success_factors, env.occurred_at.hour, s)
-    ]
     if grounding is not None:
         # The summary's grounding is the mean over *successful* applications (the seed's "why it worked").
-        factor_values.append((p.pattern_id, GROUNDING, "", ok, round(grounding * MICRO) * ok, ok))
-    conn.executemany(UPSERT_FACTOR, factor_values)
-    if row is not None:
-        refresh(conn, PatternState.from_row(p.pattern_id, row), s, cause=(env.event_id, seq, at))
-        touched.add(p.pattern_id)
+        batch.add_factor((pid, GROUNDING, ""), ok, round(grounding * MICRO) * ok, ok)
+    # The window is the top `effectiveness_window` by (applied_us, event_id), newest first: the top of the
+    # loaded window plus this batch's applications is the top of all of them.
+    live.window.append((at, env.event_id, ok, p.grounding_confidence))
+    live.window.sort(key=_window_key, reverse=True)
+    del live.window[s.effectiveness_window :]
+    st = live.state
+    if st is not None:
+        st.successes, st.failures = live.successes, n - live.successes
+        st.last_confirmed_us, st.last_applied_us = live.last_confirmed_us, live.last_applied_us
+        recent = [(w[2], w[3]) for w in live.window]
+        live.scores = _scores(conn, st, recent, s, cause=(env.event_id, seq, at))
+        batch.touched.add(pid)
 
 
-def _entropy(conn: sqlite3.Connection, *, total: int, delta: float, unique: int, effective: int) -> None:
-    conn.execute(UPSERT_ENTROPY, {"total": total, "delta": delta, "unique": unique, "effective": effective})
+def _window_key(entry: tuple[int, str, int, float | None]) -> tuple[int, str]:
+    # SQLite orders TEXT by its UTF-8 bytes (BINARY), which is the order of code points, as Python's str.
+    return entry[0], entry[1]
+
+
+def _load(conn: sqlite3.Connection, pid: str, s: LearningSettings, batch: PatternBatch) -> Live:
+    """A pattern's counts, row state and last window, read once per batch (or after a `flush_pattern`)."""
+    batch.write_applications(conn)  # rows this batch wrote before a flush_pattern belong in the window
+    apps, ok, confirmed, applied = conn.execute(SELECT_COUNTS, (pid,)).fetchone() or (0, 0, None, None)
+    row = conn.execute(SELECT_STATE, (pid,)).fetchone()
+    window: Window = conn.execute(WINDOW_KEYED, (pid, s.effectiveness_window)).fetchall()
+    state = PatternState.from_row(pid, row) if row else None
+    live = Live(pid, apps, ok, confirmed, applied, state, window)
+    batch.live[pid] = live
+    return live
 
 
 # -- derived state -------------------------------------------------------------------------------------------
@@ -317,8 +323,19 @@ def refresh(
     The lifecycle depends on the path, so this runs after every application; what depends only on the set of
     applications (drift, the success-factor summary) waits for `settle`, once per pattern per batch.
     """
-    n = st.successes + st.failures
     recent = conn.execute(WINDOW, (st.id, s.effectiveness_window)).fetchall()
+    conn.execute(SET_SCORES, {**_scores(conn, st, recent, s, cause), "id": st.id})
+
+
+def _scores(
+    conn: sqlite3.Connection,
+    st: PatternState,
+    recent: Sequence[tuple[int, float | None]],
+    s: LearningSettings,
+    cause: tuple[str, int, int],
+) -> dict[str, Any]:
+    """`refresh` over a given window (newest first): writes a rule's transition, returns the scores."""
+    n = st.successes + st.failures
     days = days_between(st.last_confirmed_us, st.last_applied_us)
     eff = effectiveness(
         st.successes, st.failures, [bool(r[0]) for r in recent], [r[1] for r in recent], days, s
@@ -331,17 +348,13 @@ def refresh(
             _write_transition(
                 conn, st, move[0], move[1], actor="rule", key=f"{event_id}/{st.id}", seq=seq, at=at, s=s
             )
-    conn.execute(
-        SET_SCORES,
-        {
-            "eff": eff,
-            "var": var,
-            "pri": priority(eff, st.occurrences, var, s),
-            "trust": trust(st.successes, st.failures, days, st.status, s),
-            "at": st.last_applied_us,
-            "id": st.id,
-        },
-    )
+    return {
+        "eff": eff,
+        "var": var,
+        "pri": priority(eff, st.occurrences, var, s),
+        "trust": trust(st.successes, st.failures, days, st.status, s),
+        "at": st.last_applied_us,
+    }
 
 
 def settle(conn: sqlite3.Connection, pattern: str, s: LearningSettings) -> None:
@@ -420,9 +433,19 @@ def _write_transition(
 
 
 def transition(
-    conn: sqlite3.Connection, env: Envelope, p: PatternTransitioned, seq: int, s: LearningSettings
+    conn: sqlite3.Connection,
+    env: Envelope,
+    p: PatternTransitioned,
+    seq: int,
+    s: LearningSettings,
+    batch: PatternBatch,
 ) -> None:
-    """A manual (or service-made) transition event: validated against the lifecycle before any write."""
+    """A manual (or service-made) transition event: validated against the lifecycle before any write.
+
+    (Writing back the batch's pending state of the pattern first is not this event's write: it is the
+    earlier events' state, which a refusal keeps.)
+    """
+    batch.flush_pattern(conn, p.pattern_id)
     row = conn.execute(SELECT_STATE, (p.pattern_id,)).fetchone()
     if row is None:
         raise EventRejected(f"pattern {p.pattern_id!r} is not in the store")
@@ -436,9 +459,18 @@ def transition(
 
 
 def revisit(
-    conn: sqlite3.Connection, pid: str, *, key: str, seq: int, at: int, reason: str, s: LearningSettings
+    conn: sqlite3.Connection,
+    pid: str,
+    *,
+    key: str,
+    seq: int,
+    at: int,
+    reason: str,
+    s: LearningSettings,
+    batch: PatternBatch,
 ) -> bool:
     """An entropy response's revisit: quarantined -> pending with a grace period; False if not quarantined."""
+    batch.flush_pattern(conn, pid)
     row = conn.execute(SELECT_STATE, (pid,)).fetchone()
     if row is None:
         return False

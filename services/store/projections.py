@@ -40,6 +40,7 @@ from services.errors import EventRejected
 from services.learning.executions import execution_confidence
 from services.settings import LearningSettings
 from services.store import patterns
+from services.store.batch import PatternBatch
 from services.store.codec import dumps as _json
 from services.store.codec import us
 
@@ -49,19 +50,21 @@ class ProjectionContext:
     """What projections need besides the event: the learning rules' settings, and the per-batch work.
 
     The store calls `begin()` after it opens a batch transaction and `finish(conn)` just before it commits;
-    `finish` settles each pattern the batch applied (see `patterns.settle`), in id order.
+    `finish` writes back the pattern state the batch held in memory (`services.store.batch`), then settles
+    each pattern the batch applied (see `patterns.settle`), in id order.
     """
 
     learning: LearningSettings = field(default_factory=LearningSettings)
-    touched: set[str] = field(default_factory=set)
+    batch: PatternBatch = field(default_factory=PatternBatch)
 
     def begin(self) -> None:
-        self.touched.clear()
+        self.batch.clear()
 
     def finish(self, conn: sqlite3.Connection) -> None:
-        for pattern in sorted(self.touched):
+        self.batch.flush(conn)
+        for pattern in sorted(self.batch.touched):
             patterns.settle(conn, pattern, self.learning)
-        self.touched.clear()
+        self.batch.clear()
 
 
 Projection = Callable[[sqlite3.Connection, Envelope, int, ProjectionContext], None]
@@ -226,9 +229,11 @@ def entropy_response(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: Pro
     # operator meanwhile, unknown) is left alone rather than refusing the whole response.
     at = us(p.recorded_at)
     for pid in dict.fromkeys(p.patterns_revisited):
-        patterns.revisit(conn, pid, key=f"{env.event_id}/{pid}", seq=seq, at=at, s=ctx.learning,
-                         reason=f"revisited by entropy response {p.id} (entropy {p.entropy_at_trigger:.3f} "
-                                f"< {p.threshold_used:.3f})")
+        patterns.revisit(
+            conn, pid, key=f"{env.event_id}/{pid}", seq=seq, at=at, s=ctx.learning, batch=ctx.batch,
+            reason=f"revisited by entropy response {p.id} (entropy {p.entropy_at_trigger:.3f} "
+            f"< {p.threshold_used:.3f})",
+        )
 
 
 def entropy_metrics(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
@@ -256,19 +261,19 @@ def drift(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionCont
 def pattern_observed(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, PatternObserved)
-    patterns.observe(conn, env, p, seq, ctx.learning, ctx.touched)
+    patterns.observe(conn, env, p, seq, ctx.learning, ctx.batch)
 
 
 def pattern_applied(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, PatternApplied)
-    patterns.apply(conn, env, p, seq, ctx.learning, ctx.touched)
+    patterns.apply(conn, env, p, seq, ctx.learning, ctx.batch)
 
 
 def pattern_transition(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, PatternTransitioned)
-    patterns.transition(conn, env, p, seq, ctx.learning)
+    patterns.transition(conn, env, p, seq, ctx.learning, ctx.batch)
 
 
 PROJECTIONS: dict[str, Projection] = {
