@@ -128,10 +128,12 @@ class Pheromone:
         self._server: Any = None
         self._open = False
         self._spill_blocked_until = 0.0
+        self._offline = False
         self.stats = ClientStats()
         self.queries: QueryClient | None = None
         self._hub: BroadcastHub | None = None
         self._subscriptions: list[Subscription] = []
+        self._fast_paths: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -170,7 +172,12 @@ class Pheromone:
         with contextlib.suppress(FlushTimeout):
             await self.flush(timeout=self._close_timeout)
         if self._task is not None:
-            self._task.cancel()
+            # Python 3.11's asyncio.wait_for, which redis-py uses for socket timeouts, can swallow a
+            # cancellation when a send completes in the same loop iteration (bpo-42130, fixed in 3.12): the
+            # flusher then waits for work again and a plain `await` never returns. Cancel until it ends.
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait([self._task], timeout=0.1)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._spill()  # whatever is still buffered is kept for the next client
@@ -205,7 +212,9 @@ class Pheromone:
         event_id = new_id()
         self._buffer.append((self.keys.stream(stream_for(record.type)), event_id, when, correlation_id, record))
         self.stats.emitted += 1
-        if len(self._buffer) >= self._buffer_size:
+        # While Redis is away, spill every batch_size events rather than at buffer_size: the spill serialises
+        # what it writes on this path, so small spills keep each emit() short.
+        if len(self._buffer) >= (self._batch_size if self._offline else self._buffer_size):
             self._spill()
         self._idle.clear()
         self._wake.set()
@@ -247,7 +256,9 @@ class Pheromone:
         """Tell every job that `model` is rate-limited for `duration_seconds`; returns the event id at once.
 
         Fire-and-forget like `emit()`. The limit expires `expiry_factor x duration` after now (1.0 by default:
-        docs/COORDINATION.md says why). The coordinator makes it visible to every job within milliseconds.
+        docs/COORDINATION.md says why). The event goes to the coordinator, which applies and announces it; this
+        client also applies it to the live keys at once with the coordinator's own script (best effort and
+        idempotent), so other jobs see it one round trip later.
         """
         if not 0 < expiry_factor <= 10:
             raise ValueError(f"expiry_factor must be in (0, 10], got {expiry_factor!r}")
@@ -260,10 +271,23 @@ class Pheromone:
             error_code=error_code, model=model, recorded_at=now, source_job_hash=self.job,
             expires_at=expires, duration_seconds=duration_seconds,
         )
-        return self.emit(record, occurred_at=now)
+        event_id = self.emit(record, occurred_at=now)
+        if self._redis is not None:
+            env = Envelope(event_id=event_id, occurred_at=now, workspace=self.workspace, job=self.job,
+                           payload=record)
+            task = asyncio.ensure_future(ratelimits.apply_now(self._redis, self.keys, env))
+            self._fast_paths.add(task)
+            task.add_done_callback(self._fast_path_done)
+        return event_id
+
+    def _fast_path_done(self, task: asyncio.Task[None]) -> None:
+        self._fast_paths.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # Harmless: the coordinator applies the report from the stream (or from the spool, later).
+            log.debug("rate-limit fast path failed, the coordinator will apply it: %s", exc)
 
     async def rate_limit(self, model: str, error_code: str | None = None) -> RateLimitStatus:
-        """Is `model` rate-limited (for `error_code`, or any code when None), and for how long? One round trip."""
+        """Is `model` rate-limited (for `error_code`, or any code if None), and for how long? One round trip."""
         return await ratelimits.status(self._live_redis(), self.keys, model, error_code)
 
     async def rate_limits(self) -> list[RateLimitStatus]:
@@ -271,14 +295,14 @@ class Pheromone:
         return await ratelimits.active(self._live_redis(), self.keys)
 
     async def wait_until_free(self, model: str, timeout: float, *, error_code: str | None = None) -> bool:
-        """Wait until `model` is not rate-limited; True when free, False if still limited after `timeout` s."""
+        """Wait until `model` is not rate-limited: True when free, False if still limited after `timeout` s."""
         return await ratelimits.wait_until_free(self._live_redis(), self.keys, model, timeout, error_code)
 
     def publish_discovery(
         self, pattern_type: str, pattern_name: str, effectiveness_score: float, *,
         context_tags: Sequence[str] = (), ttl_s: float = DISCOVERY_TTL_S, pattern_id: str | None = None,
     ) -> str:
-        """Share a pattern discovery with every concurrent job for `ttl_s` seconds; returns the event id at once.
+        """Share a pattern discovery with every concurrent job for `ttl_s` seconds; returns its event id at once.
 
         The pattern id defaults to `contracts.pattern_id(pattern_type, pattern_name)`.
         """
@@ -324,6 +348,10 @@ class Pheromone:
         return self._redis
 
     async def _close_subscriptions(self) -> None:
+        for task in list(self._fast_paths):
+            task.cancel()
+        if self._fast_paths:
+            await asyncio.wait(self._fast_paths, timeout=1.0)
         for sub in self._subscriptions:
             sub.close()
         self._subscriptions.clear()
@@ -355,10 +383,12 @@ class Pheromone:
             self._wake.clear()
             try:
                 await self._drain()
+                self._offline = False
                 backoff = 0.05
             except (RedisError, OSError) as exc:
                 self.stats.send_failures += 1
                 log.debug("send failed, spooling %d events: %s", len(self._buffer), exc)
+                self._offline = True
                 self._spill()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX_S)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from contracts import Envelope, parse_envelope
+from services.consumer import Refused
 from services.errors import EventRejected, StoreBusyError, StoreError
 from services.settings import LearningSettings
 from services.store.codec import us
@@ -37,7 +38,6 @@ VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(event_id) DO NOTHING
 DELETE_LEDGER = "DELETE FROM ledger WHERE event_id = ?"
 REPLAY_CHUNK = 5_000
 T = TypeVar("T")
-_RETRYABLE = ("locked", "busy", "readonly", "read-only", "disk i/o", "unable to open", "full")
 
 
 @dataclass(slots=True)
@@ -46,13 +46,17 @@ class ApplyResult:
 
     inserted: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
-    rejected: list[tuple[int, str]] = field(default_factory=list)
+    rejected: list[Refused] = field(default_factory=list)
+    """Refused events; `retry` marks those that refer to a record not stored yet (see EventRejected)."""
 
 
 def map_sqlite_error(exc: sqlite3.Error) -> StoreError:
-    """Locked, read-only or full databases are retryable; anything else is a store failure."""
-    text = str(exc).lower()
-    if isinstance(exc, sqlite3.OperationalError) and any(word in text for word in _RETRYABLE):
+    """Operational errors concern the whole store (locked, read-only, full, I/O, a schema the code does not
+    match): retryable, so entries wait for it instead of being dead-lettered one by one. Anything else (an
+    integrity error, say) is tied to the events being applied."""
+    if isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError) and not isinstance(
+        exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError
+    ):
         return StoreBusyError(f"store unavailable: {exc}")
     return StoreError(f"store failed: {exc}")
 
@@ -149,7 +153,7 @@ class Store:
                     # Projections refuse before they write (see projections.py), so removing the ledger row
                     # undoes the event entirely; cheaper than a savepoint around every event.
                     conn.execute(DELETE_LEDGER, (env.event_id,))
-                    result.rejected.append((index, str(exc)))
+                    result.rejected.append(Refused(index, str(exc), exc.retryable))
                     continue
                 seq += 1
                 result.inserted.append(env.event_id)

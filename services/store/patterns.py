@@ -448,7 +448,8 @@ def transition(
     batch.flush_pattern(conn, p.pattern_id)
     row = conn.execute(SELECT_STATE, (p.pattern_id,)).fetchone()
     if row is None:
-        raise EventRejected(f"pattern {p.pattern_id!r} is not in the store")
+        # Retryable: after a crash, redelivery can bring a transition before the pattern's observation.
+        raise EventRejected(f"pattern {p.pattern_id!r} is not in the store", retryable=True)
     st = PatternState.from_row(p.pattern_id, row)
     try:
         check_transition(st.status, p.to_status)

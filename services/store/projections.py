@@ -170,7 +170,8 @@ def escalation_outcome(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: P
         "UPDATE escalation_decisions SET outcome_after_action=? WHERE id=?", (p.outcome, p.escalation_id)
     )
     if cur.rowcount == 0:
-        raise EventRejected(f"escalation {p.escalation_id!r} is not in the store")
+        # Retryable: after a crash, redelivery can bring an outcome before its escalation.
+        raise EventRejected(f"escalation {p.escalation_id!r} is not in the store", retryable=True)
 
 
 def discovery(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:

@@ -11,6 +11,7 @@ never as strings of mixed formats.
 from __future__ import annotations
 
 import sqlite3
+import time
 
 from services.errors import StoreError
 
@@ -238,7 +239,18 @@ it is configuration, not state derived from events."""
 def connect(path: str, *, timeout_s: float = 30.0) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL, synchronous=NORMAL."""
     conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
+    # Switching a fresh file to WAL needs its exclusive lock, and when connections race for it SQLite answers
+    # "database is locked" at once instead of calling the busy handler (it would deadlock): retry in here.
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                conn.close()
+                raise
+            time.sleep(0.005)
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
     conn.execute("PRAGMA foreign_keys=ON")
