@@ -83,7 +83,7 @@ async def _apply(db: Path, events: list[tuple[Envelope, str]], batch: int) -> tu
     async with Store(db) as store:
         for start in range(0, len(events), batch):
             result = await store.apply(events[start : start + batch])
-            rejected += [start + i for i, _ in result.rejected]
+            rejected += [start + r.index for r in result.rejected]
         return await store.checksum(), rejected
 
 

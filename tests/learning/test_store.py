@@ -39,7 +39,7 @@ async def apply_all(
     async with Store(db, learning=learning) as store:
         for start in range(0, len(events), batch):
             result = await store.apply(events[start : start + batch])
-            rejected += [(start + i, why) for i, why in result.rejected]
+            rejected += [(start + r.index, r.reason) for r in result.rejected]
     return rejected
 
 
