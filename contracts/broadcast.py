@@ -85,7 +85,8 @@ KIND_OF_BODY: dict[str, BroadcastKind] = {
 class BroadcastMessage(Contract):
     """One entry of the broadcast stream. `id` is unique per message: it is published at most once."""
 
-    schema_version: Literal[1] = 1
+    # A strict int bounded to 1, not Literal[1], which would take True (as the envelope's, contracts.events).
+    schema_version: Annotated[int, Field(strict=True, ge=1, le=1)] = 1
     id: Identifier
     published_at: UtcDatetime
     expires_at: UtcDatetime
@@ -146,5 +147,5 @@ class RateLimitStatus(Contract):
 
 def rate_limit_expiry(recorded_at: datetime, duration_seconds: float,
                       factor: float = RATE_LIMIT_EXPIRY_FACTOR) -> datetime:
-    """When a reported limit expires: `recorded_at + factor x duration` (docs/COORDINATION.md says why 1.0)."""
+    """When a reported limit expires: `recorded_at + factor x duration` (docs/COORDINATION.md: why 1.0)."""
     return recorded_at + timedelta(seconds=duration_seconds * factor)

@@ -133,7 +133,8 @@ class Keys:
         return f"{self.prefix}:bc-once:{message_id}"
 
     def entropy(self, name: str) -> str:
-        """The entropy service's shared state: `applications`, `tick`, `cooldown`."""
+        """The entropy service's shared state: `applications` (count), `tick` and `cooldown` (locks), `last`
+        (the last evaluation's `PatternEntropyMetrics` JSON)."""
         return f"{self.prefix}:entropy:{name}"
 
     def drift_alert(self, pattern_id: str) -> str:

@@ -109,7 +109,8 @@ class Subscription:
 
     async def get(self, timeout: float | None = None) -> BroadcastMessage:
         """The next message; TimeoutError after `timeout` seconds, StopAsyncIteration once closed."""
-        return await asyncio.wait_for(self.__anext__(), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: no task per call, cancellation kept (bpo-42130)
+            return await self.__anext__()
 
     def pending(self) -> int:
         """Messages queued and not yet taken (some may expire before they are)."""
@@ -156,6 +157,7 @@ class BroadcastHub:
         self._cache: deque[BroadcastMessage] = deque(maxlen=cache_size)
         self._redis: aioredis.Redis | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self.cursor = f"{int((time.time() - replay_window_s) * 1000)}-0"
         self.caught_up = asyncio.Event()
         """Set once the reader has read everything that was in the stream when it started."""
@@ -170,8 +172,15 @@ class BroadcastHub:
     async def close(self) -> None:
         for sub in list(self._subs):
             sub.close()
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
+            # redis-py can swallow a cancellation that lands while it sets up a connection (the class of bug
+            # in redis/redis-py#2028): the read then blocks for its BLOCK time. The flag ends the loop after
+            # that read; disconnecting makes that read fail now rather than in BLOCK_MS.
+            done, _ = await asyncio.wait([self._task], timeout=0.2)
+            if not done and self._redis is not None:
+                await self._redis.connection_pool.disconnect()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._redis is not None:
@@ -194,17 +203,24 @@ class BroadcastHub:
     async def _run(self) -> None:
         assert self._redis is not None
         backoff = 0.05
-        while True:
+        while not self._closing:
             try:
                 reply = await self._redis.xread({self.keys.broadcast: self.cursor}, count=READ_COUNT,
                                                 block=BLOCK_MS)
                 backoff = 0.05
             except (RedisError, OSError) as exc:
+                if self._closing:
+                    return
                 log.debug("broadcast reader: redis unavailable, retrying in %.2fs: %s", backoff, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX_S)
                 continue
-            entries = reply[0][1] if reply else []
+            except Exception:  # the process's only reader must outlive any one failure
+                log.exception("broadcast reader: unexpected failure, retrying in %.2fs", backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX_S)
+                continue
+            entries: list[tuple[bytes, dict[bytes, bytes]]] = reply[0][1] if reply else []  # type: ignore[index, assignment]
             if entries:
                 self.cursor = entries[-1][0].decode()
                 self._fan_out(entries)

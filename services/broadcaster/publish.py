@@ -1,33 +1,71 @@
 """Publishing onto the broadcast stream: each message at most once, never once it has expired.
 
-Every service that broadcasts (broadcaster, coordinator, entropy) goes through `Publisher`. One Lua script per
-message, run atomically on the server:
+Every service that broadcasts (broadcaster, coordinator, entropy) uses `PUBLISH_ONCE_LUA`, atomically on the
+server, per message:
 
     if the message has expired (server clock)          -> publish nothing
     SET {prefix}:bc-once:<message id> NX PXAT <expiry> -> if it was already set, publish nothing
     XADD {prefix}:broadcast * e <json> x <expiry ms> k <kind>
 
 so a source entry delivered twice (a retry after a crash between publishing and acking) is broadcast once,
-and the marker disappears with the message it guards.
+and the marker disappears with the message it guards. The coordinator runs the same lines at the end of its
+own script (`services.coordinator.limits`), so a limit is set and announced in one atomic call.
+
+`run_batch` sends many calls of one script in one pipeline of EVALSHA. redis-py's `Script` in a pipeline sends
+SCRIPT EXISTS before every execute (one more round trip per batch); here the script is loaded once and only
+reloaded when the server answers NOSCRIPT (restarted or flushed). Every script run this way is idempotent, so
+retrying the whole batch after a reload is safe.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from contracts.broadcast import BroadcastMessage
 from contracts.streams import FIELD, FIELD_EXPIRES, FIELD_KIND, Keys
 
-PUBLISH_ONCE = f"""
+NOW_MS_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if tonumber(ARGV[1]) <= now then return false end
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PXAT', ARGV[1]) then return false end
-return redis.call('XADD', KEYS[2], '*', '{FIELD}', ARGV[2], '{FIELD_EXPIRES}', ARGV[1], '{FIELD_KIND}', ARGV[3])
 """
+
+
+def publish_once_lua(once: str, stream: str, expiry: str, body: str, kind: str) -> str:
+    """The publish-once lines over the given KEYS/ARGV expressions; they `return` the entry id or false."""
+    return f"""
+if tonumber({expiry}) <= now then return false end
+if not redis.call('SET', {once}, '1', 'NX', 'PXAT', {expiry}) then return false end
+return redis.call('XADD', {stream}, '*',
+                  '{FIELD}', {body}, '{FIELD_EXPIRES}', {expiry}, '{FIELD_KIND}', {kind})
+"""
+
+
+PUBLISH_ONCE = NOW_MS_LUA + publish_once_lua("KEYS[1]", "KEYS[2]", "ARGV[1]", "ARGV[2]", "ARGV[3]")
 """KEYS: once-marker, broadcast stream. ARGV: expiry (ms since epoch), message JSON, kind."""
+
+
+async def run_batch(
+    redis: aioredis.Redis, script: AsyncScript, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
+) -> list[Any]:
+    """Run `script` once per (keys, args) in one pipeline; returns each call's result."""
+    if not calls:
+        return []
+    for attempt in (1, 2):
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                return list(await pipe.execute())
+        except NoScriptError:
+            if attempt == 2:
+                raise
+            script.sha = await redis.script_load(script.script)
+    raise AssertionError("unreachable")
 
 
 def expiry_ms(message: BroadcastMessage) -> int:
@@ -42,14 +80,10 @@ class Publisher:
 
     async def publish(self, messages: Sequence[BroadcastMessage]) -> int:
         """Publish in one pipeline; returns how many were new and unexpired (the rest were skipped)."""
-        if not messages:
-            return 0
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for m in messages:
-                await self._script(
-                    keys=[self._keys.broadcast_once(m.id), self._keys.broadcast],
-                    args=[expiry_ms(m), m.model_dump_json(), m.kind.value],
-                    client=pipe,
-                )
-            results = await pipe.execute()
+        keys = self._keys
+        calls = [
+            ([keys.broadcast_once(m.id), keys.broadcast], [expiry_ms(m), m.model_dump_json(), m.kind.value])
+            for m in messages
+        ]
+        results = await run_batch(self._redis, self._script, calls)
         return sum(1 for r in results if r)

@@ -43,6 +43,8 @@ async def build(ctx: ServiceContext) -> ServiceParts:
 
     return ServiceParts(
         name="broadcaster",
-        workers=[ctx.worker("broadcaster", ctx.keys.discoveries, GROUP_BROADCASTER, handle, records_poison=False)],
+        workers=[
+            ctx.worker("broadcaster", ctx.keys.discoveries, GROUP_BROADCASTER, handle, records_poison=False)
+        ],
         trims=[(ctx.keys.broadcast, ctx.settings.broadcast_retention_s, False)],
     )

@@ -1,0 +1,107 @@
+"""What the entropy service reads from the store: read-only, through aiosqlite, one SQL constant per question.
+
+The store keeps the population's entropy aggregate (`entropy_state`: total applications, sum of c log2 c,
+unique and effective pattern counts) and each pattern's current drift (`pattern_drift`) up to date in the same
+transaction as the applications (docs/LEARNING.md), so every question here is an indexed look-up: evaluating
+diversity costs the same with a thousand applications or a hundred million, and counts are exactly-once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import aiosqlite
+
+from contracts import DriftMetrics, PatternEntropyMetrics
+from services.learning.entropy import entropy_from_aggregate
+
+ENTROPY_STATE = """
+SELECT total, sum_c_log2_c, unique_patterns, effective_patterns FROM entropy_state WHERE id = 1
+"""
+MAX_COUNT = "SELECT MAX(applications) FROM pattern_counts"
+LATEST_BUDGET = "SELECT budget_value FROM exploration_budget ORDER BY seq DESC LIMIT 1"
+QUARANTINED = """
+SELECT id FROM patterns WHERE quarantine_status = 'quarantined' AND active = 1
+ORDER BY quarantined_at_us, id LIMIT ?
+"""
+"""Longest in quarantine first: a revisited pattern that is quarantined again goes to the back of the line."""
+DRIFTING = """
+SELECT d.pattern_id, d.drift, p.context_tags FROM pattern_drift d LEFT JOIN patterns p ON p.id = d.pattern_id
+WHERE d.drift_exceeded = 1 AND d.drift IS NOT NULL ORDER BY d.drift_magnitude DESC LIMIT ?
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Drifting:
+    drift: DriftMetrics
+    tags: list[str]
+
+
+class StoreView:
+    """A read-only connection to the store file. Use `async with StoreView(path) as view:`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+
+    async def __aenter__(self) -> StoreView:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        if not self.path.exists():
+            # The entropy service may start before the store service ever ran: make an empty, migrated store.
+            from services.store.db import Store
+
+            async with Store(self.path):
+                pass
+        self._db = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True)
+        await self._db.execute("PRAGMA busy_timeout=10000")
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        assert self._db is not None, "StoreView used before open()"
+        return self._db
+
+    async def entropy(self, *, calculated_at: datetime, alert_threshold: float) -> PatternEntropyMetrics:
+        """The population's entropy metrics now (learning's formula, from the store's running aggregate)."""
+        async with self.db.execute(ENTROPY_STATE) as cur:
+            row = await cur.fetchone()
+        async with self.db.execute(MAX_COUNT) as cur:
+            top = await cur.fetchone()
+        total, s, unique, effective = row if row is not None else (0, 0.0, 0, 0)
+        return entropy_from_aggregate(
+            total=int(total), sum_c_log2_c=float(s), unique=int(unique), effective=int(effective),
+            max_count=int(top[0] or 0) if top else 0, calculated_at=calculated_at,
+            alert_threshold=alert_threshold,
+        )
+
+    async def budget(self) -> float | None:
+        """The exploration budget's latest value (None before the first budget record)."""
+        async with self.db.execute(LATEST_BUDGET) as cur:
+            row = await cur.fetchone()
+        return None if row is None else float(row[0])
+
+    async def quarantined(self, limit: int) -> list[str]:
+        if limit <= 0:
+            return []
+        async with self.db.execute(QUARANTINED, (limit,)) as cur:
+            return [str(r[0]) for r in await cur.fetchall()]
+
+    async def drifting(self, limit: int = 100) -> list[Drifting]:
+        """Patterns whose current effectiveness drift exceeds its threshold, largest drift first."""
+        async with self.db.execute(DRIFTING, (limit,)) as cur:
+            rows = await cur.fetchall()
+        return [Drifting(DriftMetrics.model_validate_json(drift), json.loads(tags) if tags else [])
+                for _, drift, tags in rows]
