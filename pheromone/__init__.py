@@ -4,10 +4,14 @@ Jobs use `Pheromone`; records and queries come from `contracts` and are re-expor
 """
 
 from contracts import EventQuery, TimeRange
+from contracts.broadcast import BroadcastKind, BroadcastMessage, RateLimitStatus
 from pheromone.client import ClientStats, Pheromone
+from pheromone.subscriptions import Subscription
 from pheromone.errors import ClientClosedError, ClientError, FlushTimeout, QueryError, QueryTimeout
 
 __all__ = [
+    "BroadcastKind",
+    "BroadcastMessage",
     "ClientClosedError",
     "ClientError",
     "ClientStats",
@@ -16,5 +20,7 @@ __all__ = [
     "Pheromone",
     "QueryError",
     "QueryTimeout",
+    "RateLimitStatus",
+    "Subscription",
     "TimeRange",
 ]

@@ -18,6 +18,8 @@ from pheromone import (
 )
 
 EXPECTED_ALL = [
+    "BroadcastKind",
+    "BroadcastMessage",
     "ClientClosedError",
     "ClientError",
     "ClientStats",
@@ -26,6 +28,8 @@ EXPECTED_ALL = [
     "Pheromone",
     "QueryError",
     "QueryTimeout",
+    "RateLimitStatus",
+    "Subscription",
     "TimeRange",
 ]
 
