@@ -38,7 +38,6 @@ from contracts.types import (
     UtcDatetime,
 )
 
-
 _RANDOM = random.Random(os.urandom(32))
 os.register_at_fork(after_in_child=lambda: _RANDOM.seed(os.urandom(32)))
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

@@ -6,8 +6,8 @@ Jobs use `Pheromone`; records and queries come from `contracts` and are re-expor
 from contracts import EventQuery, TimeRange
 from contracts.broadcast import BroadcastKind, BroadcastMessage, RateLimitStatus
 from pheromone.client import ClientStats, Pheromone
-from pheromone.subscriptions import Subscription
 from pheromone.errors import ClientClosedError, ClientError, FlushTimeout, QueryError, QueryTimeout
+from pheromone.subscriptions import Subscription
 
 __all__ = [
     "BroadcastKind",

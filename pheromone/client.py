@@ -17,9 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 import logging
-import os
+import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,32 +27,38 @@ from pathlib import Path
 from typing import Any, Self
 
 import redis.asyncio as aioredis
+from pydantic import BaseModel, TypeAdapter
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from pydantic import BaseModel, TypeAdapter
-
+# Real-time coordination (docs/COORDINATION.md): rate limits, broadcast subscriptions.
 from contracts import (
     PAYLOAD_TYPES,
     SCHEMA_VERSION,
     Envelope,
     EscalationOutcomeRecorded,
     EventQuery,
+    PatternDiscoveryEvent,
     Payload,
+    RateLimitEvent,
     new_id,
 )
+from contracts import pattern_id as derive_pattern_id
+from contracts.broadcast import BroadcastKind, RateLimitStatus, rate_limit_expiry
+from contracts.streams import (
+    DEFAULT_PREFIX,
+    DISCOVERY_TTL_S,
+    FIELD,
+    RATE_LIMIT_EXPIRY_FACTOR,
+    Keys,
+    stream_for,
+)
 from contracts.types import Identifier, UtcDatetime
-from contracts.streams import DEFAULT_PREFIX, FIELD, Keys, stream_for
+from pheromone import ratelimits
 from pheromone.errors import ClientClosedError, FlushTimeout
 from pheromone.queries import QueryClient
 from pheromone.spool import Spool, SpoolError
-# Real-time coordination (docs/COORDINATION.md): rate limits, broadcast subscriptions.
-from contracts import PatternDiscoveryEvent, RateLimitEvent
-from contracts import pattern_id as derive_pattern_id
-from contracts.broadcast import BroadcastKind, RateLimitStatus, rate_limit_expiry
-from contracts.streams import DISCOVERY_TTL_S, RATE_LIMIT_EXPIRY_FACTOR
-from pheromone import ratelimits
 from pheromone.subscriptions import BroadcastHub, Filter, Subscription, acquire_hub, release_hub
 
 log = logging.getLogger(__name__)

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from contracts import (
+    ErrorRecoveryRecord,
     EscalationDecisionRecord,
     EscalationOutcomeRecorded,
-    ErrorRecoveryRecord,
     ExecutionRecord,
-    Payload,
     PatternApplied,
     PatternDiscoveryEvent,
     PatternObserved,
+    Payload,
     RateLimitEvent,
     SuccessFactors,
     pattern_id,

@@ -27,11 +27,11 @@ import redis.asyncio as aioredis
 from faststream import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage
-from faststream.redis.message import FAKE_CONSUMER
+from faststream.redis.message import FAKE_CONSUMER, RedisListMessage
 from faststream.redis.message import RedisBatchStreamMessage as BatchMessage
-from faststream.redis.message import RedisListMessage
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts.streams import Keys
 from services import transport

@@ -16,8 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from contracts.streams import (
     BROADCAST_RETENTION_S,
     DEAD_RETENTION_S,
-    DISCOVERY_TTL_S,
     DEFAULT_PREFIX,
+    DISCOVERY_TTL_S,
     INGEST_RETENTION_S,
 )
 

@@ -15,8 +15,7 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from pheromone.cli import admin, coordination, dead, demo, events, serve
-from pheromone.cli import learning
+from pheromone.cli import admin, coordination, dead, demo, events, learning, serve
 from pheromone.cli.common import CliError, err
 from services.errors import PheromoneError
 

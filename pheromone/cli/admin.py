@@ -10,7 +10,16 @@ import typer
 from pydantic import BaseModel
 
 import contracts
-from pheromone.cli.common import CliError, DataDirOpt, DbOpt, JsonOpt, console, print_json, require_store, settings
+from pheromone.cli.common import (
+    CliError,
+    DataDirOpt,
+    DbOpt,
+    JsonOpt,
+    console,
+    print_json,
+    require_store,
+    settings,
+)
 from services.store.db import Store
 
 

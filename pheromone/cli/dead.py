@@ -11,7 +11,15 @@ from rich.table import Table
 
 from contracts.streams import Keys
 from pheromone.cli.common import (
-    CliError, DataDirOpt, JsonOpt, PrefixOpt, RedisUrlOpt, console, print_json, redis_url_for, settings,
+    CliError,
+    DataDirOpt,
+    JsonOpt,
+    PrefixOpt,
+    RedisUrlOpt,
+    console,
+    print_json,
+    redis_url_for,
+    settings,
 )
 
 app = typer.Typer(help="Dead letters: entries that could not be parsed or applied.", no_args_is_help=True)

@@ -12,7 +12,16 @@ import typer
 from rich.table import Table
 
 from contracts import EventQuery
-from pheromone.cli.common import CliError, DataDirOpt, DbOpt, JsonOpt, console, print_json, require_store, settings
+from pheromone.cli.common import (
+    CliError,
+    DataDirOpt,
+    DbOpt,
+    JsonOpt,
+    console,
+    print_json,
+    require_store,
+    settings,
+)
 from services.store.reader import Reader
 
 

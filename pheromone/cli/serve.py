@@ -9,7 +9,16 @@ from typing import Annotated
 
 import typer
 
-from pheromone.cli.common import CliError, DataDirOpt, DbOpt, PrefixOpt, RedisUrlOpt, err, redis_url_for, settings
+from pheromone.cli.common import (
+    CliError,
+    DataDirOpt,
+    DbOpt,
+    PrefixOpt,
+    RedisUrlOpt,
+    err,
+    redis_url_for,
+    settings,
+)
 from services.runtime import Runtime, service_names
 
 

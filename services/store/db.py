@@ -172,7 +172,7 @@ class Store:
         self._ctx.begin()
         try:
             for table in PROJECTION_TABLES:
-                conn.execute(f"DELETE FROM {table}")  # noqa: S608 - table names are constants
+                conn.execute(f"DELETE FROM {table}")
             last = 0
             while True:
                 rows = conn.execute(
@@ -196,13 +196,13 @@ class Store:
         digest = hashlib.sha256()
         for table in PROJECTION_TABLES:
             digest.update(table.encode())
-            for row in self.conn.execute(f"SELECT * FROM {table} ORDER BY 1"):  # noqa: S608
+            for row in self.conn.execute(f"SELECT * FROM {table} ORDER BY 1"):
                 digest.update(repr(row).encode())
         return digest.hexdigest()
 
     def _counts_sync(self) -> dict[str, int]:
         return {
-            table: self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: S608
+            table: self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
             for table in ("ledger", *PROJECTION_TABLES)
         }
 

@@ -6,7 +6,6 @@ Every query is one SQL constant with bound parameters; filters only ever add `?`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import aiosqlite
 
@@ -59,7 +58,7 @@ class Reader:
                 where.append("occurred_us <= ?")
                 params.append(us(query.time_range.end))
         sql = (
-            f"SELECT body FROM (SELECT seq, body FROM ledger WHERE {' AND '.join(where)} "  # noqa: S608
+            f"SELECT body FROM (SELECT seq, body FROM ledger WHERE {' AND '.join(where)} "
             "ORDER BY seq DESC LIMIT ?) ORDER BY seq"
         )
         params.append(query.limit)

@@ -49,16 +49,16 @@ FAST = {"claim_idle_ms": 300, "group_check_s": 0.2, "poll_ms": 20}
 
 @overload
 async def eventually(
-    predicate: Callable[[], Awaitable[T]], *, timeout: float = ..., interval: float = ..., what: str = ...  # noqa: ASYNC109
+    predicate: Callable[[], Awaitable[T]], *, timeout: float = ..., interval: float = ..., what: str = ...
 ) -> T: ...
 @overload
 async def eventually(
-    predicate: Callable[[], T], *, timeout: float = ..., interval: float = ..., what: str = ...  # noqa: ASYNC109
+    predicate: Callable[[], T], *, timeout: float = ..., interval: float = ..., what: str = ...
 ) -> T: ...
 async def eventually(
     predicate: Callable[[], Any],
     *,
-    timeout: float = 15.0,  # noqa: ASYNC109 - the polling deadline, not a timeout around one await
+    timeout: float = 15.0,
     interval: float = 0.02,
     what: str = "condition",
 ) -> Any:

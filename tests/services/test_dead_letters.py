@@ -11,9 +11,9 @@ import redis.asyncio as aioredis
 from typer.testing import CliRunner
 
 from contracts import MAX_ENTRY_BYTES
-from services.settings import Settings
 from contracts.streams import FIELD, GROUP_STORE, Keys
 from pheromone.cli import app
+from services.settings import Settings
 from tests.services import helpers as h
 from tests.services.conftest import StartRuntime
 
