@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Annotated
 
 import typer
@@ -67,4 +66,3 @@ def schema(
     print_json({n: m.model_json_schema() for n, m in sorted(models.items())})
 
 
-_ = json
