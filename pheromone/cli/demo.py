@@ -97,9 +97,10 @@ async def _run(s: Any, url: str, seconds: float, workspaces: int, jobs: int, rat
     async with Reader(s.store_path) as reader:
         ids = {row[0] for row in await (await reader.db.execute("SELECT event_id FROM ledger")).fetchall()}
         counts = await reader.counts()
+        # Ranked as jobs are served them: by the learning model's priority (docs/LEARNING.md).
         top = await (await reader.db.execute(
-            "SELECT pattern_name, led_to_success_count, led_to_failure_count, quarantine_status "
-            "FROM patterns ORDER BY led_to_success_count DESC LIMIT 5")).fetchall()
+            "SELECT pattern_name, led_to_success_count, led_to_failure_count, quarantine_status, "
+            "effectiveness_score, priority_score FROM patterns ORDER BY priority_score DESC, id LIMIT 5")).fetchall()
         limits = await (await reader.db.execute(
             "SELECT model, error_code, MAX(expires_us) FROM rate_limit_events "
             "WHERE expires_us > ? GROUP BY model, error_code ORDER BY model", (int(time.time() * 1e6),))).fetchall()
@@ -116,7 +117,9 @@ async def _run(s: Any, url: str, seconds: float, workspaces: int, jobs: int, rat
         "seconds": seconds,
         "counts": counts,
         "top_patterns": [
-            {"pattern": n, "successes": ok, "failures": bad, "status": st} for n, ok, bad, st in top
+            {"pattern": n, "successes": ok, "failures": bad, "status": st, "effectiveness": round(eff, 3),
+             "priority": round(pri, 3)}
+            for n, ok, bad, st, eff, pri in top
         ],
         "active_rate_limits": [
             {"model": m, "error_code": code, "expires_in_s": round(exp / 1e6 - time.time(), 1)}
@@ -149,9 +152,10 @@ def _print(r: dict[str, Any]) -> None:
     for kind, n in sorted(r["counts"].items()):
         counts.add_row(kind, str(n))
     console.print(counts)
-    top = Table("pattern", "successes", "failures", "status", title="Top patterns")
+    top = Table("pattern", "priority", "effectiveness", "ok/fail", "status", title="Top patterns (by priority)")
     for p in r["top_patterns"]:
-        top.add_row(p["pattern"], str(p["successes"]), str(p["failures"]), p["status"])
+        top.add_row(p["pattern"], f"{p['priority']:.2f}", f"{p['effectiveness']:.2f}",
+                    f"{p['successes']}/{p['failures']}", p["status"])
     console.print(top)
     limits = Table("model", "error", "expires in (s)", title="Active rate limits")
     for lim in r["active_rate_limits"]:
