@@ -352,7 +352,6 @@ def test_new_id_does_not_depend_on_the_global_random_state() -> None:
     assert set(first).isdisjoint(second)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_forked_children_do_not_repeat_ids() -> None:
     """new_id's docstring: the random generator is reseeded in forked children."""
     read_end, write_end = os.pipe()

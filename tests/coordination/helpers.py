@@ -4,47 +4,13 @@ subscription collectors. Nothing waits a fixed time for a condition: `eventually
 from __future__ import annotations
 
 import asyncio
-import inspect
 import sqlite3
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from contracts.broadcast import BroadcastMessage
 from pheromone.subscriptions import Subscription
-from services.settings import Settings
-
-T = TypeVar("T")
-
-FAST = {"claim_idle_ms": 300, "group_check_s": 0.2, "poll_ms": 20}
-"""Keeps the retrier, the watchdog and the group readers quick in tests."""
-
-
-async def eventually(
-    predicate: Callable[[], T | Awaitable[T]],
-    *,
-    timeout: float = 15.0,
-    interval: float = 0.01,
-    what: str = "condition",
-) -> T:
-    """Poll `predicate` (sync or async) until it returns something truthy; fail at `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        result = predicate()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result  # type: ignore[return-value]
-        last = result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} not reached within {timeout:g}s (last value: {last!r})")
-        await asyncio.sleep(interval)
-
-
-def settings(tmp_path: Path, prefix: str, **overrides: Any) -> Settings:
-    return Settings(data_dir=tmp_path, prefix=prefix, **{**FAST, **overrides})
+from tests.support import FAST, eventually, settings  # noqa: F401 - re-exported for the tests here
 
 
 def query(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:

@@ -6,15 +6,11 @@ deadline passes, and then fails with the last value it saw.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import itertools
 import sqlite3
-import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -39,47 +35,7 @@ from contracts import (
     pattern_id,
 )
 from contracts.streams import FIELD, GROUP_STORE, Keys
-from services.settings import Settings
-
-T = TypeVar("T")
-
-FAST = {"claim_idle_ms": 300, "group_check_s": 0.2, "poll_ms": 20}
-"""Settings that keep the retrier, the watchdog and the readers quick in tests."""
-
-
-@overload
-async def eventually(
-    predicate: Callable[[], Awaitable[T]], *, timeout: float = ..., interval: float = ..., what: str = ...
-) -> T: ...
-@overload
-async def eventually(
-    predicate: Callable[[], T], *, timeout: float = ..., interval: float = ..., what: str = ...
-) -> T: ...
-async def eventually(
-    predicate: Callable[[], Any],
-    *,
-    timeout: float = 15.0,
-    interval: float = 0.02,
-    what: str = "condition",
-) -> Any:
-    """Poll `predicate` (sync or async) until it returns something truthy; return that. Fails at `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        result = predicate()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        last = result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} not reached within {timeout:g}s (last value: {last!r})")
-        await asyncio.sleep(interval)
-
-
-def settings(tmp_path: Path, prefix: str, **overrides: Any) -> Settings:
-    return Settings(data_dir=tmp_path, prefix=prefix, **{**FAST, **overrides})
-
+from tests.support import FAST, eventually, settings  # noqa: F401 - re-exported for the tests here
 
 # -- the store file, read-only ---------------------------------------------------------------------------
 

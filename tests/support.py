@@ -1,0 +1,55 @@
+"""What every real-server test package shares: a deadline poller and fast service settings.
+
+Nothing waits a fixed time for a condition: `eventually()` polls until a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar, overload
+
+from services.settings import Settings
+
+T = TypeVar("T")
+
+FAST = {"claim_idle_ms": 300, "group_check_s": 0.2, "poll_ms": 20}
+"""Settings that keep the retrier, the watchdog and the group readers quick in tests."""
+
+
+@overload
+async def eventually(
+    predicate: Callable[[], Awaitable[T]], *, timeout: float = ..., interval: float = ..., what: str = ...
+) -> T: ...
+@overload
+async def eventually(
+    predicate: Callable[[], T], *, timeout: float = ..., interval: float = ..., what: str = ...
+) -> T: ...
+async def eventually(
+    predicate: Callable[[], Any],
+    *,
+    timeout: float = 15.0,
+    interval: float = 0.01,
+    what: str = "condition",
+) -> Any:
+    """Poll `predicate` (sync or async) until it returns something truthy; return that. Fails at `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        last = result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} not reached within {timeout:g}s (last value: {last!r})")
+        await asyncio.sleep(interval)
+
+
+def settings(tmp_path: Path, prefix: str, **overrides: Any) -> Settings:
+    """Settings for one test: its own data directory and key prefix, FAST unless overridden."""
+    return Settings(data_dir=tmp_path, prefix=prefix, **{**FAST, **overrides})
