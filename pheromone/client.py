@@ -108,6 +108,7 @@ class Pheromone:
         max_spool_bytes: int = 256 * 1024 * 1024,
         close_timeout: float = 5.0,
     ) -> None:
+        from services.connection import settings_url
         from services.settings import Settings
 
         # Fail fast on a bad workspace or job name, before any event is built.
@@ -117,7 +118,7 @@ class Pheromone:
         self.workspace, self.job = workspace, job
         env = Settings() if url is None or prefix is None or data_dir is None else None
         self.keys = Keys(prefix or (env.prefix if env else DEFAULT_PREFIX))
-        env_url = env.redis_url.get_secret_value() if env and env.redis_url else None
+        env_url = settings_url(env) if env else None  # with PHEROMONE_REDIS_PASSWORD / _TLS_* merged in
         self._url = url or env_url
         self._data_dir = data_dir or (env.data_dir if env else Path("."))
         self._spool = Spool(spool_dir or self._data_dir / "spool", max_bytes=max_spool_bytes)
@@ -154,8 +155,10 @@ class Pheromone:
             from services.embedded import ensure_server
 
             self._url, self._server = await asyncio.to_thread(ensure_server, self._data_dir)
+        from services.connection import redis_client  # credentials and TLS from the URL (docs/SECURITY.md)
+
         # Our own loop retries with backoff and spools; redis-py's built-in retries would only delay that.
-        self._redis = aioredis.Redis.from_url(
+        self._redis = redis_client(
             self._url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=2, socket_timeout=5,
             health_check_interval=10,
         )

@@ -164,9 +164,10 @@ class BroadcastHub:
 
     def start(self) -> None:
         if self._task is None:
+            from services.connection import redis_client  # credentials and TLS from the URL
+
             # Socket timeout above the BLOCK time: a blocking read must not time out on its own.
-            self._redis = aioredis.Redis.from_url(self.url, socket_connect_timeout=2,
-                                                  socket_timeout=BLOCK_MS / 1000 + 10)
+            self._redis = redis_client(self.url, socket_connect_timeout=2, socket_timeout=BLOCK_MS / 1000 + 10)
             self._task = asyncio.create_task(self._run(), name="pheromone-broadcast-reader")
 
     async def close(self) -> None:

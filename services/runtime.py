@@ -34,7 +34,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts.streams import Keys
-from services import transport
+from services import connection, transport
 from services.consumer import GroupWorker, Handler
 from services.settings import Settings
 
@@ -122,12 +122,12 @@ class Runtime:
         self.redis_url = redis_url
         self.names = tuple(services or service_names())
         self.keys = Keys(settings.prefix)
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(redis_url)
+        self.redis: aioredis.Redis = connection.redis_client(redis_url)
         # FastStream logs every message (and every task callback) at INFO; our loops log lifecycle events
         # themselves, so its logger only passes warnings and errors (fetch errors, NOGROUP).
         fs_log = logging.getLogger("pheromone.faststream")
         fs_log.setLevel(logging.WARNING)
-        self.broker = RedisBroker(redis_url, logger=fs_log, log_level=logging.DEBUG)
+        self.broker = RedisBroker(**connection.broker_options(redis_url), logger=fs_log, log_level=logging.DEBUG)
         self.parts: list[ServiceParts] = []
         self._subscribers: list[tuple[GroupWorker, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -262,10 +262,5 @@ class Runtime:
 
 
 def _redact(url: str) -> str:
-    """A URL without its password, for logs."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    creds, _, host = rest.rpartition("@")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user + ':***' if user else '***'}@{host}"
+    """A URL without its password, for logs (`services.connection.redact`)."""
+    return connection.redact(url)

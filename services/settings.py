@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.streams import (
@@ -178,6 +178,19 @@ class Settings(BaseSettings):
 
     redis_url: SecretStr | None = None
     """Redis URL (`redis://`, `rediss://`, with credentials if any). None: start the embedded server."""
+    # Auth and TLS (docs/SECURITY.md); merged into the URL by `services.connection.settings_url`.
+    redis_username: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    """ACL user name, if not given in `redis_url` (`redis://user:pass@host`)."""
+    redis_password: SecretStr | None = None
+    """Password (of `redis_username`, else of the default user), if not given in `redis_url`."""
+    redis_tls_ca_file: FilePath | None = None
+    """PEM file of the CA(s) that signed the server's certificate; default: the system's trust store."""
+    redis_tls_cert_file: FilePath | None = None
+    """Client certificate (PEM) for servers that require one (`tls-auth-clients yes`)."""
+    redis_tls_key_file: FilePath | None = None
+    """Private key of `redis_tls_cert_file`, if that file does not hold it."""
+    redis_tls_verify: bool = True
+    """Verify the server's certificate and host name. Off only for testing: it allows a man in the middle."""
     data_dir: Path = Field(default_factory=default_data_dir)
     db_path: Path | None = None
     """SQLite store file; default `<data_dir>/store.db`."""
@@ -209,6 +222,19 @@ class Settings(BaseSettings):
             if not url.startswith(("redis://", "rediss://", "unix://")):
                 raise ValueError("redis_url must start with redis://, rediss:// or unix://")
         return value
+
+    @model_validator(mode="after")
+    def _auth_and_tls(self) -> Settings:
+        """Refuse combinations that cannot mean what was asked; messages name settings, never values."""
+        url = self.redis_url.get_secret_value() if self.redis_url is not None else None
+        tls_named = [name for name in ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file")
+                     if getattr(self, name) is not None] + ([] if self.redis_tls_verify else ["redis_tls_verify"])
+        auth_named = [name for name in ("redis_username", "redis_password") if getattr(self, name) is not None]
+        if url is None and (tls_named or auth_named):
+            raise ValueError(f"{', '.join(auth_named + tls_named)} set without redis_url: the embedded server "
+                             "runs on loopback without auth or TLS; set redis_url too")
+        if url is None:
+            return self
 
     @property
     def store_path(self) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sys
@@ -11,8 +12,10 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import SecretStr, ValidationError
+from redis.exceptions import RedisError
 from rich.console import Console
 
+from services import connection
 from services.settings import Settings
 
 console = Console()
@@ -48,14 +51,26 @@ def settings(
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        raise CliError(f"invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
+        where = ".".join(map(str, first["loc"]))  # empty for a rule across settings (e.g. auth without a URL)
+        raise CliError(f"invalid setting{' ' + where if where else 's'}: {first['msg']}") from exc
 
 
 @contextlib.contextmanager
 def redis_url_for(s: Settings) -> Iterator[str]:
-    """The configured Redis URL, or the embedded server's (reused if running, else started and stopped)."""
-    if s.redis_url is not None:
-        yield s.redis_url.get_secret_value()
+    """The configured Redis URL, or the embedded server's (reused if running, else started and stopped).
+
+    A configured URL carries the auth and TLS settings (`services.connection.settings_url`) and is checked
+    with one PING first, so bad credentials or certificates are one line, not a traceback; a Redis error
+    inside the block becomes one line too, without the password (`connection.describe`).
+    """
+    url = connection.settings_url(s)
+    if url is not None:
+        try:
+            asyncio.run(connection.check(url))
+        except connection.ConnectionSetupError as exc:
+            raise CliError(str(exc)) from None
+        with _redis_errors(url):
+            yield url
         return
     from services.embedded import ensure_server
 
@@ -63,10 +78,19 @@ def redis_url_for(s: Settings) -> Iterator[str]:
     if owned is not None:
         err.print(f"[dim]no Redis configured: started embedded Valkey at {url} (data in {s.data_dir})[/dim]")
     try:
-        yield url
+        with _redis_errors(url):
+            yield url
     finally:
         if owned is not None:
             owned.stop()
+
+
+@contextlib.contextmanager
+def _redis_errors(url: str) -> Iterator[None]:
+    try:
+        yield
+    except RedisError as exc:
+        raise CliError(connection.describe(exc, url)) from None
 
 
 def require_store(s: Settings) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import redis.asyncio as aioredis
 from rich.markup import escape
 from rich.table import Table
 
@@ -21,6 +20,7 @@ from pheromone.cli.common import (
     redis_url_for,
     settings,
 )
+from services.connection import redis_client
 
 
 def ratelimits(
@@ -47,7 +47,7 @@ def ratelimits(
 
 
 async def _active(url: str, keys: Keys) -> list[RateLimitStatus]:
-    r = aioredis.Redis.from_url(url, socket_connect_timeout=5)
+    r = redis_client(url, socket_connect_timeout=5)
     try:
         return await live.active(r, keys)
     finally:

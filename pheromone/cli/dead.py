@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-import redis.asyncio as aioredis
 import typer
 from rich.table import Table
 
@@ -21,6 +20,7 @@ from pheromone.cli.common import (
     redis_url_for,
     settings,
 )
+from services.connection import redis_client
 
 app = typer.Typer(help="Dead letters: entries that could not be parsed or applied.", no_args_is_help=True)
 
@@ -44,7 +44,7 @@ def list_(
     s = settings(redis_url, data_dir, prefix=prefix)
 
     async def run(url: str) -> list[dict[str, Any]]:
-        r = aioredis.Redis.from_url(url)
+        r = redis_client(url)
         try:
             rows = await r.xrevrange(Keys(s.prefix).dead, count=limit)
         finally:
@@ -80,7 +80,7 @@ def replay(
     keys = Keys(s.prefix)
 
     async def run(url: str) -> list[str]:
-        r = aioredis.Redis.from_url(url)
+        r = redis_client(url)
         try:
             if all_:
                 rows = await r.xrange(keys.dead)
