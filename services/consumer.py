@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -31,6 +32,7 @@ from contracts import Envelope, parse_envelope
 from contracts.streams import FIELD
 from services import transport
 from services.errors import StoreBusyError
+from services.metrics import WorkerMetrics
 from services.transport import DeadLetter, Entry
 
 log = logging.getLogger(__name__)
@@ -94,10 +96,13 @@ class GroupWorker:
     max_deliveries: int = 5
     batch_size: int = 1_000
     stats: WorkerStats = field(default_factory=WorkerStats)
+    metrics: WorkerMetrics | None = None
+    """Prometheus children, updated once per batch (services.metrics); None: no metrics."""
 
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(MAX_INFLIGHT_BATCHES)
         self._store_busy = False
+        self._store_down = False  # logged once when the store becomes unavailable, once when it is back
         self._inflight: set[asyncio.Task[None]] = set()
 
     async def on_batch(self, entries: Sequence[Entry]) -> None:
@@ -158,15 +163,25 @@ class GroupWorker:
         deliveries: Sequence[int] | None,
     ) -> None:
         ok: list[bytes] = []
+        m = self.metrics
+        if m is not None:
+            m.batch_size.observe(len(entries))
         if valid:
+            started = time.perf_counter()
             try:
                 rejected = await self.handler([(env, raw) for _, env, raw in valid])
             except StoreBusyError as exc:
                 self.stats.failures += 1
                 self._store_busy = True
-                log.warning("%s: %d entries stay pending, store unavailable: %s", self.service, len(valid), exc)
+                if m is not None:
+                    m.failures.inc()
+                if not self._store_down:
+                    self._store_down = True
+                    log.warning("%s: store unavailable, entries stay pending until it is back: %s", self.service, exc)
             except Exception as exc:
                 self.stats.failures += 1
+                if m is not None:
+                    m.failures.inc()
                 if deliveries is None:
                     log.warning("%s: batch of %d failed, will retry: %s", self.service, len(valid), describe(exc))
                 else:
@@ -176,6 +191,9 @@ class GroupWorker:
                         if deliveries[index] >= self.max_deliveries:
                             letters.append(self._letter(entry_id, {_FIELD: raw}, describe(exc), deliveries, index))
             else:
+                if self._store_down:
+                    self._store_down = False
+                    log.info("%s: store available again", self.service)
                 refused: set[int] = set()
                 for item in rejected:
                     refusal = Refused(*item)
@@ -187,10 +205,19 @@ class GroupWorker:
                         continue  # left pending: the retrier tries it again after claim_idle_ms
                     letters.append(self._letter(entry_id, {_FIELD: raw}, refusal.reason, deliveries, index))
                 ok = [entry_id for i, (entry_id, _, _) in enumerate(valid) if i not in refused]
+            if m is not None:
+                m.handler_seconds.observe(time.perf_counter() - started)
         await transport.dead_letter(self.redis, self.dead_stream, letters)
         await transport.ack(self.redis, self.stream, self.group, ok + skipped)
         self.stats.applied += len(ok)
         self.stats.dead += len(letters)
+        if letters:
+            log.warning("%s: dead-lettered %d of %d entries from %s (first: %s)", self.service, len(letters),
+                        len(entries), self.stream, letters[0].error[:200])
+        if m is not None:
+            m.applied.inc(len(ok))
+            m.skipped.inc(len(skipped))
+            m.dead_letters.inc(len(letters))
 
     async def claim_pending(self) -> int:
         """Retry entries stuck in the pending list; returns how many were claimed."""

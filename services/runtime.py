@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import os
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +39,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from contracts.streams import Keys
 from services import connection, transport
 from services.consumer import GroupWorker, Handler
+from services.metrics import Metrics, MetricsServer
 from services.settings import Settings
+from services.status import Beat, groups
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,8 @@ class ServiceContext:
     redis: aioredis.Redis
     keys: Keys
     redis_url: str
+    metrics: Metrics = field(default_factory=Metrics)
+    """The runtime's metrics: services count what they publish (`metrics.published`, …)."""
 
     def worker(self, service: str, stream: str, group: str, handler: Handler, *, records_poison: bool) -> GroupWorker:
         s = self.settings
@@ -56,6 +63,7 @@ class ServiceContext:
             service=service, stream=stream, group=group, handler=handler, redis=self.redis,
             dead_stream=self.keys.dead, consumer=f"{service}-{s.consumer_name}", records_poison=records_poison,
             claim_idle_ms=s.claim_idle_ms, max_deliveries=s.max_deliveries, batch_size=s.batch_size,
+            metrics=self.metrics.worker(service, stream.removeprefix(f"{self.keys.prefix}:")),
         )
 
 
@@ -131,9 +139,15 @@ class Runtime:
         self.parts: list[ServiceParts] = []
         self._subscribers: list[tuple[GroupWorker, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self.metrics = Metrics()
+        self.metrics_server: MetricsServer | None = None
+        self._redis_ok = True  # the last Redis call of an upkeep loop worked: "lost" and "regained" log once
+        self._started_ms = int(time.time() * 1000)
 
     async def start(self) -> None:
-        ctx = ServiceContext(self.settings, self.redis, self.keys, self.redis_url)
+        if self.settings.metrics_port:  # first: a port in use fails the start before anything is opened
+            self.metrics_server = MetricsServer(self.metrics, self.settings.metrics_addr, self.settings.metrics_port)
+        ctx = ServiceContext(self.settings, self.redis, self.keys, self.redis_url, self.metrics)
         factories = _factories()
         for name in self.names:
             self.parts.append(await factories[name](ctx))
@@ -142,8 +156,11 @@ class Runtime:
                 await self._ensure_group(worker)
                 self._subscribers.append((worker, self._subscribe(worker)))
             for source, handler in part.subscriptions:
-                self.broker.subscriber(list=source, parser=_raw_list_parser, decoder=_raw_body)(handler)
+                timed = _timed(handler, self.metrics.handler_seconds.labels(part.name, _source_name(source, self.keys)))
+                self.broker.subscriber(list=source, parser=_raw_list_parser, decoder=_raw_body)(timed)
         await self.broker.start()
+        if self.metrics_server is not None:
+            self._spawn(self._gauges(), "gauges")
         for part in self.parts:
             for worker in part.workers:
                 self._spawn(self._retrier(worker), f"retrier:{worker.service}:{worker.stream}")
@@ -151,8 +168,9 @@ class Runtime:
                 self._spawn(loop(), f"loop:{part.name}")
         self._spawn(self._watchdog(), "watchdog")
         self._spawn(self._trimmer(), "trimmer")
-        log.info("services started: %s (redis %s, prefix %s)", ", ".join(self.names),
-                 _redact(self.redis_url), self.settings.prefix)
+        log.info("services started: %s (redis %s, prefix %s%s)", ", ".join(self.names),
+                 _redact(self.redis_url), self.settings.prefix,
+                 f", metrics on {self.settings.metrics_addr}:{self.metrics_server.port}" if self.metrics_server else "")
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -176,7 +194,14 @@ class Runtime:
         for part in reversed(self.parts):
             if part.close is not None:
                 await part.close()
+        # Withdraw the heartbeats, so `pheromone health` sees a clean stop at once rather than at their expiry.
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            async with asyncio.timeout(1.0):
+                await self.redis.delete(*self._beat_keys())
         await self.redis.aclose()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
         log.info("services stopped: %s", ", ".join(self.names))
 
     def _subscribe(self, worker: GroupWorker) -> Any:
@@ -214,6 +239,7 @@ class Runtime:
                 if await worker.claim_pending():
                     continue
             except (RedisConnectionError, RedisTimeoutError) as exc:
+                self._lost(exc)
                 log.debug("retrier %s: redis unavailable: %s", worker.stream, exc)
             except RedisError as exc:
                 log.warning("retrier %s: %s", worker.stream, exc)
@@ -222,7 +248,12 @@ class Runtime:
             await asyncio.sleep(pause)
 
     async def _watchdog(self) -> None:
-        alive_ttl = max(3, int(self.settings.group_check_s * 3))
+        ttl_ms = int(self.settings.heartbeat_ttl * 1000)
+        beats = {
+            part.name: Beat(part.name, self.settings.consumer_name, os.uname().nodename, os.getpid(),
+                            self._started_ms, ttl_ms).encode()
+            for part in self.parts
+        }
         while True:
             try:
                 for worker, sub in self._subscribers:
@@ -232,11 +263,13 @@ class Runtime:
                     if not sub.running:
                         log.warning("restarting subscriber %s on %s", worker.group, worker.stream)
                         await sub.start()
-                for part in self.parts:
-                    await self.redis.set(
-                        self.keys.heartbeat(f"{part.name}:{self.settings.consumer_name}"), "1", ex=alive_ttl
-                    )
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for key, part in zip(self._beat_keys(), self.parts, strict=True):
+                        pipe.set(key, beats[part.name], px=ttl_ms)
+                    await pipe.execute()
+                self._regained()
             except (RedisConnectionError, RedisTimeoutError) as exc:
+                self._lost(exc)
                 log.debug("watchdog: redis unavailable: %s", exc)
             except RedisError as exc:
                 log.warning("watchdog: %s", exc)
@@ -247,18 +280,75 @@ class Runtime:
     async def _trimmer(self) -> None:
         while True:
             try:
+                trimmed = []
                 for part in self.parts:
                     for stream, retention, respect in part.trims:
                         removed = await transport.trim(self.redis, stream, retention, respect_groups=respect)
                         if removed:
-                            log.debug("trimmed %d entries from %s", removed, stream)
+                            trimmed.append(f"{removed} from {stream}")
+                if trimmed:
+                    log.debug("trimmed %s", ", ".join(trimmed))
             except (RedisConnectionError, RedisTimeoutError) as exc:
+                self._lost(exc)
                 log.debug("trimmer: redis unavailable: %s", exc)
             except RedisError as exc:
                 log.warning("trimmer: %s", exc)
             except Exception:
                 log.exception("trimmer failed; continuing")
             await asyncio.sleep(self.settings.trim_interval_s)
+
+    async def _gauges(self) -> None:
+        """Refresh the lag, pending and stream-length gauges every `metrics_interval_s` (services.metrics)."""
+        m, names = self.metrics, tuple(dict.fromkeys(w.stream for w, _ in self._subscribers))
+        short = tuple(name.removeprefix(f"{self.keys.prefix}:") for name in names)
+        while True:
+            try:
+                for g in await groups(self.redis, self.keys, short):
+                    m.lag.labels(g.stream, g.group).set(-1 if g.lag is None else g.lag)
+                    m.pending.labels(g.stream, g.group).set(g.pending)
+                for name, key in zip(short, names, strict=True):
+                    m.stream_length.labels(name).set(await self.redis.xlen(key))
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                self._lost(exc)
+            except RedisError as exc:
+                log.warning("metrics gauges: %s", exc)
+            except Exception:
+                log.exception("metrics gauges failed; continuing")
+            await asyncio.sleep(self.settings.metrics_interval_s)
+
+    def _beat_keys(self) -> list[str]:
+        return [self.keys.heartbeat(f"{part.name}:{self.settings.consumer_name}") for part in self.parts]
+
+    def _lost(self, exc: Exception) -> None:
+        if self._redis_ok:
+            self._redis_ok = False
+            self.metrics.redis_up.set(0)
+            log.warning("redis lost (%s); services wait for it", exc)
+
+    def _regained(self) -> None:
+        if not self._redis_ok:
+            self._redis_ok = True
+            self.metrics.redis_up.set(1)
+            log.info("redis regained")
+
+
+def _timed(handler: Callable[[bytes], Awaitable[None]], histogram: Any) -> Callable[[bytes], Awaitable[None]]:
+    """`handler`, observing each call's latency; FastStream reads the wrapped signature (`__wrapped__`)."""
+
+    @functools.wraps(handler)
+    async def timed(body: bytes) -> None:
+        started = time.perf_counter()
+        try:
+            await handler(body)
+        finally:
+            histogram.observe(time.perf_counter() - started)
+
+    return timed
+
+
+def _source_name(source: Any, keys: Keys) -> str:
+    name = str(getattr(source, "name", source))
+    return name.removeprefix(f"{keys.prefix}:")
 
 
 def _redact(url: str) -> str:

@@ -211,6 +211,18 @@ class Settings(BaseSettings):
     ttl_stream_retention_s: Annotated[float, Field(gt=0)] = DISCOVERY_TTL_S
     """Age kept on the TTL'd ratelimits and discoveries streams (never trimmed past what a group needs)."""
     dead_retention_s: Annotated[float, Field(gt=0)] = DEAD_RETENTION_S
+    heartbeat_ttl_s: Annotated[float, Field(gt=0, le=3_600)] | None = None
+    """A service's liveness key expires this long after its last beat; None: 3 x group_check_s, at least 3 s."""
+    metrics_port: Annotated[int, Field(ge=0, le=65_535)] = 0
+    """Serve Prometheus metrics over HTTP on this port (`/metrics`); 0: no metrics server."""
+    metrics_addr: str = "127.0.0.1"
+    """Address the metrics server binds; `0.0.0.0` to be scraped from other hosts (containers)."""
+    metrics_interval_s: Annotated[float, Field(gt=0, le=3_600)] = 5.0
+    """How often the lag and pending gauges are refreshed from Redis."""
+    health_max_lag: Annotated[int, Field(ge=0)] = 100_000
+    """`pheromone health` fails when a group has more unread entries than this."""
+    health_max_pending: Annotated[int, Field(ge=0)] = 10_000
+    """`pheromone health` fails when a group has more delivered, unacknowledged entries than this."""
     learning: LearningSettings = Field(default_factory=LearningSettings)
     coordination: CoordinationSettings = Field(default_factory=CoordinationSettings)
 
@@ -239,6 +251,10 @@ class Settings(BaseSettings):
     @property
     def store_path(self) -> Path:
         return self.db_path or self.data_dir / "store.db"
+
+    @property
+    def heartbeat_ttl(self) -> float:
+        return self.heartbeat_ttl_s or max(3.0, self.group_check_s * 3)
 
     @property
     def consumer_name(self) -> str:

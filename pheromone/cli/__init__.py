@@ -15,7 +15,7 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from pheromone.cli import admin, coordination, dead, demo, events, learning, serve
+from pheromone.cli import admin, coordination, dead, demo, events, learning, serve, status
 from pheromone.cli.common import CliError, err
 from services.errors import PheromoneError
 
@@ -34,6 +34,8 @@ app.command("schema")(admin.schema)
 app.add_typer(dead.app, name="dead")
 learning.register(app)  # patterns, entropy, budget, drift, wait, escalations, executions, trajectory, export
 app.command("ratelimits")(coordination.ratelimits)
+app.command("status")(status.status)
+app.command("health")(status.health)
 
 
 def main() -> None:

@@ -33,6 +33,11 @@ def serve(
     verbose: Annotated[
         bool, typer.Option("--verbose/--quiet", "-v/-q", help="Log lifecycle events at INFO, or warnings only")
     ] = True,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="Serve Prometheus metrics on this port, at /metrics "
+                     "(env PHEROMONE_METRICS_PORT; 0: off)", show_default=False),
+    ] = None,
 ) -> None:
     """Run the worker services (store, query, …) against Redis and the SQLite store."""
     known = service_names()
@@ -40,6 +45,10 @@ def serve(
     if unknown:
         raise CliError(f"unknown service {', '.join(unknown)}; choose from: {', '.join(known)}")
     s = settings(redis_url, data_dir, db, prefix)
+    if metrics_port is not None:
+        if not 0 <= metrics_port <= 65_535:
+            raise CliError(f"--metrics-port must be 0 (off) or a TCP port up to 65535, not {metrics_port}")
+        s = s.model_copy(update={"metrics_port": metrics_port})
     if verbose:
         logging.getLogger().setLevel(logging.INFO)
         logging.getLogger("faststream").setLevel(logging.WARNING)

@@ -38,7 +38,8 @@ async def build(ctx: ServiceContext) -> ServiceParts:
 
     async def handle(events: Sequence[tuple[Envelope, bytes]]) -> Sequence[tuple[int, str]]:
         now = datetime.now(UTC)
-        await publisher.publish([m for env, _ in events if (m := discovery_message(env, now)) is not None])
+        messages = [m for env, _ in events if (m := discovery_message(env, now)) is not None]
+        ctx.metrics.published("broadcaster", await publisher.publish(messages))
         return []
 
     return ServiceParts(

@@ -29,7 +29,9 @@ async def build(ctx: ServiceContext) -> ServiceParts:
 
     async def handle(events: Sequence[tuple[Envelope, bytes]]) -> Sequence[tuple[int, str]]:
         reports = [(env, env.payload) for env, _ in events if isinstance(env.payload, RateLimitEvent)]
-        await book.record(reports, datetime.now(UTC))
+        announced = sum(1 for r in await book.record(reports, datetime.now(UTC)) if r.announced)
+        ctx.metrics.published("coordinator", announced)
+        ctx.metrics.announced.inc(announced)
         return []
 
     return ServiceParts(

@@ -42,6 +42,7 @@ from services.entropy.locks import Locks
 from services.entropy.response import drift_alert, plan_response
 from services.entropy.view import StoreView
 from services.errors import StoreError
+from services.metrics import Metrics
 from services.runtime import ServiceContext, ServiceParts
 from services.settings import CoordinationSettings, LearningSettings
 
@@ -67,6 +68,8 @@ class EntropyService:
     learning: LearningSettings
     settings: CoordinationSettings
     stats: EntropyStats = field(default_factory=EntropyStats)
+    metrics: Metrics | None = None
+    """Where responses and broadcasts are counted for Prometheus (the runtime's); None: nowhere."""
 
     def __post_init__(self) -> None:
         self._due = asyncio.Event()
@@ -151,7 +154,10 @@ class EntropyService:
                  metrics.diversity_index, self.learning.entropy_alert_threshold,
                  planned.events[1].payload.budget_value,  # type: ignore[union-attr]
                  len(planned.events[2].payload.patterns_revisited))  # type: ignore[union-attr]
-        await self._publisher.publish([planned.broadcast])
+        published = await self._publisher.publish([planned.broadcast])
+        if self.metrics is not None:
+            self.metrics.entropy_responses.inc()
+            self.metrics.published("entropy", published)
         return True
 
     async def _drift_alerts(self, now: datetime) -> None:
@@ -166,7 +172,7 @@ class EntropyService:
         alerts = [drift_alert(d.drift, d.tags, now, self.settings.alert_ttl_s)
                   for d, ok in zip(drifting, taken, strict=True) if ok]
         try:
-            await self._publisher.publish(alerts)
+            published = await self._publisher.publish(alerts)
         except BaseException:
             # Not broadcast: let the next evaluation alert instead.
             with contextlib.suppress(RedisError):
@@ -174,6 +180,8 @@ class EntropyService:
                                           for a in alerts))
             raise
         self.stats.drift_alerts += len(alerts)
+        if self.metrics is not None:
+            self.metrics.published("entropy", published)
 
     async def _emit(self, events: Sequence[Envelope]) -> None:
         """Append events to the ingest stream (the store records them) in one MULTI/EXEC: all or none."""
@@ -186,7 +194,8 @@ class EntropyService:
 async def build(ctx: ServiceContext) -> ServiceParts:
     view = StoreView(ctx.settings.store_path)
     await view.open()
-    service = EntropyService(ctx.redis, ctx.keys, view, ctx.settings.learning, ctx.settings.coordination)
+    service = EntropyService(ctx.redis, ctx.keys, view, ctx.settings.learning, ctx.settings.coordination,
+                             metrics=ctx.metrics)
     return ServiceParts(
         name="entropy",
         workers=[ctx.worker("entropy", ctx.keys.ingest, GROUP_ENTROPY, service.handle, records_poison=False)],
