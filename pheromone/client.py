@@ -83,6 +83,10 @@ class ClientStats:
     spooled: int = 0
     replayed: int = 0
     send_failures: int = 0
+    spool_refusals: int = 0
+    """Spills the spool refused (over `max_spool_bytes`, or disk full): those events stayed in memory."""
+    lost: int = 0
+    """Events dropped by `close()` because neither Redis nor the spool took them (each loss is logged)."""
 
 
 class Pheromone:
@@ -188,7 +192,7 @@ class Pheromone:
                 await asyncio.wait([self._task], timeout=0.1)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._spill()  # whatever is still buffered is kept for the next client
+        self._spill(final=True)  # whatever is still buffered is kept for the next client
         self._spool.close()
         await self._close_subscriptions()
         if self._redis is not None:
@@ -369,13 +373,21 @@ class Pheromone:
 
     # -- background ------------------------------------------------------------------------------------
 
-    def _spill(self) -> None:
-        if not self._buffer or time.monotonic() < self._spill_blocked_until:
+    def _spill(self, *, final: bool = False) -> None:
+        """Move the buffer to the spool. `final` (close): past `max_spool_bytes` if need be, since memory is
+        about to go; only a disk that refuses the write loses events, and that is counted and logged."""
+        if not self._buffer or (time.monotonic() < self._spill_blocked_until and not final):
             return
         records = [f"{p[0]}\t{self._json(p)}".encode() for p in self._buffer]
         try:
-            self._spool.append(records)
+            self._spool.append(records, over_limit=final)
         except SpoolError as exc:
+            self.stats.spool_refusals += 1
+            if final:
+                self.stats.lost += len(records)
+                self._buffer.clear()
+                log.error("closing: lost %d events that neither Redis nor the spool took: %s", len(records), exc)
+                return
             # Spool full or disk full: keep them in memory (over the bound) rather than drop anything, and
             # do not retry (re-serialising the whole buffer) on every emit: once a second is enough.
             self._spill_blocked_until = time.monotonic() + 1.0

@@ -19,7 +19,8 @@ Guarantees:
 
 Errors (an OSError is mapped at the boundary):
     SpoolError           the spool cannot do what was asked
-    └── SpoolFullError   over `max_bytes`, or the disk is full; nothing was written
+    └── SpoolFullError   over `max_bytes` (unless `append(..., over_limit=True)`), or the disk is full;
+                         nothing was written
 """
 
 from __future__ import annotations
@@ -141,15 +142,19 @@ class Spool:
             os.close(f.lock_fd)
         self._adopted, self._own, self._fd, self._is_open = [], None, -1, False
 
-    def append(self, records: Sequence[bytes]) -> None:
-        """Store `records` (each a line without its newline) after everything already spooled."""
+    def append(self, records: Sequence[bytes], *, over_limit: bool = False) -> None:
+        """Store `records` (each a line without its newline) after everything already spooled.
+
+        `over_limit`: write even past `max_bytes` (only a full disk refuses). The client's last spill on close
+        uses it: past that point the records have nowhere else to go, and a soft bound is not worth losing them.
+        """
         self._check_open()
         if any(b"\n" in record for record in records):
             raise ValueError("a spool record must not contain a newline")
         data = b"".join(record + b"\n" for record in records)
         if not data:
             return
-        if sum(f.size for f in self._files()) + len(data) > self.max_bytes:
+        if not over_limit and sum(f.size for f in self._files()) + len(data) > self.max_bytes:
             raise SpoolFullError(f"spooling {len(data)} more bytes would exceed {self.max_bytes}")
         with _mapped("append"):
             if self._own is None:

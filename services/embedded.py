@@ -6,7 +6,8 @@ child process with a loopback port and a data directory of ours.
 
 - `EmbeddedServer` owns one server process: start, graceful stop, SIGKILL (for fault tests), restart on the
   same port and directory, so clients that hold the URL reconnect to the same place and, with `persist`, find
-  their streams again (AOF, fsync every second).
+  their streams again (AOF, fsync every second by default; `fsync="always"` fsyncs before every reply, so
+  nothing a client was told is written can be lost even to a crash in the middle of a slow disk flush).
 - `ensure_server` lets several processes on one machine share one server: the first writes `server.json`
   (pid, port, url) into the data directory and owns the server; later callers find it alive and only borrow
   its URL. A file lock serialises the check-then-start, so two callers never run two servers on one AOF.
@@ -54,6 +55,10 @@ LOG_TAIL_LINES = 20
 STATE_FILE = "server.json"
 LOCK_FILE = "server.lock"
 _PATH_BINARIES = ("redis-server", "valkey-server")
+APPENDFSYNC = ("always", "everysec", "no")
+"""Redis's `appendfsync` policies. everysec (the default): a server crash keeps what was written (the AOF is
+written before each reply) unless a slow background fsync made Redis postpone that write (up to 2 s); an OS
+crash loses up to a second. always: fsync before replying, at a throughput cost."""
 
 
 class EmbeddedServerError(RuntimeError):
@@ -128,14 +133,19 @@ class EmbeddedServer:
 
     The port is chosen once (a free one when `port` is None) and kept across `stop()`/`start()`, so a URL
     handed out before a restart still works after it. With `persist`, writes go to an append-only file that
-    is fsynced every second and replayed on the next start; without it, nothing touches the disk but the log.
+    is fsynced per `fsync` (`APPENDFSYNC`) and replayed on the next start; without it, nothing touches the disk
+    but the log.
     """
 
     def __init__(
-        self, data_dir: Path, port: int | None = None, *, persist: bool = True, host: str = "127.0.0.1"
+        self, data_dir: Path, port: int | None = None, *, persist: bool = True, host: str = "127.0.0.1",
+        fsync: str = "everysec",
     ) -> None:
+        if fsync not in APPENDFSYNC:
+            raise ValueError(f"fsync must be one of {', '.join(APPENDFSYNC)}, not {fsync!r}")
         self.data_dir = Path(data_dir)
         self.persist = persist
+        self.fsync = fsync
         self.host = host
         self._port = port
         self._process: subprocess.Popen[bytes] | None = None
@@ -173,7 +183,7 @@ class EmbeddedServer:
         if self._port is None:
             self._port = _free_port(self.host)
         persistence = (
-            ["--appendonly", "yes", "--appendfsync", "everysec"] if self.persist else ["--appendonly", "no"]
+            ["--appendonly", "yes", "--appendfsync", self.fsync] if self.persist else ["--appendonly", "no"]
         )
         argv = [
             binary,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -171,6 +171,52 @@ class CoordinationSettings(BaseModel):
     """Lock held by the replica that runs one periodic evaluation; None: 0.9 x `entropy_check_interval_s`."""
 
 
+class SessionsSettings(BaseModel):
+    """Learning sessions (issue 6): triggers, mining, diagnosis, the gate and autonomy; docs/SESSIONS.md.
+
+    The (pillar, op) risk table is not here: it is fixed in `services.sessions.plan` on purpose, so neither a
+    teacher nor a setting can lower an edit's tier.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    autonomy: Literal["auto", "tiered", "manual"] = "tiered"
+    """What applies without review: auto (all but manual-tier edits), tiered (auto-tier only), manual (none)."""
+    schedule_interval_s: Annotated[float, Field(ge=0, le=30 * 86_400)] = 6 * 3600.0
+    """Scheduled trigger: one session per active workspace this often (0: no scheduled sessions)."""
+    cluster_window_s: Annotated[float, Field(gt=0, le=86_400)] = 600.0
+    """Cluster trigger: failure rates are counted per (workspace, model) over windows this long."""
+    cluster_trigger_rate: _Unit = 0.5
+    """... and a window whose failure rate reaches this, over at least `cluster_trigger_runs` runs, triggers."""
+    cluster_trigger_runs: _Count = 20
+    cluster_cooldown_s: Annotated[float, Field(gt=0, le=7 * 86_400)] = 3_600.0
+    """After a cluster trigger, no other for the same (workspace, model) for this long (lock TTL)."""
+    lock_ttl_s: Annotated[float, Field(gt=0, le=86_400)] = 900.0
+    """The per-scope session lock's TTL: a session that dies holding it frees its scope after this long."""
+    val_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.2
+    test_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.2
+    dreams_per_task: Annotated[int, Field(ge=0, le=10)] = 1
+    """Dream (resampled) variants of each real train task, for the teacher only."""
+    max_harvest_events: Annotated[int, Field(ge=1, le=10_000_000)] = 500_000
+    min_cluster_runs: _Count = 5
+    min_cluster_failures: _Count = 3
+    min_rate_gap: _Unit = 0.2
+    """A cluster's failure rate must exceed its comparison group's by this much to count as evidence."""
+    min_failure_rate: _Unit = 0.5
+    """... or, with no comparison group, be at least this."""
+    min_estimate_runs: _Count = 5
+    """Replay estimates a changed outcome only from at least this many comparable train records."""
+    min_improvement: Annotated[float, Field(ge=0, le=1)] = 1e-9
+    """The gate accepts an edit only if the val score rises by more than this (strictly better)."""
+    max_cluster_regression: _Unit = 0.02
+    """... and no cluster's val score falls by more than this."""
+    max_edits: Annotated[int, Field(ge=1, le=1_000)] = 20
+    wait_tolerance: _Unit = 0.05
+    """The statistical teacher's wait: the shortest whose train success rate is within this of the best."""
+    artifacts_dir: Path | None = None
+    """Where session.json artifacts go; default `<data_dir>/sessions`."""
+
+
 class Settings(BaseSettings):
     """Runtime settings for the services, the CLI and the demo."""
 
@@ -225,6 +271,7 @@ class Settings(BaseSettings):
     """`pheromone health` fails when a group has more delivered, unacknowledged entries than this."""
     learning: LearningSettings = Field(default_factory=LearningSettings)
     coordination: CoordinationSettings = Field(default_factory=CoordinationSettings)
+    sessions: SessionsSettings = Field(default_factory=SessionsSettings)
 
     @field_validator("redis_url")
     @classmethod
