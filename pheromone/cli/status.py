@@ -19,6 +19,7 @@ import typer
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
+from rich.markup import escape
 from rich.table import Table
 
 from contracts.streams import Keys
@@ -125,6 +126,11 @@ def status(
         raise typer.Exit(1)
 
 
+def _line(text: str) -> None:
+    """One plain line on stdout: never wrapped, no markup (paths and ids may hold brackets)."""
+    console.print(text, highlight=False, soft_wrap=True, markup=False)
+
+
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -138,10 +144,9 @@ def _age(seconds: float | None) -> str:
 def _render(report: dict[str, Any]) -> None:
     redis = report["redis"]
     if not redis["reachable"]:
-        err.print(f"[red]redis unreachable:[/red] {redis['error']}", highlight=False)
+        err.print(f"[red]redis unreachable:[/red] {escape(redis['error'])}", highlight=False, soft_wrap=True)
     else:
-        console.print(f"redis {redis['url']}  prefix [bold]{report['prefix']}[/bold]  at {report['time']}",
-                      highlight=False)
+        _line(f"redis {redis['url']}  prefix {report['prefix']}  at {report['time']}")
         table = Table("stream", "length", "oldest", "newest", title="streams")
         for row in report["streams"]:
             table.add_row(row["name"], str(row["length"]), _age(row["oldest_age_s"]), _age(row["newest_age_s"]))
@@ -161,13 +166,13 @@ def _render(report: dict[str, Any]) -> None:
     if st["exists"]:
         last = st["last_event"]
         shown = "none" if last is None else f"#{last['seq']} {last['event_id']} {last['kind']} at {last['stored_at']}"
-        console.print(f"store {st['path']}: {st['bytes']:,} bytes + {st['wal_bytes']:,} WAL; "
-                      f"ledger {st['ledger']:,} events; last applied {shown}", highlight=False)
+        _line(f"store {st['path']}: {st['bytes']:,} bytes + {st['wal_bytes']:,} WAL; "
+              f"ledger {st['ledger']:,} events; last applied {shown}")
     else:
-        console.print(f"store {st['path']}: not on this machine", highlight=False)
+        _line(f"store {st['path']}: not on this machine")
     sp = report["spool"]
-    console.print(f"spool {sp['path']}: {sp['events']:,} events ({sp['bytes']:,} bytes) in {sp['files']} file(s) "
-                  "not yet sent", highlight=False)
+    _line(f"spool {sp['path']}: {sp['events']:,} events ({sp['bytes']:,} bytes) in {sp['files']} file(s) "
+          "not yet sent")
 
 
 # -- health -------------------------------------------------------------------------------------------------
@@ -234,6 +239,6 @@ def health(
         for line in problems:
             sys.stderr.write(f"unhealthy: {line}\n")
     else:
-        console.print(f"healthy: {', '.join(expected)}", highlight=False)
+        _line(f"healthy: {', '.join(expected)}")
     if problems:
         raise typer.Exit(1)
