@@ -220,7 +220,9 @@ class SessionsSettings(BaseModel):
 class Settings(BaseSettings):
     """Runtime settings for the services, the CLI and the demo."""
 
-    model_config = SettingsConfigDict(env_prefix="PHEROMONE_", env_nested_delimiter="__", extra="forbid")
+    # hide_input_in_errors: a rule across fields would otherwise print every input, passwords included.
+    model_config = SettingsConfigDict(env_prefix="PHEROMONE_", env_nested_delimiter="__", extra="forbid",
+                                      hide_input_in_errors=True)
 
     redis_url: SecretStr | None = None
     """Redis URL (`redis://`, `rediss://`, with credentials if any). None: start the embedded server."""
