@@ -207,6 +207,55 @@ MIGRATIONS: tuple[str, ...] = (
         ON escalation_decisions(outcome_after_action, confidence, validation_pass_rate);
     CREATE INDEX patterns_rank ON patterns(priority_score DESC, id, quarantine_status, trust_score);
     """,
+    # 4: learning sessions (issue 6, docs/SESSIONS.md): session and edit lifecycles and the guidance they edit
+    # (projections of the ledger), and the session index (rebuilt from the session.json artifacts, not the
+    # ledger: `pheromone sessions reindex`).
+    """
+    CREATE TABLE session_state (
+        session_id TEXT PRIMARY KEY, scope TEXT NOT NULL, status TEXT NOT NULL, trigger TEXT NOT NULL,
+        watermark INTEGER, started_us INTEGER NOT NULL, updated_us INTEGER NOT NULL, seq INTEGER NOT NULL
+    );
+    CREATE INDEX session_state_scope ON session_state(scope, status);
+
+    CREATE TABLE session_transitions (
+        event_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, session_id TEXT NOT NULL, from_status TEXT,
+        to_status TEXT NOT NULL, reason TEXT NOT NULL, actor TEXT NOT NULL, at_us INTEGER NOT NULL
+    );
+    CREATE INDEX session_transitions_session ON session_transitions(session_id, seq);
+
+    CREATE TABLE session_edits (
+        session_id TEXT NOT NULL, edit_id TEXT NOT NULL, workspace TEXT NOT NULL, pillar TEXT NOT NULL,
+        op TEXT NOT NULL, key TEXT NOT NULL, status TEXT NOT NULL, risk_tier TEXT NOT NULL, edit TEXT NOT NULL,
+        before TEXT, after TEXT, reason TEXT NOT NULL, actor TEXT NOT NULL, updated_us INTEGER NOT NULL,
+        seq INTEGER NOT NULL, PRIMARY KEY (session_id, edit_id)
+    );
+    CREATE INDEX session_edits_status ON session_edits(status, workspace);
+
+    CREATE TABLE edit_transitions (
+        event_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, session_id TEXT NOT NULL, edit_id TEXT NOT NULL,
+        from_status TEXT, to_status TEXT NOT NULL, reason TEXT NOT NULL, actor TEXT NOT NULL, at_us INTEGER NOT NULL
+    );
+
+    CREATE TABLE guidance (
+        workspace TEXT NOT NULL, pillar TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+        session_id TEXT NOT NULL, edit_id TEXT NOT NULL, seq INTEGER NOT NULL,
+        PRIMARY KEY (workspace, pillar, key)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE playbooks (
+        workspace TEXT PRIMARY KEY, hand TEXT NOT NULL, actor TEXT NOT NULL, updated_us INTEGER NOT NULL,
+        seq INTEGER NOT NULL
+    );
+
+    CREATE TABLE session_index (
+        session_id TEXT PRIMARY KEY, workspace TEXT NOT NULL, status TEXT NOT NULL, trigger TEXT NOT NULL,
+        trigger_id TEXT NOT NULL, autonomy TEXT NOT NULL, started_us INTEGER NOT NULL, ended_us INTEGER,
+        applied INTEGER NOT NULL, staged INTEGER NOT NULL, rejected INTEGER NOT NULL,
+        score_before REAL, score_after REAL, path TEXT NOT NULL
+    );
+    CREATE INDEX session_index_workspace ON session_index(workspace, started_us);
+    CREATE INDEX session_index_trigger ON session_index(trigger_id);
+    """,
 )
 
 PROJECTION_TABLES: tuple[str, ...] = (
@@ -229,11 +278,18 @@ PROJECTION_TABLES: tuple[str, ...] = (
     "pattern_tags",
     "pattern_drift",
     "tag_counts",
+    "session_state",
+    "session_transitions",
+    "session_edits",
+    "edit_transitions",
+    "guidance",
+    "playbooks",
 )
 """Every table derived from the ledger: dropped and replayed by `pheromone rebuild`.
 
 Not listed: `learning_settings`, the settings the projections derive with (see `services.store.projections`);
-it is configuration, not state derived from events."""
+it is configuration, not state derived from events. Nor `session_index`: it is rebuilt from the session.json
+artifacts (`services.sessions.artifacts.reindex`)."""
 
 
 def connect(path: str, *, timeout_s: float = 30.0) -> sqlite3.Connection:

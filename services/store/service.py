@@ -17,11 +17,13 @@ from collections.abc import Sequence
 
 from contracts import Envelope
 from contracts.streams import GROUP_STORE
+from services import collector
 from services.runtime import ServiceContext, ServiceParts
 from services.store.db import Store
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:
+    collector.tune()  # the batch hot path allocates ~10 objects an event (services/collector.py)
     store = Store(ctx.settings.store_path, learning=ctx.settings.learning)
     await store.open()
 
