@@ -38,6 +38,7 @@ from contracts import (
 )
 from services.errors import EventRejected
 from services.learning.executions import execution_confidence
+from services.sessions.ledger import SESSION_PROJECTIONS
 from services.settings import LearningSettings
 from services.store import patterns
 from services.store.batch import PatternBatch
@@ -294,3 +295,4 @@ PROJECTIONS: dict[str, Projection] = {
     "drift": drift,
     "epistemic_drift": drift,
 }
+PROJECTIONS.update(SESSION_PROJECTIONS)  # learning sessions (issue 6): services.sessions.ledger
