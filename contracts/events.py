@@ -34,6 +34,7 @@ from contracts.records import (
     new_id,
     utcnow,
 )
+from contracts.sessions import EditTransitioned, PlaybookWritten, SessionTransitioned, SessionTrigger
 from contracts.types import Contract, Identifier, Name, NonNegInt, Ratio, Tags, Text, UtcDatetime
 
 SCHEMA_VERSION = 1
@@ -104,7 +105,11 @@ Payload = Annotated[
     | ExplorationBudgetRecord
     | EntropyResponseRecord
     | DriftMetrics
-    | EpistemicDriftMetrics,
+    | EpistemicDriftMetrics
+    | SessionTrigger
+    | SessionTransitioned
+    | EditTransitioned
+    | PlaybookWritten,
     Field(discriminator="type"),
 ]
 
@@ -129,6 +134,10 @@ class EventKind(StrEnum):
     ENTROPY_RESPONSE = "entropy_response"
     DRIFT = "drift"
     EPISTEMIC_DRIFT = "epistemic_drift"
+    SESSION_TRIGGER = "session_trigger"
+    SESSION_TRANSITION = "session_transition"
+    EDIT_TRANSITION = "edit_transition"
+    PLAYBOOK_WRITTEN = "playbook_written"
 
 
 class Envelope(Contract):

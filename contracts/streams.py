@@ -27,21 +27,28 @@ BROADCAST: Final = "broadcast"
 """Fan-out to every job: discoveries, rate-limit announcements, entropy responses, drift alerts."""
 DEAD: Final = "dead"
 """Dead letters: entries that could not be parsed or applied, with their error."""
+TRIGGERS: Final = "triggers"
+"""Session triggers (`contracts.sessions.SessionTrigger`), read by the consolidator only (docs/SESSIONS.md)."""
 
 # Consumer groups
 GROUP_STORE: Final = "store"
 GROUP_COORDINATOR: Final = "coordinator"
 GROUP_BROADCASTER: Final = "broadcaster"
 GROUP_ENTROPY: Final = "entropy"
+GROUP_CONSOLIDATOR: Final = "consolidator"
 
 STREAM_GROUPS: Final[dict[str, tuple[str, ...]]] = {
     INGEST: (GROUP_STORE, GROUP_ENTROPY),
     RATELIMITS: (GROUP_STORE, GROUP_COORDINATOR),
     DISCOVERIES: (GROUP_STORE, GROUP_BROADCASTER),
 }
+CONSOLIDATOR_STREAMS: Final[tuple[str, ...]] = (TRIGGERS, INGEST)
+"""The consolidator group reads its triggers, and the ingest stream to detect failure clusters."""
 """Which groups read which stream. The store group reads all three: every event reaches the ledger."""
 
-ROUTES: Final[dict[str, str]] = {"rate_limit": RATELIMITS, "pattern_discovery": DISCOVERIES}
+ROUTES: Final[dict[str, str]] = {
+    "rate_limit": RATELIMITS, "pattern_discovery": DISCOVERIES, "session_trigger": TRIGGERS,
+}
 """Payload type -> stream, for the TTL'd families; every other type goes to INGEST."""
 
 # TTLs and retention (seconds); settings may override the retention ones.
@@ -64,6 +71,8 @@ SYSTEM_WORKSPACE: Final = "pheromone"
 """The envelope workspace of events the services themselves emit (entropy metrics, responses, alerts)."""
 ENTROPY_JOB: Final = "entropy"
 """The envelope job (and `job_hash`) of what the entropy service emits."""
+CONSOLIDATOR_JOB: Final = "consolidator"
+"""The envelope job of what the consolidator emits (its envelope workspace is the session's scope)."""
 
 
 def key_part(value: str) -> str:
@@ -136,6 +145,16 @@ class Keys:
         """The entropy service's shared state: `applications` (count), `tick` and `cooldown` (locks), `last`
         (the last evaluation's `PatternEntropyMetrics` JSON)."""
         return f"{self.prefix}:entropy:{name}"
+
+    @property
+    def triggers(self) -> str:
+        return self.stream(TRIGGERS)
+
+    def sessions(self, name: str, scope: str | None = None) -> str:
+        """The consolidator's shared state: `lock` per scope (one session at a time), `cluster` counters and
+        cooldowns per cluster signature, `tick` (the scheduled-trigger lock)."""
+        base = f"{self.prefix}:sessions:{name}"
+        return base if scope is None else f"{base}:{key_part(scope)}"
 
     def drift_alert(self, pattern_id: str) -> str:
         """Held for the drift cooldown after a pattern's drift alert, so replicas alert once."""

@@ -32,6 +32,7 @@ from contracts import (
     RateLimitEvent,
     SuccessFactors,
 )
+from contracts.sessions import EditTransitioned, PlaybookWritten, SessionTransitioned, SessionTrigger
 from contracts.types import Contract
 
 T0 = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
@@ -248,6 +249,36 @@ SAMPLES: dict[type[Contract], dict[str, Any]] = {
         "actor": "operator",
     },
     EscalationOutcomeRecorded: {"escalation_id": "esc-1", "outcome": "aborted"},
+    SessionTrigger: {
+        "trigger": "user_flag",
+        "scope": "ws-abc123",
+        "subject": "exec-1",
+        "autonomy": "manual",
+        "requested_by": "operator:ana",
+    },
+    SessionTransitioned: {
+        "session_id": "s-1",
+        "scope": "ws-abc123",
+        "to_status": "diagnosing",
+        "reason": "harvested 40 events",
+        "actor": "consolidator-2",
+        "trigger": "cluster",
+        "watermark": 40,
+    },
+    EditTransitioned: {
+        "session_id": "s-1",
+        "edit_id": "e-1",
+        "to_status": "staged",
+        "edit": {
+            "id": "e-1", "pillar": "pattern", "op": "set_pattern_status", "workspace": "ws-abc123",
+            "target": "pat-1", "model": "claude-haiku", "status": "quarantined", "rationale": "hurts haiku",
+            "references": ["c-1"], "supports": "e-0", "risk_tier": "review",
+            "priority": None, "seconds": None, "content": None, "anchor": None,
+        },
+        "reason": "review tier",
+        "actor": "consolidator-2",
+    },
+    PlaybookWritten: {"workspace": "ws-abc123", "text": "# Playbook\nBe careful.", "actor": "operator:ana"},
 }
 
 SEED_RECORDS: tuple[type[Contract], ...] = (

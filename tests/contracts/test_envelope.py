@@ -47,6 +47,10 @@ PAYLOAD_TAGS = [
     "entropy_response",
     "drift",
     "epistemic_drift",
+    "session_trigger",
+    "session_transition",
+    "edit_transition",
+    "playbook_written",
 ]
 """The wire names of every payload type: renaming one breaks every stored event, so they are pinned."""
 

@@ -35,6 +35,7 @@ from contracts import (
     RateLimitEvent,
     SuccessFactors,
 )
+from contracts.sessions import EditTransitioned, PlaybookWritten, SessionTransitioned, SessionTrigger
 from contracts.types import Contract
 from tests.contracts.contract_samples import ALL_MODELS, SAMPLES, as_json, sample
 
@@ -287,6 +288,12 @@ IDENTIFIER_FIELDS: list[Field] = [
     (PatternApplied, "execution_id"),
     (PatternTransitioned, "pattern_id"),
     (EscalationOutcomeRecorded, "escalation_id"),
+    (SessionTrigger, "scope"),
+    (SessionTransitioned, "session_id"),
+    (SessionTransitioned, "scope"),
+    (EditTransitioned, "session_id"),
+    (EditTransitioned, "edit_id"),
+    (PlaybookWritten, "workspace"),
 ]
 
 NAME_FIELDS: list[Field] = [
@@ -309,6 +316,11 @@ NAME_FIELDS: list[Field] = [
     (PatternObserved, "instrument_name"),
     (PatternApplied, "model"),
     (PatternTransitioned, "actor"),
+    (SessionTrigger, "subject"),
+    (SessionTrigger, "requested_by"),
+    (SessionTransitioned, "actor"),
+    (EditTransitioned, "actor"),
+    (PlaybookWritten, "actor"),
 ]
 
 TEXT_FIELDS: list[Field] = [
@@ -322,9 +334,12 @@ TEXT_FIELDS: list[Field] = [
     (PatternObserved, "description"),
     (PatternObserved, "suggested_action"),
     (PatternTransitioned, "reason"),
+    (SessionTransitioned, "reason"),
+    (EditTransitioned, "reason"),
 ]
 
 MAX_LENGTH = {
+    (PlaybookWritten, "text"): 32_000,
     **dict.fromkeys(IDENTIFIER_FIELDS, 128),
     **dict.fromkeys(NAME_FIELDS, 256),
     **dict.fromkeys(TEXT_FIELDS, 8192),

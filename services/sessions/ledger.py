@@ -1,0 +1,169 @@
+"""How the store projects the session events (registered into `services.store.projections.PROJECTIONS`).
+
+Every refusal is an `EventRejected` raised before anything is written (the store's projection contract):
+an illegal session or edit transition, a second active session in a scope, an edit that does not apply to
+the current guidance (anchor missing, no change), a rollback of an edit whose target has changed since.
+
+Applying an edit stores the guidance row it replaced (`before`: value, session, edit and seq, or null);
+rolling it back writes that row back as it was, or deletes the entry if there was none: the guidance
+tables are then byte for byte what they were before the edit (`guidance_checksum`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from contracts import Envelope
+from contracts.sessions import Edit, EditStatus, EditTransitioned, PlaybookWritten, SessionStatus, SessionTransitioned
+from services.errors import EventRejected
+from services.sessions.guidance import NotApplicable, apply_edit, key_of
+from services.sessions.states import ACTIVE, IllegalTransition, check_edit, check_session
+from services.store.codec import dumps, us
+
+if TYPE_CHECKING:
+    from services.store.projections import ProjectionContext
+
+SELECT_SESSION = "SELECT status, scope FROM session_state WHERE session_id = ?"
+ACTIVE_IN_SCOPE = (
+    f"SELECT session_id FROM session_state WHERE scope = ? AND status IN ({','.join('?' * len(ACTIVE))}) LIMIT 1"
+)
+INSERT_SESSION = "INSERT INTO session_state VALUES (?,?,?,?,?,?,?,?)"
+UPDATE_SESSION = """
+UPDATE session_state SET status = ?, watermark = COALESCE(?, watermark), updated_us = ?, seq = ?
+WHERE session_id = ?
+"""
+INSERT_SESSION_TRANSITION = "INSERT INTO session_transitions VALUES (?,?,?,?,?,?,?,?)"
+SELECT_EDIT = "SELECT status, edit, key, before, after FROM session_edits WHERE session_id = ? AND edit_id = ?"
+INSERT_EDIT = "INSERT INTO session_edits VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+UPDATE_EDIT = """
+UPDATE session_edits SET status = ?, before = ?, after = ?, reason = ?, actor = ?, updated_us = ?, seq = ?
+WHERE session_id = ? AND edit_id = ?
+"""
+INSERT_EDIT_TRANSITION = "INSERT INTO edit_transitions VALUES (?,?,?,?,?,?,?,?,?)"
+SELECT_GUIDANCE = "SELECT value, session_id, edit_id, seq FROM guidance WHERE workspace = ? AND pillar = ? AND key = ?"
+WRITE_GUIDANCE = """
+INSERT INTO guidance VALUES (?,?,?,?,?,?,?)
+ON CONFLICT(workspace, pillar, key) DO UPDATE SET
+    value = excluded.value, session_id = excluded.session_id, edit_id = excluded.edit_id, seq = excluded.seq
+"""
+DELETE_GUIDANCE = "DELETE FROM guidance WHERE workspace = ? AND pillar = ? AND key = ?"
+WRITE_PLAYBOOK = """
+INSERT INTO playbooks VALUES (?,?,?,?,?)
+ON CONFLICT(workspace) DO UPDATE SET
+    hand = excluded.hand, actor = excluded.actor, updated_us = excluded.updated_us, seq = excluded.seq
+"""
+
+
+def session_transition(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
+    p = env.payload
+    assert isinstance(p, SessionTransitioned)
+    row = conn.execute(SELECT_SESSION, (p.session_id,)).fetchone()
+    current = SessionStatus(row[0]) if row else None
+    try:
+        check_session(current, p.to_status)
+    except IllegalTransition as exc:
+        raise EventRejected(f"session {p.session_id}: {exc}") from exc
+    at = us(env.occurred_at)
+    if row is None:
+        if p.trigger is None:
+            raise EventRejected(f"session {p.session_id}: its first event must say what triggered it")
+        busy = conn.execute(ACTIVE_IN_SCOPE, (p.scope, *ACTIVE)).fetchone()
+        if busy:
+            raise EventRejected(f"scope {p.scope} already has an active session ({busy[0]})")
+        conn.execute(INSERT_SESSION, (p.session_id, p.scope, p.to_status.value, p.trigger.value, p.watermark,
+                                      at, at, seq))
+    else:
+        if row[1] != p.scope:
+            raise EventRejected(f"session {p.session_id} belongs to scope {row[1]}, not {p.scope}")
+        conn.execute(UPDATE_SESSION, (p.to_status.value, p.watermark, at, seq, p.session_id))
+    conn.execute(INSERT_SESSION_TRANSITION, (env.event_id, seq, p.session_id, current.value if current else None,
+                                             p.to_status.value, p.reason, p.actor, at))
+
+
+def edit_transition(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
+    p = env.payload
+    assert isinstance(p, EditTransitioned)
+    row = conn.execute(SELECT_EDIT, (p.session_id, p.edit_id)).fetchone()
+    current = EditStatus(row[0]) if row else None
+    try:
+        check_edit(current, p.to_status)
+    except IllegalTransition as exc:
+        raise EventRejected(f"edit {p.edit_id} of session {p.session_id}: {exc}") from exc
+    if row is None:
+        if p.edit is None or p.edit.id != p.edit_id:
+            raise EventRejected(f"edit {p.edit_id}: its first event must carry the edit, with that id")
+        if conn.execute(SELECT_SESSION, (p.session_id,)).fetchone() is None:
+            # Retryable: after a crash, redelivery can bring an edit before its session's first event.
+            raise EventRejected(f"session {p.session_id} is not in the store", retryable=True)
+        edit, key, before, after = p.edit, key_of(p.edit), None, None
+    else:
+        edit, key, before, after = Edit.model_validate_json(row[1]), row[2], row[3], row[4]
+    ws, pillar = edit.workspace, edit.pillar.value
+    if p.to_status is EditStatus.APPLIED:
+        found = conn.execute(SELECT_GUIDANCE, (ws, pillar, key)).fetchone()
+        try:
+            value = apply_edit(json.loads(found[0]) if found else None, edit)
+        except NotApplicable as exc:
+            raise EventRejected(f"edit {p.edit_id} does not apply: {exc}") from exc
+        before = dumps(list(found)) if found else None
+        after = dumps(value)
+        conn.execute(WRITE_GUIDANCE, (ws, pillar, key, after, p.session_id, p.edit_id, seq))
+    elif p.to_status is EditStatus.ROLLED_BACK:
+        found = conn.execute(SELECT_GUIDANCE, (ws, pillar, key)).fetchone()
+        if found is None or found[0] != after or found[2] != p.edit_id:
+            by = f" by edit {found[2]} of session {found[1]}" if found else " (removed)"
+            raise EventRejected(f"edit {p.edit_id} cannot be rolled back: {key} has changed since{by}; "
+                                "roll that back first")
+        if before is None:
+            conn.execute(DELETE_GUIDANCE, (ws, pillar, key))
+        else:
+            value, session_id, edit_id, old_seq = json.loads(before)
+            conn.execute(WRITE_GUIDANCE, (ws, pillar, key, value, session_id, edit_id, old_seq))
+    at = us(env.occurred_at)
+    if row is None:
+        conn.execute(INSERT_EDIT, (p.session_id, p.edit_id, ws, pillar, edit.op.value, key, p.to_status.value,
+                                   edit.risk_tier.value, edit.model_dump_json(), before, after, p.reason,
+                                   p.actor, at, seq))
+    else:
+        conn.execute(UPDATE_EDIT, (p.to_status.value, before, after, p.reason, p.actor, at, seq,
+                                   p.session_id, p.edit_id))
+    conn.execute(INSERT_EDIT_TRANSITION, (env.event_id, seq, p.session_id, p.edit_id,
+                                          current.value if current else None, p.to_status.value, p.reason,
+                                          p.actor, at))
+
+
+def playbook_written(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
+    p = env.payload
+    assert isinstance(p, PlaybookWritten)
+    conn.execute(WRITE_PLAYBOOK, (p.workspace, p.text, p.actor, us(env.occurred_at), seq))
+
+
+def session_trigger(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
+    raise EventRejected("session triggers belong on the triggers stream, where the consolidator reads them; "
+                        "the store does not record them")
+
+
+SESSION_PROJECTIONS = {
+    "session_trigger": session_trigger,
+    "session_transition": session_transition,
+    "edit_transition": edit_transition,
+    "playbook_written": playbook_written,
+}
+
+
+def guidance_checksum(conn: sqlite3.Connection, workspace: str | None = None) -> str:
+    """A digest of the guidance served (entries and playbooks), of one workspace or all."""
+    digest = hashlib.sha256()
+    where, args = ("WHERE workspace = ?", (workspace,)) if workspace else ("", ())
+    for table in ("guidance", "playbooks"):
+        for r in conn.execute(f"SELECT * FROM {table} {where} ORDER BY 1, 2", args):
+            digest.update(repr(r).encode())
+    return digest.hexdigest()
+
+
+def load_guidance(conn: sqlite3.Connection, workspace: str) -> dict[tuple[str, str], Any]:
+    rows = conn.execute("SELECT pillar, key, value FROM guidance WHERE workspace = ?", (workspace,))
+    return {(pillar, key): json.loads(value) for pillar, key, value in rows}

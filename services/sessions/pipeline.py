@@ -1,0 +1,92 @@
+"""One session's reasoning, from harvested records to edit outcomes, with no I/O: mine, diagnose, plan, gate,
+decide. The consolidator (`services.consolidator`) wraps it with the lifecycle events and the artifacts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from contracts.sessions import (
+    AutonomyMode,
+    EditOutcome,
+    EditRecord,
+    EditStatus,
+    FailureCluster,
+    LearningPlan,
+    SleepReport,
+)
+from services.sessions.diagnose import diagnose
+from services.sessions.gate import GateResult, gate
+from services.sessions.guidance import Guidance
+from services.sessions.harvest import Harvest, Mined, mine
+from services.sessions.plan import applies_without_review, make_plan
+from services.sessions.teacher import Lesson, Teacher
+from services.settings import SessionsSettings
+
+
+@dataclass
+class Consolidation:
+    mined: Mined
+    clusters: list[FailureCluster]
+    plan: LearningPlan | None = None
+    gated: GateResult | None = None
+    outcomes: list[EditOutcome] = field(default_factory=list)
+    report: SleepReport | None = None
+
+
+def diagnose_step(h: Harvest, scope: str, session_id: str, s: SessionsSettings) -> Consolidation:
+    m = mine(h, val_fraction=s.val_fraction, test_fraction=s.test_fraction, dreams_per_task=s.dreams_per_task,
+             session_id=session_id)
+    clusters = [c for c in diagnose(m.runs_of("train", real_only=True), m.recoveries_of("train", real_only=True), s)
+                if c.workspace == scope]
+    return Consolidation(m, clusters)
+
+
+def plan_step(c: Consolidation, teacher: Teacher, g: Guidance, scope: str, session_id: str,
+              s: SessionsSettings, now: datetime) -> LearningPlan:
+    lesson = Lesson(scope, c.clusters, c.mined.runs_of("train"), c.mined.recoveries_of("train"), g, s)
+    c.plan = make_plan(session_id, teacher.name, scope, c.clusters, list(teacher.propose(lesson)), now, s.max_edits)
+    return c.plan
+
+
+def gate_step(c: Consolidation, g: Guidance, mode: AutonomyMode, s: SessionsSettings, now: datetime,
+              scope: str) -> None:
+    """Gate the plan and decide each edit: gate_rejected, applied (its tier needs no review under `mode`) or
+    staged for review."""
+    assert c.plan is not None
+    c.gated = gate(c.plan, c.mined, g, s)
+    for v in c.gated.verdicts:
+        if not v.accepted:
+            status = EditStatus.GATE_REJECTED
+        elif applies_without_review(v.edit.risk_tier, mode):
+            status = EditStatus.APPLIED
+        else:
+            status = EditStatus.STAGED
+        decided = status is not EditStatus.STAGED
+        c.outcomes.append(EditOutcome(edit=v.edit, status=status, reason=v.reason[:8192], score_before=v.before,
+                                      score_after=v.after, decided_by="gate" if decided else None,
+                                      decided_at=now if decided else None))
+    c.report = report(c, scope=scope, started=now, ended=now)
+
+
+def report(c: Consolidation, *, scope: str, started: datetime, ended: datetime, note: str = "") -> SleepReport:
+    snaps = {(x.label, x.split): x.score for x in (c.gated.snapshots if c.gated else [])}
+    kept = [o for o in c.outcomes if o.status is not EditStatus.GATE_REJECTED]
+    rejected = [o for o in c.outcomes if o.status is EditStatus.GATE_REJECTED]
+    return SleepReport(
+        project=scope or "none", started_at=started, ended_at=ended,
+        n_sessions=len({r.job for r in c.mined.runs_of("train")}),
+        n_tasks=len(c.mined.tasks), n_replayed=sum(x.tasks for x in (c.gated.snapshots if c.gated else [])),
+        baseline_score=snaps.get(("before", "val"), 0.0), candidate_score=snaps.get(("after", "val"), 0.0),
+        test_before=snaps.get(("before", "test")), test_after=snaps.get(("after", "test")),
+        accepted=bool(kept), gate_action="accepted" if kept else "rejected" if rejected else "none",
+        no_edits_reason=note if not c.outcomes else "",
+        edits=[_record(o) for o in kept], rejected_edits=[_record(o) for o in rejected],
+        notes=[note] if note else [],
+    )
+
+
+def _record(o: EditOutcome) -> EditRecord:
+    e = o.edit
+    return EditRecord(target=(e.target or e.pillar.value)[:256], op=e.op.value, content=e.content or "",
+                      anchor=e.anchor or "", rationale=f"{e.rationale} [{o.reason}]"[:8192])
