@@ -41,6 +41,8 @@ async def _events(reader: Reader, args: dict[str, Any]) -> Any:
 
 
 async def _counts(reader: Reader, args: dict[str, Any]) -> Any:
+    if args:  # fleet-wide: a `workspace` (or any) argument must be refused, not silently ignored
+        raise ValueError(f"counts takes no arguments (it counts the whole ledger); got {', '.join(sorted(args))}")
     return await reader.counts()
 
 
