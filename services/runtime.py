@@ -86,13 +86,14 @@ ServiceFactory = Callable[[ServiceContext], Awaitable[ServiceParts]]
 
 def _factories() -> dict[str, ServiceFactory]:
     from services.broadcaster.service import build as build_broadcaster
+    from services.consolidator.service import build as build_consolidator
     from services.coordinator.service import build as build_coordinator
     from services.entropy.service import build as build_entropy
     from services.query.service import build as build_query
     from services.store.service import build as build_store
 
     return {"store": build_store, "query": build_query, "coordinator": build_coordinator,
-            "broadcaster": build_broadcaster, "entropy": build_entropy}
+            "broadcaster": build_broadcaster, "entropy": build_entropy, "consolidator": build_consolidator}
 
 
 def service_names() -> tuple[str, ...]:

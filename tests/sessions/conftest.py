@@ -1,0 +1,63 @@
+"""Fixtures for the session tests: in-process runtimes against the session's real Valkey, a real SQLite file,
+and helpers to feed a simulated fleet and read sessions back."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pheromone import Pheromone
+from services.runtime import Runtime
+from tests.support import settings
+
+StartRuntime = Callable[..., Awaitable[Runtime]]
+OpenClient = Callable[..., Awaitable[Pheromone]]
+SERVICES = ("store", "query", "consolidator")
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "store.db"
+
+
+@pytest.fixture
+async def start_runtime(tmp_path: Path, prefix: str, redis_url: str) -> AsyncIterator[StartRuntime]:
+    """`await start_runtime(services=SERVICES, **settings)`: a started Runtime, stopped at teardown. Sessions
+    are not scheduled (interval 0) unless a test asks."""
+    started: list[Runtime] = []
+
+    async def start(services: Sequence[str] = SERVICES, **overrides: Any) -> Runtime:
+        sessions = overrides.pop("sessions", {})
+        s = settings(tmp_path, prefix, sessions={"schedule_interval_s": 0, **sessions}, **overrides)
+        runtime = Runtime(s, redis_url, services)
+        await runtime.start()
+        started.append(runtime)
+        return runtime
+
+    try:
+        yield start
+    finally:
+        for runtime in reversed(started):
+            if runtime._tasks:
+                await runtime.stop()
+
+
+@pytest.fixture
+async def open_client(tmp_path: Path, prefix: str, redis_url: str) -> AsyncIterator[OpenClient]:
+    opened: list[Pheromone] = []
+
+    async def open_(name: str, *, workspace: str = "ws-fleet") -> Pheromone:
+        client = Pheromone(redis_url, workspace=workspace, job=name, prefix=prefix, data_dir=tmp_path,
+                           spool_dir=tmp_path / "spool" / name)
+        await client.open()
+        opened.append(client)
+        return client
+
+    try:
+        yield open_
+    finally:
+        for client in opened:
+            await client.close()
