@@ -259,6 +259,24 @@ class Pheromone:
             raise ClientClosedError("query on a client that is not open")
         return await self.queries.events(query or EventQuery(), timeout=timeout)
 
+    # -- learning sessions (docs/SESSIONS.md) ----------------------------------------------------------
+
+    async def playbook(self, workspace: str | None = None, *, timeout: float = 10.0) -> str:
+        """The playbook markdown of `workspace` (default: this client's) to put in a prompt: the hand-written
+        text, then the block learning sessions maintain."""
+        if not self._open or self.queries is None:
+            raise ClientClosedError("query on a client that is not open")
+        result = await self.queries.call("playbook", {"workspace": workspace or self.workspace}, timeout=timeout)
+        return str(result["markdown"])
+
+    async def guidance(self, model: str | None = None, *, limit: int = 20, timeout: float = 10.0) -> dict[str, Any]:
+        """What this workspace's jobs running `model` are served: patterns (best first, without those sessions
+        keep from that model), wait policies and the playbook."""
+        if not self._open or self.queries is None:
+            raise ClientClosedError("query on a client that is not open")
+        args = {"workspace": self.workspace, "model": model, "limit": limit}
+        return dict(await self.queries.call("guidance", args, timeout=timeout))
+
     # -- real-time coordination (docs/COORDINATION.md) ------------------------------------------------
 
     def report_rate_limit(

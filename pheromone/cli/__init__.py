@@ -15,7 +15,7 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from pheromone.cli import admin, coordination, dead, demo, events, learning, serve, status
+from pheromone.cli import admin, coordination, dead, demo, events, learning, serve, sessions, status
 from pheromone.cli.common import CliError, err
 from services.errors import PheromoneError
 
@@ -36,6 +36,7 @@ learning.register(app)  # patterns, entropy, budget, drift, wait, escalations, e
 app.command("ratelimits")(coordination.ratelimits)
 app.command("status")(status.status)
 app.command("health")(status.health)
+sessions.register(app)  # sessions, review, flag, playbook (learning sessions, docs/SESSIONS.md)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from contracts import EventQuery
 from services.consumer import describe
 from services.query.learning import LEARNING_OPS
+from services.query.sessions import SESSION_OPS
 from services.runtime import ServiceContext, ServiceParts
 from services.store.reader import Reader
 
@@ -49,6 +50,7 @@ async def _counts(reader: Reader, args: dict[str, Any]) -> Any:
 OPS: dict[str, Op] = {"events": _events, "counts": _counts}
 """Query operations by name; later issues add theirs here."""
 OPS.update(LEARNING_OPS)  # the learning model's queries (issue 3)
+OPS.update(SESSION_OPS)  # what learning sessions edited: playbook, guidance (issue 6)
 
 
 async def answer(reader: Reader, raw: bytes, reply_pattern: re.Pattern[str]) -> tuple[str | None, dict[str, Any]]:

@@ -1,0 +1,310 @@
+"""Learning sessions' commands (docs/SESSIONS.md): `sessions list|show|run|rollback|reindex`, `review
+list|show|approve|reject`, `flag ID` and `playbook`.
+
+Reads open the store file and the session artifacts directly; actions send their events through Redis (the
+triggers stream for `run` and `flag`, the ingest stream for review, rollback and playbook text) and, for the
+ones that change guidance, wait until the store has applied them. Every refusal is one line, exit status 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from contracts import Envelope
+from contracts.sessions import AutonomyMode, EditStatus, PlaybookWritten, SessionTrigger, TriggerKind
+from contracts.streams import FIELD, Keys
+from pheromone.cli.common import (
+    CliError,
+    DataDirOpt,
+    DbOpt,
+    JsonOpt,
+    PrefixOpt,
+    RedisUrlOpt,
+    console,
+    print_json,
+    redis_url_for,
+    require_store,
+    settings,
+)
+from services import connection
+from services.consolidator import review as rv
+from services.consolidator.view import StoreView
+from services.sessions import artifacts
+from services.sessions.guidance import render_playbook
+from services.settings import Settings
+
+sessions_app = typer.Typer(help="Learning sessions: list, show, run, roll back, reindex.", no_args_is_help=True)
+review_app = typer.Typer(help="Edits sessions staged for review: list, show, approve, reject.",
+                         no_args_is_help=True)
+
+WorkspaceOpt = Annotated[str | None, typer.Option("--workspace", "-w", help="Workspace (the session scope)")]
+ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who (default operator:<user>)")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the store to apply it")]
+SessionArg = Annotated[str, typer.Argument(help="Session id")]
+EditArg = Annotated[str, typer.Argument(help="Edit id (as `review list` shows it)")]
+FINAL = ("completed", "awaiting_review", "failed", "rolled_back")
+
+
+def register(app: typer.Typer) -> None:
+    from pheromone.cli import review  # noqa: F401 - its commands register themselves on review_app
+
+    app.add_typer(sessions_app, name="sessions")
+    app.add_typer(review_app, name="review")
+    app.command("flag")(flag)
+    app.command("playbook")(playbook)
+
+
+# -- plumbing ------------------------------------------------------------------------------------------------
+
+
+def _root(s: Settings) -> Path:
+    return s.sessions.artifacts_dir or s.data_dir / "sessions"
+
+
+@contextmanager
+def _view(s: Settings) -> Iterator[StoreView]:
+    view = StoreView(require_store(s))
+    try:
+        yield view
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            raise CliError(f"the store at {s.store_path} has no session tables (run `pheromone serve` once to "
+                           "upgrade it)") from exc
+        raise CliError(f"cannot read the store at {s.store_path}: {exc}") from exc
+    except sqlite3.DatabaseError as exc:
+        raise CliError(f"cannot read the store at {s.store_path}: {exc}") from exc
+    except (artifacts.ArtifactError, rv.ReviewError) as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        view.close()
+
+
+def _send(s: Settings, stream: Callable[[Keys], str], events: Sequence[Envelope],
+          then: Callable[[rv.Emit], Any] | None = None) -> Any:
+    """Send `events` (or run `then(emit)`) against the configured or embedded Redis."""
+    keys = Keys(s.prefix)
+
+    with redis_url_for(s) as url:
+
+        async def go() -> Any:
+            r = connection.redis_client(url)
+
+            async def emit(batch: Sequence[Envelope]) -> None:
+                async with r.pipeline(transaction=True) as pipe:
+                    for env in batch:
+                        pipe.xadd(stream(keys), {FIELD: env.model_dump_json()})
+                    await pipe.execute()
+
+            try:
+                if events:
+                    await emit(events)
+                return await then(emit) if then is not None else None
+            finally:
+                await r.aclose()
+
+        return asyncio.run(go())
+
+
+def _actor(actor: str | None) -> str:
+    return actor or f"operator:{getpass.getuser()}"
+
+
+def _positive(timeout: float) -> float:
+    if not 0 < timeout <= 3600:
+        raise CliError("--timeout must be in (0, 3600] seconds")
+    return timeout
+
+
+# -- sessions ------------------------------------------------------------------------------------------------
+
+
+@sessions_app.command("list")
+def list_(workspace: WorkspaceOpt = None,
+          limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many")] = 20,
+          as_json: JsonOpt = False, data_dir: DataDirOpt = None, db: DbOpt = None) -> None:
+    """Sessions, newest first."""
+    if not 1 <= limit <= 1_000:
+        raise CliError("--limit must be between 1 and 1000")
+    s = settings(data_dir=data_dir, db=db)
+    with _view(s) as view:
+        rows = view.sessions(workspace, limit)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(box=None, pad_edge=False)
+    for name in ("session", "workspace", "status", "trigger", "applied", "staged", "rejected", "val before/after"):
+        table.add_column(name, no_wrap=name != "workspace")
+    for r in rows:
+        score = "" if r["score_before"] is None else f"{r['score_before']:.3f} -> {r['score_after']:.3f}"
+        table.add_row(r["session_id"], r["workspace"], r["status"], r["trigger"], str(r["applied"]),
+                      str(r["staged"]), str(r["rejected"]), score)
+    console.print(table)
+    console.print(f"[dim]{len(rows)} session(s)[/dim]")
+
+
+@sessions_app.command("show")
+def show(session_id: SessionArg, as_json: JsonOpt = False, data_dir: DataDirOpt = None, db: DbOpt = None) -> None:
+    """One session: its report, edits and benchmark snapshots (from its session.json)."""
+    s = settings(data_dir=data_dir, db=db)
+    try:
+        record = artifacts.read_session(_root(s), session_id)
+    except artifacts.ArtifactError as exc:
+        raise CliError(str(exc)) from exc
+    if as_json:
+        print_json(record.model_dump(mode="json"))
+        return
+    console.print(f"[bold]{record.id}[/bold] in {record.workspace}: {record.status.value} "
+                  f"({record.trigger.value}, autonomy {record.autonomy.value}, teacher {record.teacher})")
+    if record.error:
+        console.print(f"error: {record.error}")
+    edits = Table("edit", "op", "target", "model", "tier", "status", "reason", title="Edits", title_justify="left")
+    for o in record.outcomes:
+        e = o.edit
+        edits.add_row(e.id, e.op.value, e.target or "", e.model or "", e.risk_tier.value, o.status.value, o.reason)
+    console.print(edits)
+    snaps = Table("label", "split", "score", "tasks", title="Benchmark snapshots", title_justify="left")
+    for x in record.snapshots:
+        snaps.add_row(x.label, x.split, f"{x.score:.4f}", str(x.tasks))
+    console.print(snaps)
+
+
+@sessions_app.command("run")
+def run(workspace: Annotated[str, typer.Option("--workspace", "-w", help="Workspace to consolidate")],
+        autonomy: Annotated[AutonomyMode | None, typer.Option("--autonomy", help="Override the autonomy mode")] = None,
+        wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for the session to end (0: don't)")] = 0.0,
+        as_json: JsonOpt = False, redis_url: RedisUrlOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
+        prefix: PrefixOpt = None) -> None:
+    """Ask the consolidator for a session now (an on-demand trigger)."""
+    if not 0 <= wait <= 3600:
+        raise CliError("--wait must be in [0, 3600] seconds")
+    s = settings(redis_url, data_dir, db, prefix)
+    trigger = SessionTrigger(trigger=TriggerKind.ON_DEMAND, scope=workspace, autonomy=autonomy,
+                             requested_by=_actor(None))
+    env = Envelope(workspace=workspace, job="cli", payload=trigger)
+    _send(s, lambda k: k.triggers, [env])
+    result: dict[str, Any] = {"trigger_id": env.event_id, "workspace": workspace, "session": None}
+    if wait > 0:
+        result["session"] = _await_session(s, env.event_id, wait)
+    if as_json:
+        print_json(result)
+    elif result["session"] is None:
+        console.print(f"sent trigger {env.event_id} for {workspace}")
+    else:
+        r = result["session"]
+        console.print(f"session {r['session_id']} in {workspace}: {r['status']} ({r['applied']} applied, "
+                      f"{r['staged']} staged, {r['rejected']} rejected)")
+
+
+def _await_session(s: Settings, trigger_id: str, wait: float) -> dict[str, Any]:
+    deadline = time.monotonic() + wait
+    while True:
+        if s.store_path.exists():
+            with _view(s) as view:
+                row = view.conn.execute("SELECT * FROM session_index WHERE trigger_id = ?", (trigger_id,))
+                names = [d[0] for d in row.description]
+                found = row.fetchone()
+            if found is not None and found[names.index("status")] in FINAL:
+                return dict(zip(names, found, strict=True))
+        if time.monotonic() >= deadline:
+            raise CliError(f"sent trigger {trigger_id}, but no session ended within {wait:g}s "
+                           "(is the consolidator running? `pheromone serve --only consolidator`)")
+        time.sleep(0.1)
+
+
+@sessions_app.command("rollback")
+def rollback(session_id: SessionArg,
+             reason: Annotated[str, typer.Option("--reason", "-r", help="Why (recorded)")] = "operator rollback",
+             actor: ActorOpt = None, timeout: TimeoutOpt = 10.0, as_json: JsonOpt = False,
+             redis_url: RedisUrlOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
+             prefix: PrefixOpt = None) -> None:
+    """Revert every edit a session applied (exactly, newest first) and reject the ones still staged."""
+    s = settings(redis_url, data_dir, db, prefix)
+    _positive(timeout)
+    with _view(s) as view:
+        record = _send(s, lambda k: k.ingest, [], lambda emit: rv.rollback(
+            view, emit, _root(s), session_id, reason, _actor(actor), timeout))
+    undone = [o.edit.id for o in record.outcomes if o.status is EditStatus.ROLLED_BACK]
+    if as_json:
+        print_json({"session_id": session_id, "status": record.status.value, "rolled_back": undone})
+    else:
+        console.print(f"session {session_id} rolled back ({len(undone)} edit(s) reverted)")
+
+
+@sessions_app.command("reindex")
+def reindex(as_json: JsonOpt = False, data_dir: DataDirOpt = None, db: DbOpt = None) -> None:
+    """Rebuild the session index in SQLite from the session.json artifacts."""
+    s = settings(data_dir=data_dir, db=db)
+    with _view(s) as view:
+        count, bad = artifacts.reindex(view.conn, _root(s))
+    if as_json:
+        print_json({"indexed": count, "unreadable": bad})
+    else:
+        console.print(f"indexed {count} session(s)" + (f"; unreadable: {', '.join(bad)}" if bad else ""))
+
+
+# -- flag and playbook ---------------------------------------------------------------------------------------
+
+
+def flag(record_id: Annotated[str, typer.Argument(help="Execution id or event id to flag as a failure")],
+         workspace: WorkspaceOpt = None, as_json: JsonOpt = False, redis_url: RedisUrlOpt = None,
+         data_dir: DataDirOpt = None, db: DbOpt = None, prefix: PrefixOpt = None) -> None:
+    """Flag a record as a failure and ask for a session in its workspace (a user-flag trigger)."""
+    s = settings(redis_url, data_dir, db, prefix)
+    if workspace is None:
+        with _view(s) as view:
+            workspace = view.workspace_of(record_id)
+        if workspace is None:
+            raise CliError(f"no execution or event {record_id!r} in the store (pass --workspace to flag it anyway)")
+    env = Envelope(workspace=workspace, job="cli", payload=SessionTrigger(
+        trigger=TriggerKind.USER_FLAG, scope=workspace, subject=record_id, requested_by=_actor(None)))
+    _send(s, lambda k: k.triggers, [env])
+    if as_json:
+        print_json({"trigger_id": env.event_id, "workspace": workspace, "flagged": record_id})
+    else:
+        console.print(f"flagged {record_id} in {workspace} (trigger {env.event_id})")
+
+
+def playbook(workspace: WorkspaceOpt = None,
+             set_file: Annotated[Path | None, typer.Option("--set", help="Replace the hand-written text with this "
+                                                          "file's (the learned block is kept)")] = None,
+             timeout: TimeoutOpt = 10.0, as_json: JsonOpt = False, redis_url: RedisUrlOpt = None,
+             data_dir: DataDirOpt = None, db: DbOpt = None, prefix: PrefixOpt = None) -> None:
+    """Print a workspace's playbook (every workspace's without --workspace), or set its hand-written text."""
+    s = settings(redis_url, data_dir, db, prefix)
+    if set_file is not None:
+        _set_playbook(s, workspace, set_file, _positive(timeout))
+    with _view(s) as view:
+        names = [workspace] if workspace else sorted(
+            {r[0] for r in view.conn.execute("SELECT workspace FROM playbooks UNION "
+                                             "SELECT workspace FROM guidance WHERE pillar = 'playbook'")})
+        books = {w: render_playbook(view.hand(w), view.guidance(w).learned) for w in names}
+    if as_json:
+        print_json(books if workspace is None else {"workspace": workspace, "markdown": books[workspace]})
+        return
+    for w, text in books.items():
+        if workspace is None:
+            console.print(f"[bold]== {w} ==[/bold]")
+        console.print(text, markup=False, highlight=False, end="")
+
+
+def _set_playbook(s: Settings, workspace: str | None, path: Path, timeout: float) -> None:
+    if workspace is None:
+        raise CliError("--set needs --workspace")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {path}: {exc}") from exc
+    env = Envelope(workspace=workspace, job="cli", payload=PlaybookWritten(workspace=workspace, text=text,
+                                                                          actor=_actor(None)))
+    with _view(s) as view:
+        _send(s, lambda k: k.ingest, [env], lambda emit: rv.wait_applied(view, env.event_id, timeout))

@@ -1,0 +1,165 @@
+"""Review, approval and rollback of a session's edits: what `pheromone review` and `pheromone sessions
+rollback` do, as plain functions over the store view, an event emitter and the artifacts.
+
+Every action is checked against the store before anything is sent (an illegal move, an edit that no longer
+applies, a rollback blocked by a later edit of the same target is a `ReviewError` naming the problem); the
+events then go through the ingest stream like every other, and the action returns once the store has
+applied them. session.json is updated with the outcome and re-indexed.
+
+Rollback emits, in one batch: `rolled_back` for each applied edit, newest first (each restores the exact value
+its edit replaced), `rejected` for each still-staged edit, then the session's move to `rolled_back`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from contracts import Envelope
+from contracts.sessions import (
+    Edit,
+    EditOutcome,
+    EditStatus,
+    EditTransitioned,
+    LearningSession,
+    SessionStatus,
+    SessionTransitioned,
+)
+from services.consolidator.view import StoreView
+from services.sessions import artifacts
+from services.sessions.guidance import NotApplicable, apply_edit, key_of
+from services.sessions.states import IllegalTransition, check_edit, check_session
+
+Emit = Callable[[Sequence[Envelope]], Awaitable[None]]
+
+
+class ReviewError(ValueError):
+    """A review action that cannot be done, with the reason."""
+
+
+async def approve(view: StoreView, emit: Emit, root: Path, session_id: str, edit_id: str, actor: str,
+                  timeout_s: float = 10.0) -> LearningSession:
+    s, edit = _staged(view, root, session_id, edit_id, EditStatus.APPLIED)
+    current = view.conn.execute("SELECT value FROM guidance WHERE workspace = ? AND pillar = ? AND key = ?",
+                                (edit.workspace, edit.pillar.value, key_of(edit))).fetchone()
+    try:
+        apply_edit(json.loads(current[0]) if current else None, edit)
+    except NotApplicable as exc:
+        raise ReviewError(f"edit {edit_id} no longer applies: {exc}") from exc
+    return await _decide(view, emit, root, s, edit, EditStatus.APPLIED, "approved", actor, timeout_s)
+
+
+async def reject(view: StoreView, emit: Emit, root: Path, session_id: str, edit_id: str, reason: str, actor: str,
+                 timeout_s: float = 10.0) -> LearningSession:
+    if not reason.strip():
+        raise ReviewError("a rejection needs a reason (--reason)")
+    s, edit = _staged(view, root, session_id, edit_id, EditStatus.REJECTED)
+    return await _decide(view, emit, root, s, edit, EditStatus.REJECTED, reason, actor, timeout_s)
+
+
+async def rollback(view: StoreView, emit: Emit, root: Path, session_id: str, reason: str, actor: str,
+                   timeout_s: float = 10.0) -> LearningSession:
+    s = artifacts.read_session(root, session_id)
+    state = view.session_status(session_id)
+    if state is None:
+        raise ReviewError(f"session {session_id} is not in the store (yet)")
+    try:
+        check_session(state[0], SessionStatus.ROLLED_BACK)
+    except IllegalTransition as exc:
+        raise ReviewError(f"session {session_id}: {exc}") from exc
+    rows = view.conn.execute(
+        "SELECT edit_id, status, edit, key, after FROM session_edits WHERE session_id = ? ORDER BY seq DESC",
+        (session_id,)).fetchall()
+    events: list[Envelope] = []
+    why = f"session rolled back: {reason}"[:8000]
+    for edit_id, status, body, key, after in rows:
+        edit = Edit.model_validate_json(body)
+        if status == EditStatus.APPLIED.value:
+            now = view.conn.execute("SELECT value, edit_id, session_id FROM guidance WHERE workspace = ? AND "
+                                    "pillar = ? AND key = ?", (edit.workspace, edit.pillar.value, key)).fetchone()
+            if now is None or now[0] != after or now[1] != edit_id:
+                by = f"edit {now[1]} of session {now[2]}" if now else "a removal"
+                raise ReviewError(f"cannot roll back {session_id}: {key} was changed since by {by}; "
+                                  "roll that back first")
+            events.append(_edit_event(s, edit_id, EditStatus.ROLLED_BACK, why, actor))
+        elif status == EditStatus.STAGED.value:
+            events.append(_edit_event(s, edit_id, EditStatus.REJECTED, why, actor))
+    events.append(_session_event(s, SessionStatus.ROLLED_BACK, why, actor))
+    await emit(events)
+    await wait_applied(view, events[-1].event_id, timeout_s)
+    now_ = datetime.now(UTC)
+    outcomes = [o.model_copy(update={"status": _after_rollback(o.status), "reason": why, "decided_by": actor,
+                                     "decided_at": now_}) if o.status in _UNDONE else o for o in s.outcomes]
+    return _save(view, root, s.model_copy(update={"outcomes": outcomes, "status": SessionStatus.ROLLED_BACK}))
+
+
+_UNDONE = frozenset({EditStatus.APPLIED, EditStatus.STAGED})
+
+
+def _after_rollback(status: EditStatus) -> EditStatus:
+    return EditStatus.ROLLED_BACK if status is EditStatus.APPLIED else EditStatus.REJECTED
+
+
+def _staged(view: StoreView, root: Path, session_id: str, edit_id: str,
+            to: EditStatus) -> tuple[LearningSession, Edit]:
+    s = artifacts.read_session(root, session_id)
+    status = view.edit_statuses(session_id).get(edit_id)
+    if status is None:
+        raise ReviewError(f"session {session_id} has no edit {edit_id} in the store")
+    try:
+        check_edit(status, to)
+    except IllegalTransition as exc:
+        raise ReviewError(f"edit {edit_id}: {exc}") from exc
+    edit = next((o.edit for o in s.outcomes if o.edit.id == edit_id), None)
+    if edit is None:
+        raise ReviewError(f"session {session_id}'s artifact has no edit {edit_id}")
+    return s, edit
+
+
+async def _decide(view: StoreView, emit: Emit, root: Path, s: LearningSession, edit: Edit, to: EditStatus,
+                  reason: str, actor: str, timeout_s: float) -> LearningSession:
+    events = [_edit_event(s, edit.id, to, reason, actor)]
+    statuses = view.edit_statuses(s.id)
+    left = [e for e, st in statuses.items() if st is EditStatus.STAGED and e != edit.id]
+    state = view.session_status(s.id)
+    done = not left and state is not None and state[0] is SessionStatus.AWAITING_REVIEW
+    if done:
+        events.append(_session_event(s, SessionStatus.COMPLETED, "every staged edit was reviewed", actor))
+    await emit(events)
+    await wait_applied(view, events[-1].event_id, timeout_s)
+    now = datetime.now(UTC)
+    outcomes = [EditOutcome.model_validate({**o.model_dump(), "status": to, "reason": reason[:8192],
+                                            "decided_by": actor, "decided_at": now})
+                if o.edit.id == edit.id else o for o in s.outcomes]
+    update: dict[str, object] = {"outcomes": outcomes}
+    if done:
+        update.update(status=SessionStatus.COMPLETED)
+    return _save(view, root, s.model_copy(update=update))
+
+
+def _save(view: StoreView, root: Path, s: LearningSession) -> LearningSession:
+    view.index(s, artifacts.write_session(root, s))
+    return s
+
+
+async def wait_applied(view: StoreView, event_id: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await asyncio.to_thread(view.event_applied, event_id):
+        if time.monotonic() >= deadline:
+            raise ReviewError(f"sent event {event_id}, but the store did not apply it within {timeout_s:g}s "
+                              "(is the store service running? see `pheromone dead list`)")
+        await asyncio.sleep(0.05)
+
+
+def _edit_event(s: LearningSession, edit_id: str, to: EditStatus, reason: str, actor: str) -> Envelope:
+    return Envelope(workspace=s.workspace, job="review", correlation_id=s.id, payload=EditTransitioned(
+        session_id=s.id, edit_id=edit_id, to_status=to, reason=reason[:8000], actor=actor[:256]))
+
+
+def _session_event(s: LearningSession, to: SessionStatus, reason: str, actor: str) -> Envelope:
+    return Envelope(workspace=s.workspace, job="review", correlation_id=s.id, payload=SessionTransitioned(
+        session_id=s.id, scope=s.workspace, to_status=to, reason=reason[:8000], actor=actor[:256]))

@@ -1,0 +1,78 @@
+"""The query operations of learning sessions (issue 6): what jobs are served after sessions edited it.
+
+- `playbook` {workspace}: the workspace's playbook markdown (hand-written text, then the learned block);
+- `guidance` {workspace, model?, limit?}: the patterns a job running `model` is served (blocked ones left
+  out, edited priorities and actions served instead of the derived ones), the wait policies that apply to
+  it, and the playbook.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import aiosqlite
+from pydantic import Field
+
+from services.query import learning as q
+from services.sessions.guidance import Guidance, render_playbook, served_patterns
+
+_Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$")]
+_Name = Annotated[str, Field(min_length=1, max_length=256)]
+
+GUIDANCE = "SELECT pillar, key, value FROM guidance WHERE workspace = ?"
+HAND = "SELECT hand FROM playbooks WHERE workspace = ?"
+
+
+class PlaybookArgs(q.Args):
+    workspace: _Id
+
+
+class GuidanceArgs(q.Args):
+    workspace: _Id
+    model: _Name | None = None
+    limit: Annotated[int, Field(ge=1, le=1_000)] = 20
+
+
+async def _guidance(db: aiosqlite.Connection, workspace: str) -> Guidance:
+    async with db.execute(GUIDANCE, (workspace,)) as cur:
+        return Guidance({(p, k): json.loads(v) for p, k, v in await cur.fetchall()})
+
+
+async def playbook(db: aiosqlite.Connection, a: PlaybookArgs) -> dict[str, Any]:
+    g = await _guidance(db, a.workspace)
+    async with db.execute(HAND, (a.workspace,)) as cur:
+        row = await cur.fetchone()
+    hand = str(row[0]) if row else ""
+    return {"workspace": a.workspace, "markdown": render_playbook(hand, g.learned), "hand": hand,
+            "learned": g.learned}
+
+
+async def guidance(db: aiosqlite.Connection, a: GuidanceArgs) -> dict[str, Any]:
+    g = await _guidance(db, a.workspace)
+    s = await q.recorded_settings(db)
+    ranked = await q.patterns(db, q.PatternsArgs(limit=min(1_000, a.limit * 5)), s)
+    waits = [{"error_code": k.split("|")[0], "model": None if k.split("|")[1] == "*" else k.split("|")[1],
+              "seconds": v} for (p, k), v in sorted(g.entries.items())
+             if p == "wait_policy" and k.split("|")[1] in ("*", a.model)]
+    book = await playbook(db, PlaybookArgs(workspace=a.workspace))
+    return {"workspace": a.workspace, "model": a.model,
+            "patterns": served_patterns(ranked, g, a.model)[: a.limit], "waits": waits,
+            "playbook": book["markdown"]}
+
+
+def _op(fn: Callable[[aiosqlite.Connection, Any], Awaitable[Any]],
+        model: type[q.Args]) -> Callable[[Any, dict[str, Any]], Awaitable[Any]]:
+    async def run(reader: Any, args: dict[str, Any]) -> Any:
+        return await fn(reader.db, model.model_validate(args))
+
+    run.__name__ = fn.__name__
+    return run
+
+
+SESSION_OPS: dict[str, Callable[[Any, dict[str, Any]], Awaitable[Any]]] = {
+    "playbook": _op(playbook, PlaybookArgs),
+    "guidance": _op(guidance, GuidanceArgs),
+}
+"""Registered into `services.query.service.OPS`."""
