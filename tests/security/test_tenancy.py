@@ -29,8 +29,9 @@ WORKSPACES = ("ws-alpha", "ws-beta", "../../etc/passwd")
 JOBS = ("job-1", "job-2")
 CORRELATION = "corr-shared"
 
-SCOPED = {"events": "workspace", "execution_stats": "workspace_hash"}
-"""Operation -> the argument that scopes it to one workspace."""
+SCOPED = {"events": "workspace", "execution_stats": "workspace_hash", "playbook": "workspace", "guidance": "workspace"}
+"""Operation -> the argument that scopes it to one workspace (playbook and guidance: issue 6's sessions, whose
+workspace argument is required; their per-workspace data is not populated here)."""
 FLEET_WIDE = {"counts", "patterns", "pattern", "entropy", "budget", "drift", "wait", "escalations_similar",
               "trajectory"}
 """Fleet-wide by design: the learning store is shared across workspaces (seed 000's global store)."""
