@@ -99,7 +99,8 @@ class SessionRunner:
         s = s.model_copy(update={"clusters": c.clusters})
         s, _ = await self._move(s, S.PLANNING, f"{len(c.mined.tasks)} tasks, {len(c.clusters)} failure clusters")
         g = await asyncio.to_thread(v.guidance, scope)
-        plan = plan_step(c, self.teacher, g, scope, s.id, cfg, datetime.now(UTC))
+        pending = {eid: sid for sid, eid, _ in await asyncio.to_thread(lambda: list(v.staged(scope)))}
+        plan = plan_step(c, self.teacher, g, scope, s.id, cfg, datetime.now(UTC), pending)
         artifacts.write_plan(self.root, plan)
         if not plan.edits:
             note = "nothing to change: " + (f"{len(c.clusters)} cluster(s), no edit proposed" if c.clusters

@@ -4,8 +4,8 @@ Subscribers (FastStream batch subscribers, group `consolidator`):
   - `{prefix}:triggers`: `SessionTrigger`s (scheduled, cluster, user flag, on demand). For each, it takes the
     scope's lock `{prefix}:sessions:lock:<scope>` (SET NX PX `lock_ttl_s`) and runs one session
     (`runner.SessionRunner`), then gives the lock back. Ack policy: manual, after the session ended (its
-    events are on the ingest stream); idempotency: a redelivered trigger runs another session, which finds
-    nothing new since the last one's watermark. Failures: an entry that is not a valid envelope, or a payload
+    events are on the ingest stream); idempotency key: the trigger's event id (`session_index.trigger_id`):
+    a redelivered trigger that already started a session is acked without running another. Failures: an entry that is not a valid envelope, or a payload
     that is not a trigger, goes to `{prefix}:dead` with the reason; a trigger whose scope is busy stays
     pending and is retried by the retrier, dead-lettered after `max_deliveries`; a session that fails is
     recorded as `failed` and its trigger acked.
@@ -61,12 +61,19 @@ class Consolidator:
             if not isinstance(p, SessionTrigger):
                 refused.append(Refused(i, f"not a session trigger: {p.type} events go to the ingest stream"))
                 continue
+            done = await asyncio.to_thread(self.runner.view.session_for_trigger, env.event_id)
+            if done is not None:
+                # A redelivery (the retrier claims entries idle longer than claim_idle_ms, and a session can run
+                # longer): this trigger already started session `done`.
+                continue
             lock = self.keys.sessions("lock", p.scope)
             token = await self._locks.take(lock, self.settings.lock_ttl_s)
             if token is None:
                 refused.append(Refused(i, f"scope {p.scope} is busy with another session", True))
                 continue
             try:
+                if await asyncio.to_thread(self.runner.view.session_for_trigger, env.event_id) is not None:
+                    continue  # started meanwhile by a redelivery that got the lock first
                 s = await self.runner.run(p, env.event_id)
                 log.info("session %s in %s: %s", s.id, p.scope, s.status.value)
             finally:

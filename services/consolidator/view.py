@@ -84,6 +84,10 @@ class StoreView:
         row = self.conn.execute(PLAYBOOK, (scope,)).fetchone()
         return str(row[0]) if row else ""
 
+    def session_for_trigger(self, trigger_id: str) -> str | None:
+        row = self.conn.execute("SELECT session_id FROM session_index WHERE trigger_id = ?", (trigger_id,)).fetchone()
+        return str(row[0]) if row else None
+
     def workspaces_with_new_runs(self) -> list[str]:
         return [r[0] for r in self.conn.execute(WORKSPACES_WITH_NEW_RUNS, DONE)]
 

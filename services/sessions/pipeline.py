@@ -3,6 +3,7 @@ decide. The consolidator (`services.consolidator`) wraps it with the lifecycle e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -43,9 +44,10 @@ def diagnose_step(h: Harvest, scope: str, session_id: str, s: SessionsSettings) 
 
 
 def plan_step(c: Consolidation, teacher: Teacher, g: Guidance, scope: str, session_id: str,
-              s: SessionsSettings, now: datetime) -> LearningPlan:
+              s: SessionsSettings, now: datetime, pending: Mapping[str, str] | None = None) -> LearningPlan:
     lesson = Lesson(scope, c.clusters, c.mined.runs_of("train"), c.mined.recoveries_of("train"), g, s)
-    c.plan = make_plan(session_id, teacher.name, scope, c.clusters, list(teacher.propose(lesson)), now, s.max_edits)
+    c.plan = make_plan(session_id, teacher.name, scope, c.clusters, list(teacher.propose(lesson)), now,
+                       s.max_edits, pending)
     return c.plan
 
 

@@ -7,7 +7,7 @@ or is staged for `pheromone review`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from contracts.sessions import (
@@ -43,9 +43,12 @@ def applies_without_review(tier: EditRiskTier, mode: AutonomyMode) -> bool:
 
 
 def make_plan(session_id: str, teacher: str, scope: str, clusters: Sequence[FailureCluster],
-              proposals: Sequence[Edit], created_at: datetime, max_edits: int) -> LearningPlan:
-    """Freeze the teacher's proposals: tiers from the table; edits outside the scope, duplicates, edits
-    supporting nothing in the plan, and edits beyond `max_edits` are dropped with a reason."""
+              proposals: Sequence[Edit], created_at: datetime, max_edits: int,
+              pending: Mapping[str, str] | None = None) -> LearningPlan:
+    """Freeze the teacher's proposals: tiers from the table; edits outside the scope, duplicates, edits still
+    staged by an earlier session (`pending`: edit id -> session), edits supporting nothing in the plan, and
+    edits beyond `max_edits` are dropped with a reason."""
+    pending = pending or {}
     edits: list[Edit] = []
     dropped: list[str] = []
     seen: set[str] = set()
@@ -54,6 +57,8 @@ def make_plan(session_id: str, teacher: str, scope: str, clusters: Sequence[Fail
             dropped.append(f"{e.id}: workspace {e.workspace} is outside the session's scope {scope}")
         elif e.id in seen:
             dropped.append(f"{e.id}: duplicate")
+        elif e.id in pending:
+            dropped.append(f"{e.id}: already staged by session {pending[e.id]}, waiting for review")
         elif e.supports is not None and e.supports not in seen:
             dropped.append(f"{e.id}: supports {e.supports}, which is not an earlier edit of the plan")
         elif e.op not in MEASURABLE and e.supports is None:

@@ -16,6 +16,8 @@ from tests.support import settings
 StartRuntime = Callable[..., Awaitable[Runtime]]
 OpenClient = Callable[..., Awaitable[Pheromone]]
 SERVICES = ("store", "query", "consolidator")
+QUIET = {"schedule_interval_s": 0, "cluster_trigger_runs": 10_000}
+"""No scheduled or cluster triggers unless a test asks: sessions start when the test triggers them."""
 
 
 @pytest.fixture
@@ -25,13 +27,13 @@ def db(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def start_runtime(tmp_path: Path, prefix: str, redis_url: str) -> AsyncIterator[StartRuntime]:
-    """`await start_runtime(services=SERVICES, **settings)`: a started Runtime, stopped at teardown. Sessions
-    are not scheduled (interval 0) unless a test asks."""
+    """`await start_runtime(services=SERVICES, sessions={...}, **settings)`: a started Runtime, stopped at
+    teardown; session settings default to QUIET."""
     started: list[Runtime] = []
 
     async def start(services: Sequence[str] = SERVICES, **overrides: Any) -> Runtime:
         sessions = overrides.pop("sessions", {})
-        s = settings(tmp_path, prefix, sessions={"schedule_interval_s": 0, **sessions}, **overrides)
+        s = settings(tmp_path, prefix, sessions={**QUIET, **sessions}, **overrides)
         runtime = Runtime(s, redis_url, services)
         await runtime.start()
         started.append(runtime)

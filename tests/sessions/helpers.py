@@ -68,3 +68,19 @@ async def session_of(db: Path, trigger_id: str, *statuses: str) -> dict[str, Any
         return {"id": found[0][0], "status": found[0][1], "path": found[0][2]}
 
     return await eventually(look, timeout=60, what=f"session of trigger {trigger_id} in {statuses}")
+
+
+def read_session(path: str) -> Any:
+    from contracts.sessions import LearningSession
+
+    return LearningSession.model_validate_json(Path(path).read_bytes())
+
+
+def guidance_checksum(db: Path, workspace: str | None = None) -> str:
+    from services.sessions.ledger import guidance_checksum as checksum
+
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return checksum(conn, workspace)
+    finally:
+        conn.close()
