@@ -7,9 +7,12 @@ reader) and runs three loops of its own:
   claimer reads one entry at a time and knows nothing of delivery counts or dead letters);
 - **group watchdog**: every `group_check_s`, recreates a missing group (fresh or flushed server) and restarts
   a subscriber FastStream stopped on NOGROUP, so the service keeps running; it also refreshes the liveness key
-  `{prefix}:alive:{service}:{consumer}`;
+  `{prefix}:alive:{service}:{consumer}` (a `services.status.Beat`, expiring after `heartbeat_ttl_s`), and
+  logs losing and regaining Redis once each;
 - **trimmer**: every `trim_interval_s`, XTRIM MINID by age on the streams the services own, never past an
-  entry some group still needs (`transport.trim`).
+  entry some group still needs (`transport.trim`);
+- **gauges** (only with `metrics_port`): every `metrics_interval_s`, the lag, pending and length gauges of the
+  runtime's `services.metrics.Metrics`, which `/metrics` serves (docs/OPERATIONS.md).
 
 Services are built by factories in `SERVICES`; `pheromone serve --only NAME` hosts one of them.
 """
