@@ -54,6 +54,8 @@ class SessionRunner:
     settings: SessionsSettings
     teacher: Teacher
     applied_timeout_s: float = 30.0
+    stopping: bool = False
+    """Set when the service stops: a session ending then does not wait for the store to apply its events."""
 
     async def run(self, trigger: SessionTrigger, trigger_id: str) -> LearningSession:
         scope = trigger.scope
@@ -150,6 +152,8 @@ class SessionRunner:
     async def _wait_applied(self, event_id: str) -> None:
         deadline = time.monotonic() + self.applied_timeout_s
         while not await asyncio.to_thread(self.view.event_applied, event_id):
+            if self.stopping:
+                return
             if time.monotonic() >= deadline:
                 log.warning("the store has not applied session event %s within %gs", event_id,
                             self.applied_timeout_s)

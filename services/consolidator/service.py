@@ -5,8 +5,9 @@ Subscribers (FastStream batch subscribers, group `consolidator`):
     scope's lock `{prefix}:sessions:lock:<scope>` (SET NX PX `lock_ttl_s`) and runs one session
     (`runner.SessionRunner`), then gives the lock back. Ack policy: manual, after the session ended (its
     events are on the ingest stream); idempotency key: the trigger's event id (`session_index.trigger_id`):
-    a redelivered trigger that already started a session is acked without running another. Failures: an entry that is not a valid envelope, or a payload
-    that is not a trigger, goes to `{prefix}:dead` with the reason; a trigger whose scope is busy stays
+    a redelivered trigger that already started a session is acked without running another. Failures: an
+    entry that is not a valid envelope, or a payload that is not a trigger, goes to `{prefix}:dead` with the
+    reason; a trigger whose scope is busy stays
     pending and is retried by the retrier, dead-lettered after `max_deliveries`; a session that fails is
     recorded as `failed` and its trigger acked.
   - `{prefix}:ingest`: counts executions and failures per (workspace, model) in fixed windows of
@@ -120,9 +121,17 @@ class Consolidator:
         return env.event_id
 
     async def schedule(self) -> None:
+        """The scheduled triggers; its cancellation (the runtime stops loops before subscribers) also tells a
+        running session not to wait for the store, which is stopping too."""
+        try:
+            await self._schedule()
+        finally:
+            self.runner.stopping = True
+
+    async def _schedule(self) -> None:
         interval = self.settings.schedule_interval_s
         if interval <= 0:
-            return
+            await asyncio.Event().wait()  # no schedule: wait to be cancelled
         while True:
             await asyncio.sleep(interval)
             try:

@@ -21,7 +21,7 @@ S, E = SessionStatus, EditStatus
     (S.ROLLED_BACK, S.COMPLETED), (S.AWAITING_REVIEW, S.FAILED), (S.EXECUTING, S.ROLLED_BACK),
 ])
 def test_illegal_session_transitions_are_refused(current: SessionStatus | None, to: SessionStatus) -> None:
-    with pytest.raises(IllegalTransition, match="illegal session transition|must start as"):
+    with pytest.raises(IllegalTransition, match=r"illegal session transition|must start as"):
         check_session(current, to)
 
 
