@@ -1,0 +1,83 @@
+"""Reading the store file from the CLI: argument validation, a read-only connection, shared table helpers.
+
+Read commands open the SQLite store directly (operators run them next to the store) through the same query
+functions the query service uses (`services.query.learning`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import aiosqlite
+from pydantic import ValidationError
+from rich.table import Table
+
+from pheromone.cli.common import CliError, require_store, settings
+from services.query import learning as q
+from services.settings import LearningSettings
+
+A = TypeVar("A", bound=q.Args)
+T = TypeVar("T")
+
+
+def parse_args(schema: type[A], /, **values: Any) -> A:
+    try:
+        return schema.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(x) for x in first["loc"]) or "arguments"
+        raise CliError(f"invalid {where.replace('_', '-')}: {first['msg']}") from exc
+
+
+def store_uri(path: Path) -> str:
+    """A read-only SQLite URI for `path`, after a synchronous probe: a path aiosqlite cannot open fails inside
+    its worker thread, which then reports into an event loop `asyncio.run` has closed (a stray traceback)."""
+    uri = f"file:{quote(str(path))}?mode=ro"
+    try:
+        probe = sqlite3.connect(uri, uri=True)
+        try:
+            probe.execute("PRAGMA schema_version")
+        finally:
+            probe.close()
+    except sqlite3.Error as exc:
+        raise CliError(f"cannot read the store at {path}: {exc}") from exc
+    return uri
+
+
+def read_store(path: Path, fn: Callable[[aiosqlite.Connection, LearningSettings], Awaitable[T]]) -> T:
+    uri = store_uri(path)
+
+    async def run() -> T:
+        try:
+            async with aiosqlite.connect(uri, uri=True) as db:
+                await db.execute("PRAGMA busy_timeout=10000")
+                return await fn(db, await q.recorded_settings(db))
+        except q.UnknownId as exc:
+            raise CliError(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise CliError(f"cannot read the store at {path}: {exc}") from exc
+
+    return asyncio.run(run())
+
+
+def query_store(db: Path | None, data_dir: Path | None, fn: Any, args: q.Args) -> Any:
+    path = require_store(settings(data_dir=data_dir, db=db))
+    return read_store(path, lambda conn, s: fn(conn, args, s))
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def kv_table(title: str, rows: dict[str, Any]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows.items():
+        table.add_row(key, fmt(value) if isinstance(value, float) else "" if value is None else str(value))
+    return table
