@@ -35,6 +35,7 @@ from contracts import (
     TimeOfDayBucket,
     parse_envelope,
 )
+from contracts.sessions import EditTransitioned, PlaybookWritten, SessionTransitioned, SessionTrigger
 from pheromone import Pheromone
 
 OpenClient = Callable[..., Awaitable[Pheromone]]
@@ -108,6 +109,10 @@ def one_of_each() -> list[Payload]:
             pattern_id="p_1", pattern_name="n", window_size=5, confidence_before=0.2, confidence_after=0.9,
             belief_change=-0.7, belief_entropy=0.4, applications_analyzed=10, drift_direction="weakening",
         ),
+        SessionTrigger(trigger="user_flag", scope="ws-1", subject="exec-1"),  # type: ignore[arg-type]
+        SessionTransitioned(session_id="s-1", scope="ws-1", to_status="triggered", trigger="on_demand"),  # type: ignore[arg-type]
+        EditTransitioned(session_id="s-1", edit_id="e-1", to_status="rejected", reason="no"),  # type: ignore[arg-type]
+        PlaybookWritten(workspace="ws-1", text="# Playbook\n"),
     ]
     # A payload type added to contracts without a sample here must fail the tests that use this list.
     assert sorted(type(r).__name__ for r in records) == sorted(t.__name__ for t in PAYLOAD_TYPES)
@@ -119,6 +124,7 @@ def expected_stream(prefix: str, payload_type: str) -> str:
     return {
         "rate_limit": f"{prefix}:ratelimits",
         "pattern_discovery": f"{prefix}:discoveries",
+        "session_trigger": f"{prefix}:triggers",
     }.get(payload_type, f"{prefix}:ingest")
 
 

@@ -266,12 +266,13 @@ async def test_each_record_goes_to_its_own_stream(open_client: OpenClient, redis
     sent = {client.emit(record): record for record in records}
     await client.flush()
 
-    streams = {f"{prefix}:{name}" for name in ("ingest", "ratelimits", "discoveries")}
+    streams = {f"{prefix}:{name}" for name in ("ingest", "ratelimits", "discoveries", "triggers")}
     found: dict[str, str] = {}
     for stream in streams:
         for envelope in await read_envelopes(redis, stream):
             found[envelope.event_id] = stream
     assert found == {eid: expected_stream(prefix, record.type) for eid, record in sent.items()}
     assert Counter(found.values()) == {
-        f"{prefix}:ratelimits": 1, f"{prefix}:discoveries": 1, f"{prefix}:ingest": len(records) - 2
+        f"{prefix}:ratelimits": 1, f"{prefix}:discoveries": 1, f"{prefix}:triggers": 1,
+        f"{prefix}:ingest": len(records) - 3,
     }
