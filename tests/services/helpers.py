@@ -34,6 +34,7 @@ from contracts import (
     RateLimitEvent,
     pattern_id,
 )
+from contracts.sessions import Edit, EditOp, EditPillar, EditTransitioned, PlaybookWritten, SessionTransitioned
 from contracts.streams import FIELD, GROUP_STORE, Keys
 from tests.support import FAST, eventually, settings  # noqa: F401 - re-exported for the tests here
 
@@ -220,11 +221,13 @@ def drift(name: str = "back off") -> DriftMetrics:
 
 def mixed_records(sim: Any, n: int) -> list[Payload]:
     """`n` records from a `pheromone.simulate.SimJob`: its sheets (every family a job emits) plus the families
-    services emit, and a pattern of the job's own taken through a legal manual lifecycle."""
+    services emit, a pattern of the job's own taken through a legal manual lifecycle, and a learning session of
+    its own (`session_records`)."""
     own = f"own pattern of {sim.job}"
     out: list[Payload] = [
         observed(own), applied(own, True),
         transitioned(own, "quarantined"), transitioned(own, "pending"), transitioned(own, "validated"),
+        *session_records(f"sess-{sim.job}"),
     ]
     extras = (evolution, budget, entropy_response, entropy_metrics, drift, epistemic_drift)
     step = 0
@@ -240,3 +243,26 @@ def epistemic_drift(name: str = "back off") -> EpistemicDriftMetrics:
     return EpistemicDriftMetrics(pattern_id=pattern_id("retry_pattern", name), pattern_name=name,
                                  window_size=5, confidence_before=0.9, confidence_after=0.7,
                                  belief_change=-0.2, belief_entropy=0.3, applications_analyzed=10)
+
+
+def session_records(scope: str) -> list[Payload]:
+    """A learning session in its own scope through a legal lifecycle (docs/SESSIONS.md), with a playbook: an
+    edit applied, one staged then rejected, one applied then rolled back. Session triggers are left out: they
+    travel on the triggers stream, which the store does not read."""
+    sid = f"s-{scope}"
+    path = ("triggered", "harvesting", "diagnosing", "planning", "gating", "executing", "awaiting_review")
+
+    def line(text: str) -> Edit:
+        return Edit(id=f"e-{scope}-{text}", pillar=EditPillar.PLAYBOOK, op=EditOp.PLAYBOOK_ADD, workspace=scope,
+                    content=f"- {text}")
+
+    keep, drop, undo = line("keep"), line("drop"), line("undo")
+    out: list[Payload] = [PlaybookWritten(workspace=scope, text=f"# {scope}\n")]
+    out += [SessionTransitioned(session_id=sid, scope=scope, to_status=to, trigger="on_demand" if i == 0 else None,  # type: ignore[arg-type]
+                                watermark=7 if to == "diagnosing" else None) for i, to in enumerate(path)]
+    out += [EditTransitioned(session_id=sid, edit_id=e.id, to_status=to, edit=e)  # type: ignore[arg-type]
+            for e, to in ((keep, "applied"), (drop, "staged"), (undo, "applied"))]
+    out += [EditTransitioned(session_id=sid, edit_id=drop.id, to_status="rejected", reason="not needed"),  # type: ignore[arg-type]
+            EditTransitioned(session_id=sid, edit_id=undo.id, to_status="rolled_back", reason="undo"),  # type: ignore[arg-type]
+            SessionTransitioned(session_id=sid, scope=scope, to_status="completed")]  # type: ignore[arg-type]
+    return out

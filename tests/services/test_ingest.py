@@ -73,7 +73,8 @@ async def test_many_producers_every_event_stored_once_and_projected(
 
     n = {kind: len(ids) for kind, ids in emitted.by_kind.items()}
     # Every family the mix emits is present, so every projection below is really exercised.
-    assert all(n.get(kind.value, 0) > 0 for kind in EventKind), n
+    # (Session triggers excepted: they go to the triggers stream, which the store does not read.)
+    assert all(n.get(kind.value, 0) > 0 for kind in EventKind if kind is not EventKind.SESSION_TRIGGER), n
     assert h.count(db, "executions") == n["execution"]
     assert h.count(db, "pattern_applications") == n["pattern_applied"]
     # Manual transitions (actor "tests"), keyed by their event id; the learning rules may add derived ones.
