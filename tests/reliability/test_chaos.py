@@ -1,0 +1,211 @@
+"""Chaos during load: with producers emitting and every service in its own process, each service is SIGKILLed
+and restarted in turn, Redis is stopped and then SIGKILLed (AOF on) and restarted, another process holds the
+SQLite write lock for a while, and one producer overflows its spool limit during the Redis outage.
+
+Afterwards nothing any producer emitted is lost, nothing is applied twice (the ledger holds each emitted id
+once; the projections equal a rebuild from the ledger and match the emitted counts), nothing is pending or
+dead, and every service recovered by itself: each was taken back over by its restarted process, rode out the
+Redis outage and the lock, and went on processing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from contracts.streams import GROUP_STORE, SYSTEM_WORKSPACE, Keys
+from services.embedded import EmbeddedServer
+from tests.reliability import fleet as f
+from tests.reliability.fleet import SERVICES, Producer, ServiceFleet
+from tests.services import helpers as h
+from tests.support import eventually
+
+pytestmark = pytest.mark.slow
+
+SHEETS_PER_S = 8.0
+OUTAGE_S = 3.0
+LOCK_S = 3.0
+SPOOL_LIMIT = 8 * 1024
+"""The overflowing producer's spool limit: a dozen events' worth, full within the outage."""
+
+STREAM_OF = {"store": "ingest", "entropy": "ingest", "coordinator": "ratelimits", "broadcaster": "discoveries"}
+"""The stream whose group shows a service making progress (the store reads all three; ingest is busiest)."""
+
+LOCKER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()
+conn.execute("ROLLBACK")
+"""
+"""Another process that takes the store's write lock, says so, and holds it until told to let go."""
+
+
+async def last_delivered(redis: aioredis.Redis, prefix: str, service: str) -> bytes:
+    group = service if service != "store" else GROUP_STORE
+    for info in await redis.xinfo_groups(Keys(prefix).stream(STREAM_OF[service])):
+        if info["name"].decode() == group:
+            return info["last-delivered-id"]  # type: ignore[no-any-return]
+    return b""
+
+
+async def processing(fleet: ServiceFleet, redis: aioredis.Redis, producers: list[Producer], service: str) -> None:
+    """Wait until `service` (its current process) does work: reads new entries, or answers a query."""
+    if service == "query":
+        counts = await producers[0].client.queries.call("counts", {}, timeout=20)  # type: ignore[union-attr]
+        assert sum(counts.values()) > 0
+        return
+    before = await last_delivered(redis, fleet.prefix, service)
+    stored = h.ledger_count(fleet.db)
+
+    async def moved() -> bool:
+        assert fleet.running()[service], f"{service} exited:\n{fleet.tail(service)}"
+        if service == "store" and h.ledger_count(fleet.db) <= stored:
+            return False
+        return await last_delivered(redis, fleet.prefix, service) != before
+
+    await eventually(moved, timeout=30, interval=0.1, what=f"{service} processing again")
+
+
+async def heartbeats_back(fleet: ServiceFleet, redis: aioredis.Redis) -> None:
+    """Delete every liveness key, then wait for each service's current process to write its own again."""
+    keys = [k async for k in redis.scan_iter(f"{Keys(fleet.prefix).heartbeat('*')}")]
+    if keys:
+        await redis.delete(*keys)
+    for name in SERVICES:
+        await fleet.ready(redis, name)
+
+
+@pytest.mark.timeout(300)
+async def test_chaos_during_load_loses_nothing_applies_nothing_twice_and_recovers_alone(
+    fleet: ServiceFleet, aof_server: EmbeddedServer, server_redis: aioredis.Redis, producers: list[Producer],
+    prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    redis, url = server_redis, aof_server.url
+    assert await redis.config_get("appendfsync") == {"appendfsync": "always"}
+    await fleet.start_all(redis)
+    await f.open_producers(producers, url, prefix, tmp_path / "spool", 4, 2, seed=23)
+    await f.open_producers(producers, url, prefix, tmp_path / "spool", 1, 1, seed=29, tag="tight",
+                           max_spool_bytes=SPOOL_LIMIT)
+    tight = producers[-1]
+    stop = asyncio.Event()
+    running = [asyncio.create_task(p.run(SHEETS_PER_S * (3 if p is tight else 1), stop)) for p in producers]
+    faults: list[str] = []
+    t0 = time.monotonic()
+    try:
+        await eventually(lambda: h.ledger_count(fleet.db) > 500, timeout=60, what="load under way")
+
+        # 1. SIGKILL each service in turn; its restarted process takes over its pending entries and goes on.
+        for name in SERVICES:
+            assert fleet.signal(name, signal.SIGKILL) == -signal.SIGKILL
+            faults.append(f"SIGKILL {name}")
+            fleet.start(name)
+            await fleet.ready(redis, name)
+            await processing(fleet, redis, producers, name)
+
+        # 2. Redis stopped (graceful SHUTDOWN) for OUTAGE_S while producers keep emitting (they spool; the
+        #    tight one overflows its spool limit and keeps events in memory), then started again.
+        with caplog.at_level(logging.ERROR, logger="pheromone.client"):
+            await asyncio.to_thread(aof_server.stop)
+            faults.append(f"Redis stopped {OUTAGE_S:g}s")
+            await asyncio.sleep(OUTAGE_S)  # the outage's length: producers emit into it
+            await eventually(lambda: tight.client.stats.spool_refusals > 0, timeout=30,
+                             what="the tight producer's spool full")
+            await asyncio.to_thread(aof_server.start)
+        faults.append(f"spool limit of {SPOOL_LIMIT} bytes overflowed")
+        assert any("cannot spool" in r.getMessage() for r in caplog.records), "spool overflow not logged"
+        assert all(p.client.stats.send_failures > 0 for p in producers)
+        await heartbeats_back(fleet, redis)
+        for name in SERVICES:
+            await processing(fleet, redis, producers, name)
+
+        # 3. Redis SIGKILLed and restarted at once: with appendfsync always, every acknowledged write is kept.
+        await asyncio.to_thread(aof_server.kill)
+        faults.append("Redis SIGKILL")
+        await asyncio.to_thread(aof_server.start)
+        await heartbeats_back(fleet, redis)
+        for name in SERVICES:
+            await processing(fleet, redis, producers, name)
+
+        # 4. Another process holds the store's write lock: nothing commits, entries wait, none is dead.
+        await lock_store(fleet, redis, prefix)
+        faults.append(f"SQLite write lock held {LOCK_S:g}s by another process")
+        await processing(fleet, redis, producers, "store")
+    finally:
+        stop.set()
+        await asyncio.gather(*running)
+    loaded_s = time.monotonic() - t0
+    await f.close_producers(producers)
+
+    emitted = [eid for p in producers for eid in p.emitted]
+    try:
+        await eventually(lambda: _stored(fleet.db) >= len(emitted), timeout=120, interval=0.5,
+                         what="every emitted event stored")
+        await eventually(lambda: f.all_groups_drained(redis, prefix), timeout=60, interval=0.2,
+                         what="every group drained (XPENDING 0, lag 0)")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{fleet.tails()}") from None
+    assert await h.dead_letters(redis, prefix) == []
+    assert all(fleet.running().values()), fleet.tails()
+    codes = fleet.stop_all()
+    assert codes == dict.fromkeys(codes, 0), f"{codes}\n{fleet.tails()}"
+
+    ids = [i for (i,) in h.query(fleet.db, "SELECT event_id FROM ledger WHERE workspace != ?", SYSTEM_WORKSPACE)]
+    assert len(ids) == len(set(ids)) == len(emitted) == len(set(emitted))  # nothing lost, nothing twice
+    assert set(ids) == set(emitted)
+    kinds = Counter[str]()
+    for p in producers:
+        kinds.update(p.types)
+    assert h.count(fleet.db, "pattern_applications") == kinds["pattern_applied"]
+    assert h.count(fleet.db, "executions") == kinds["execution"]
+    assert h.scalar(fleet.db, "SELECT SUM(led_to_success_count) FROM patterns") == sum(
+        p.applied_successes for p in producers)
+    before, after, replayed = await f.rebuild_matches(fleet.db)
+    assert before == after and replayed == h.ledger_count(fleet.db)
+    assert tight.client.stats.lost == 0 and tight.client.stats.spool_refusals > 0
+
+    report = {"events": len(emitted), "producers": len(producers), "seconds_under_load": round(loaded_s),
+              "faults": faults, "service_starts": dict(fleet.starts),
+              "spool_refusals": tight.client.stats.spool_refusals, "lost": 0, "applied_twice": 0}
+    print("\nCHAOS " + json.dumps(report))  # the figures docs/RELIABILITY.md records (pytest -s)
+
+
+def _stored(db: Path) -> int:
+    return int(h.scalar(db, "SELECT COUNT(*) FROM ledger WHERE workspace != ?", SYSTEM_WORKSPACE) or 0)
+
+
+async def lock_store(fleet: ServiceFleet, redis: aioredis.Redis, prefix: str) -> None:
+    """Hold the store's write lock from another process for LOCK_S; the store waits and commits nothing."""
+    locker = await asyncio.create_subprocess_exec(sys.executable, "-c", LOCKER, str(fleet.db),
+                                                  stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert locker.stdout is not None and locker.stdin is not None
+        line = await asyncio.wait_for(locker.stdout.readline(), 30)
+        assert line.strip() == b"locked", line
+        held = h.ledger_count(fleet.db)
+        await asyncio.sleep(LOCK_S)  # the fault's length: producers keep emitting into it
+        assert h.ledger_count(fleet.db) == held, "the store committed while another process held the lock"
+        assert await h.all_pending(redis, prefix) + await _store_lag(redis, prefix) > 0
+        assert fleet.running()["store"]
+        locker.stdin.write(b"release\n")
+        await locker.stdin.drain()
+        assert await asyncio.wait_for(locker.wait(), 30) == 0
+    finally:
+        if locker.returncode is None:
+            locker.kill()
+            await locker.wait()
+
+
+async def _store_lag(redis: aioredis.Redis, prefix: str) -> int:
+    state = await f.group_state(redis, prefix)
+    return sum(lag or 0 for (_, g), (_, lag) in state.items() if g == GROUP_STORE)
