@@ -143,12 +143,23 @@ class Runtime:
         self.parts: list[ServiceParts] = []
         self._subscribers: list[tuple[GroupWorker, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
         self.metrics = Metrics()
         self.metrics_server: MetricsServer | None = None
         self._redis_ok = True  # the last Redis call of an upkeep loop worked: "lost" and "regained" log once
         self._started_ms = int(time.time() * 1000)
 
     async def start(self) -> None:
+        """Open every service and start consuming; on failure, close what was opened and re-raise (a store
+        writer thread or a broker connection left open would keep the process from exiting)."""
+        try:
+            await self._start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.stop()
+            raise
+
+    async def _start(self) -> None:
         if self.settings.metrics_port:  # first: a port in use fails the start before anything is opened
             self.metrics_server = MetricsServer(self.metrics, self.settings.metrics_addr, self.settings.metrics_port)
         ctx = ServiceContext(self.settings, self.redis, self.keys, self.redis_url, self.metrics)
@@ -172,6 +183,7 @@ class Runtime:
                 self._spawn(loop(), f"loop:{part.name}")
         self._spawn(self._watchdog(), "watchdog")
         self._spawn(self._trimmer(), "trimmer")
+        self._started = True
         log.info("services started: %s (redis %s, prefix %s%s)", ", ".join(self.names),
                  _redact(self.redis_url), self.settings.prefix,
                  f", metrics on {self.settings.metrics_addr}:{self.metrics_server.port}" if self.metrics_server else "")
@@ -206,7 +218,9 @@ class Runtime:
         if self.metrics_server is not None:
             self.metrics_server.close()
             self.metrics_server = None
-        log.info("services stopped: %s", ", ".join(self.names))
+        if self._started:
+            log.info("services stopped: %s", ", ".join(self.names))
+        self._started = False
 
     def _subscribe(self, worker: GroupWorker) -> Any:
         s = self.settings

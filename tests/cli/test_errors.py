@@ -105,3 +105,20 @@ def test_markup_in_a_message_is_printed_verbatim(cli: Cli, tmp_path: Path) -> No
     odd = tmp_path / "[/x]" / "store.db"
     run = cli("events", "--db", str(odd))
     run.assert_clean_failure(str(odd))
+
+
+
+def test_serve_that_fails_to_start_closes_what_it_opened_and_exits(cli: Cli, tmp_path: Path, redis_url: str) -> None:
+    # The ingest stream's key holds a string, so creating the store's group fails after every service has
+    # opened its store connections and threads: they must be closed again, or the process never exits.
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    try:
+        r.set("startfail:ingest", "not a stream")
+        run = cli("serve", "--redis-url", redis_url, "--db", str(tmp_path / "store.db"), "--prefix", "startfail",
+                  timeout=60)
+    finally:
+        r.delete("startfail:ingest")
+        r.close()
+    run.assert_clean_failure("WRONGTYPE")
