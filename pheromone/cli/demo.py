@@ -15,6 +15,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from contracts.streams import CONSOLIDATOR_JOB, ENTROPY_JOB
 from pheromone.cli.common import JsonOpt, RedisUrlOpt, console, err, print_json, redis_url_for, settings
 
 
@@ -95,8 +96,12 @@ async def _run(s: Any, url: str, seconds: float, workspaces: int, jobs: int, rat
         await runtime.stop()
 
     async with Reader(s.store_path) as reader:
-        ids = {row[0] for row in await (await reader.db.execute("SELECT event_id FROM ledger")).fetchall()}
-        counts = await reader.counts()
+        # The services' own events (entropy responses, learning sessions) are theirs, not the jobs': not counted.
+        ids = {row[0] for row in await (await reader.db.execute(
+            f"SELECT event_id FROM ledger WHERE {JOBS_ONLY}", SERVICE_JOBS)).fetchall()}
+        counts = dict(await (await reader.db.execute(  # type: ignore[arg-type]
+            f"SELECT kind, COUNT(*) FROM ledger WHERE {JOBS_ONLY} GROUP BY kind ORDER BY kind", SERVICE_JOBS
+        )).fetchall())
         # Ranked as jobs are served them: by the learning model's priority (docs/LEARNING.md).
         top = await (await reader.db.execute(
             "SELECT pattern_name, led_to_success_count, led_to_failure_count, quarantine_status, "
@@ -104,7 +109,8 @@ async def _run(s: Any, url: str, seconds: float, workspaces: int, jobs: int, rat
         limits = await (await reader.db.execute(
             "SELECT model, error_code, MAX(expires_us) FROM rate_limit_events "
             "WHERE expires_us > ? GROUP BY model, error_code ORDER BY model", (int(time.time() * 1e6),))).fetchall()
-        ledger_rows = (await (await reader.db.execute("SELECT COUNT(*) FROM ledger")).fetchone() or [0])[0]
+        ledger_rows = (await (await reader.db.execute(
+            f"SELECT COUNT(*) FROM ledger WHERE {JOBS_ONLY}", SERVICE_JOBS)).fetchone() or [0])[0]
     missing = len(emitted - ids)
     return {
         "ok": missing == 0 and ledger_rows == len(emitted) == stored,
@@ -128,6 +134,10 @@ async def _run(s: Any, url: str, seconds: float, workspaces: int, jobs: int, rat
     }
 
 
+SERVICE_JOBS = (ENTROPY_JOB, CONSOLIDATOR_JOB)
+JOBS_ONLY = "job NOT IN (?, ?)"
+
+
 async def _wait_stored(path: Path, expected: int, timeout: float) -> int:
     from services.store.reader import Reader
 
@@ -136,7 +146,8 @@ async def _wait_stored(path: Path, expected: int, timeout: float) -> int:
     while time.monotonic() < deadline:
         if path.exists():  # noqa: ASYNC240 - one stat() while polling, cheaper than a thread hop
             async with Reader(path) as reader:
-                row = await (await reader.db.execute("SELECT COUNT(*) FROM ledger")).fetchone()
+                row = await (await reader.db.execute(
+                    f"SELECT COUNT(*) FROM ledger WHERE {JOBS_ONLY}", SERVICE_JOBS)).fetchone()
                 n = row[0] if row else 0
             if n >= expected:
                 return n
