@@ -333,7 +333,7 @@ class LearningSession(Contract):
     status: _Session
     started_at: UtcDatetime
     ended_at: UtcDatetime | None = None
-    teacher: Name = ""
+    teacher: Name = "none"
     watermark_from: NonNegInt = 0
     watermark_to: NonNegInt = 0
     digests: list[SessionDigest] = Field(default_factory=list, max_length=100_000)

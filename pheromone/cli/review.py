@@ -34,6 +34,7 @@ from pheromone.cli.sessions import (
     _root,
     _send,
     _view,
+    known,
     review_app,
 )
 from services.consolidator import review as rv
@@ -87,6 +88,7 @@ def approve(session_id: SessionArg, edit_id: EditArg, actor: ActorOpt = None, ti
     """Approve a staged edit: it is applied to the guidance jobs are served."""
     s = settings(redis_url, data_dir, db, prefix)
     _positive(timeout)
+    known(s, session_id)
     with _view(s) as view:
         record = _send(s, lambda k: k.ingest, [], lambda emit: rv.approve(
             view, emit, _root(s), session_id, edit_id, _actor(actor), timeout))
@@ -102,6 +104,9 @@ def reject(session_id: SessionArg, edit_id: EditArg,
     """Reject a staged edit, recording why; the guidance is unchanged."""
     s = settings(redis_url, data_dir, db, prefix)
     _positive(timeout)
+    if not reason.strip():
+        raise CliError("--reason must not be empty")
+    known(s, session_id)
     with _view(s) as view:
         record = _send(s, lambda k: k.ingest, [], lambda emit: rv.reject(
             view, emit, _root(s), session_id, edit_id, reason, _actor(actor), timeout))

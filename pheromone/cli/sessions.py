@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import TypeAdapter, ValidationError
 from rich.table import Table
 
 from contracts import Envelope
 from contracts.sessions import AutonomyMode, EditStatus, PlaybookWritten, SessionTrigger, TriggerKind
 from contracts.streams import FIELD, Keys
+from contracts.types import Identifier
 from pheromone.cli.common import (
     CliError,
     DataDirOpt,
@@ -53,6 +55,7 @@ TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait fo
 SessionArg = Annotated[str, typer.Argument(help="Session id")]
 EditArg = Annotated[str, typer.Argument(help="Edit id (as `review list` shows it)")]
 FINAL = ("completed", "awaiting_review", "failed", "rolled_back")
+_WORKSPACE: TypeAdapter[str] = TypeAdapter(Identifier)
 
 
 def register(app: typer.Typer) -> None:
@@ -115,6 +118,22 @@ def _send(s: Settings, stream: Callable[[Keys], str], events: Sequence[Envelope]
         return asyncio.run(go())
 
 
+def known(s: Settings, session_id: str) -> None:
+    """Fail before connecting to anything when the session has no artifact (or no store exists)."""
+    require_store(s)
+    try:
+        artifacts.read_session(_root(s), session_id)
+    except artifacts.ArtifactError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def workspace_name(workspace: str) -> str:
+    try:
+        return _WORKSPACE.validate_python(workspace)
+    except ValidationError as exc:
+        raise CliError(f"invalid --workspace {workspace!r}: {exc.errors(include_url=False)[0]['msg']}") from exc
+
+
 def _actor(actor: str | None) -> str:
     return actor or f"operator:{getpass.getuser()}"
 
@@ -136,6 +155,7 @@ def list_(workspace: WorkspaceOpt = None,
     if not 1 <= limit <= 1_000:
         raise CliError("--limit must be between 1 and 1000")
     s = settings(data_dir=data_dir, db=db)
+    workspace = workspace_name(workspace) if workspace is not None else None
     with _view(s) as view:
         rows = view.sessions(workspace, limit)
     if as_json:
@@ -230,6 +250,7 @@ def rollback(session_id: SessionArg,
     """Revert every edit a session applied (exactly, newest first) and reject the ones still staged."""
     s = settings(redis_url, data_dir, db, prefix)
     _positive(timeout)
+    known(s, session_id)
     with _view(s) as view:
         record = _send(s, lambda k: k.ingest, [], lambda emit: rv.rollback(
             view, emit, _root(s), session_id, reason, _actor(actor), timeout))
@@ -281,6 +302,7 @@ def playbook(workspace: WorkspaceOpt = None,
              data_dir: DataDirOpt = None, db: DbOpt = None, prefix: PrefixOpt = None) -> None:
     """Print a workspace's playbook (every workspace's without --workspace), or set its hand-written text."""
     s = settings(redis_url, data_dir, db, prefix)
+    workspace = workspace_name(workspace) if workspace is not None else None
     if set_file is not None:
         _set_playbook(s, workspace, set_file, _positive(timeout))
     with _view(s) as view:

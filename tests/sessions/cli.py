@@ -22,8 +22,11 @@ def env_for(data_dir: Path) -> dict[str, str]:
 
 
 def run(data_dir: Path, *args: str, url: str | None = None, prefix: str | None = None) -> Run:
-    extra = (["--redis-url", url] if url else []) + (["--prefix", prefix] if prefix else [])
-    proc = subprocess.run([str(PHEROMONE), *args, *extra], env=env_for(data_dir), cwd=data_dir, capture_output=True,
+    """`pheromone ARGS` with the data directory, and the Redis URL and prefix if given, from the environment."""
+    env = env_for(data_dir)
+    env.update({"PHEROMONE_REDIS_URL": url} if url else {})
+    env.update({"PHEROMONE_PREFIX": prefix} if prefix else {})
+    proc = subprocess.run([str(PHEROMONE), *args], env=env, cwd=data_dir, capture_output=True,
                           text=True, timeout=120, stdin=subprocess.DEVNULL, check=False)
     return Run(tuple(args), proc.returncode, proc.stdout, proc.stderr)
 

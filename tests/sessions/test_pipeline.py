@@ -137,3 +137,17 @@ def test_the_risk_table_covers_every_op_and_autonomy_decides_per_tier() -> None:
         (EditRiskTier.AUTO, AutonomyMode.AUTO), (EditRiskTier.AUTO, AutonomyMode.TIERED),
         (EditRiskTier.REVIEW, AutonomyMode.AUTO),
     ]
+
+
+def test_a_full_session_record_round_trips_through_its_json() -> None:
+    from contracts.sessions import LearningSession, SessionStatus, TriggerKind
+
+    c = session(StatisticalTeacher(), recoveries=True)
+    assert c.gated is not None
+    record = LearningSession(
+        id="s-1", workspace=WORKSPACE, trigger=TriggerKind.CLUSTER, trigger_id="t-1", autonomy=AutonomyMode.TIERED,
+        status=SessionStatus.AWAITING_REVIEW, started_at=NOW, clusters=c.clusters, outcomes=c.outcomes,
+        snapshots=c.gated.snapshots, report=c.report,
+    )
+    assert LearningSession.model_validate_json(record.model_dump_json()) == record
+    assert c.plan is not None and type(c.plan).model_validate_json(c.plan.model_dump_json()) == c.plan
