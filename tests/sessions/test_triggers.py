@@ -150,3 +150,31 @@ async def test_a_session_that_fails_is_recorded_as_failed(
         assert view.active_sessions(WORKSPACE) == []  # and the scope is free again
     finally:
         view.close()
+
+
+async def test_a_session_abandoned_by_a_dead_consolidator_is_failed_by_the_next_one(
+    start_runtime: StartRuntime, db: Path, prefix: str, redis: aioredis.Redis
+) -> None:
+    from contracts.sessions import SessionTransitioned
+
+    await start_runtime()
+    stale = [Envelope(workspace=WORKSPACE, job="consolidator", payload=SessionTransitioned(
+        session_id="s-dead", scope=WORKSPACE, to_status=to, trigger="on_demand" if to == "triggered" else None))  # type: ignore[arg-type]
+        for to in ("triggered", "harvesting")]
+    await h.feed(redis, Keys(prefix).ingest, stale)
+    await h.stored(db, 2)
+    tid = await h.trigger(redis, prefix, WORKSPACE)  # its lock expired with it: the scope is free
+    await h.session_of(db, tid, "completed")
+    assert h.rows(db, "SELECT status FROM session_state WHERE session_id = 's-dead'") == [("failed",)]
+    reason = h.rows(db, "SELECT reason FROM session_transitions WHERE session_id = 's-dead' AND to_status = 'failed'")
+    assert "abandoned in harvesting" in reason[0][0]
+
+
+async def test_the_consolidator_runs_alone(start_runtime: StartRuntime, db: Path, prefix: str,
+                                           redis: aioredis.Redis) -> None:
+    runtime = await start_runtime(services=("consolidator",))  # `pheromone serve --only consolidator`
+    assert runtime.names == ("consolidator",)
+    assert h.rows(db, "SELECT COUNT(*) FROM session_state") == [(0,)]  # it made the migrated store it reads
+    keys = Keys(prefix)
+    groups = {s: [g["name"] for g in await redis.xinfo_groups(s)] for s in (keys.triggers, keys.ingest)}
+    assert groups == {Keys(prefix).triggers: [b"consolidator"], Keys(prefix).ingest: [b"consolidator"]}
