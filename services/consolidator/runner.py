@@ -89,6 +89,10 @@ class SessionRunner:
         scope, v, cfg = s.workspace, self.view, self.settings
         s, _ = await self._move(s, S.HARVESTING, "reading the ledger since the last session")
         since = await asyncio.to_thread(v.watermark, scope)
+        if trigger.trigger is TriggerKind.USER_FLAG and trigger.subject:
+            # A flagged run older than the last session is harvested again, so that the flag counts.
+            flagged_seq = await asyncio.to_thread(v.seq_of, trigger.subject)
+            since = min(since, flagged_seq - 1) if flagged_seq is not None else since
         events = await asyncio.to_thread(v.ledger, scope, since, cfg.max_harvest_events)
         flag = trigger.trigger is TriggerKind.USER_FLAG and trigger.subject
         flagged = frozenset({trigger.subject}) if flag and trigger.subject else frozenset()

@@ -37,6 +37,10 @@ HAVING MAX(l.seq) > (SELECT COALESCE(MAX(s.watermark), 0) FROM session_state s
 """
 WORKSPACE_OF = "SELECT workspace FROM ledger WHERE event_id = ? UNION ALL SELECT workspace FROM executions WHERE id = ?"
 PLAYBOOK = "SELECT hand FROM playbooks WHERE workspace = ?"
+SEQ_OF = """
+SELECT seq FROM ledger WHERE event_id = ?
+UNION ALL SELECT l.seq FROM executions x JOIN ledger l ON l.event_id = x.event_id WHERE x.id = ?
+"""
 DONE = (SessionStatus.COMPLETED.value, SessionStatus.AWAITING_REVIEW.value, SessionStatus.ROLLED_BACK.value)
 
 
@@ -90,6 +94,11 @@ class StoreView:
 
     def workspaces_with_new_runs(self) -> list[str]:
         return [r[0] for r in self.conn.execute(WORKSPACES_WITH_NEW_RUNS, DONE)]
+
+    def seq_of(self, record_id: str) -> int | None:
+        """The ledger seq of an event id, or of the event that recorded an execution id."""
+        row = self.conn.execute(SEQ_OF, (record_id, record_id)).fetchone()
+        return int(row[0]) if row else None
 
     def workspace_of(self, record_id: str) -> str | None:
         row = self.conn.execute(WORKSPACE_OF, (record_id, record_id)).fetchone()

@@ -16,7 +16,7 @@ import aiosqlite
 from pydantic import Field
 
 from services.query import learning as q
-from services.sessions.guidance import Guidance, render_playbook, served_patterns
+from services.sessions.guidance import Guidance, render_playbook, served_patterns, unslot
 
 _Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$")]
 _Name = Annotated[str, Field(min_length=1, max_length=256)]
@@ -53,9 +53,9 @@ async def guidance(db: aiosqlite.Connection, a: GuidanceArgs) -> dict[str, Any]:
     g = await _guidance(db, a.workspace)
     s = await q.recorded_settings(db)
     ranked = await q.patterns(db, q.PatternsArgs(limit=min(1_000, a.limit * 5)), s)
-    waits = [{"error_code": k.split("|")[0], "model": None if k.split("|")[1] == "*" else k.split("|")[1],
-              "seconds": v} for (p, k), v in sorted(g.entries.items())
-             if p == "wait_policy" and k.split("|")[1] in ("*", a.model)]
+    waits = [{"error_code": code, "model": model, "seconds": v}
+             for (p, k), v in sorted(g.entries.items()) if p == "wait_policy"
+             for code, model, _ in [unslot(k)] if model is None or model == a.model]
     book = await playbook(db, PlaybookArgs(workspace=a.workspace))
     return {"workspace": a.workspace, "model": a.model,
             "patterns": served_patterns(ranked, g, a.model)[: a.limit], "waits": waits,

@@ -3,11 +3,15 @@
 The guidance of a workspace is a set of entries `(pillar, key) -> value` (the store's `guidance` table) plus
 the hand-written text of its playbook (`playbooks`), which no edit touches:
 
-    pattern      `<pattern id>|<model or *>|status`  -> a QuarantineStatus value (quarantined/retired: not served)
-                 `<pattern id>|*|priority`           -> the priority served instead of the derived one
-                 `<pattern id>|*|suggested_action`   -> the action served instead of the observed one
-    wait_policy  `<error code>|<model or *>`          -> seconds to wait
-    playbook     `learned`                             -> the lines of the learned block, in order
+    pattern      ["<pattern id>", "<model>" or null, "status"]  -> a QuarantineStatus value (quarantined or
+                                                                   retired: not served to that model, or to any)
+                 ["<pattern id>", null, "priority"]              -> the priority served instead of the derived one
+                 ["<pattern id>", null, "suggested_action"]      -> the action served instead of the observed one
+    wait_policy  ["<error code>", "<model>" or null, "wait"]    -> seconds to wait
+    playbook     "learned"                                      -> the lines of the learned block, in order
+
+Keys are JSON arrays (`slot`), so no error code or model name, whatever characters it holds, can collide
+with another key; null means "every model".
 
 `apply_edit(before, edit)` is the one place an edit's effect is defined: the store's projection calls it to
 apply an event, the gate calls it to build candidate states. Rollback restores the exact `before` value.
@@ -15,6 +19,7 @@ apply an event, the gate calls it to build candidate states. Rollback restores t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,17 +37,26 @@ class NotApplicable(ValueError):
     """The edit cannot apply to the current value (anchor missing, line already present, no change)."""
 
 
+def slot(target: str, model: str | None, field: str) -> str:
+    """The guidance key of one value: a JSON array, unambiguous whatever the names hold."""
+    return json.dumps([target, model, field], separators=(",", ":"), ensure_ascii=False)
+
+
+def unslot(key: str) -> tuple[str, str | None, str]:
+    target, model, field = json.loads(key)
+    return target, model, field
+
+
 def key_of(edit: Edit) -> str:
-    model = edit.model or "*"
     match edit.op:
         case EditOp.SET_PATTERN_STATUS:
-            return f"{edit.target}|{model}|status"
+            return slot(edit.target or "", edit.model, "status")
         case EditOp.SET_PATTERN_PRIORITY:
-            return f"{edit.target}|*|priority"
+            return slot(edit.target or "", None, "priority")
         case EditOp.SET_SUGGESTED_ACTION:
-            return f"{edit.target}|*|suggested_action"
+            return slot(edit.target or "", None, "suggested_action")
         case EditOp.SET_WAIT_POLICY:
-            return f"{edit.target}|{model}"
+            return slot(edit.target or "", edit.model, "wait")
         case _:
             return LEARNED
 
@@ -95,15 +109,15 @@ class Guidance:
 
     def blocks(self, pattern_id: str, model: str | None) -> bool:
         """Is `pattern_id` kept from jobs running `model` (a status for that model, or for every model)?"""
-        for scope in ((model,) if model else ()) + ("*",):
-            status = self.entries.get((EditPillar.PATTERN.value, f"{pattern_id}|{scope}|status"))
+        for scope in ((model,) if model else ()) + (None,):
+            status = self.entries.get((EditPillar.PATTERN.value, slot(pattern_id, scope, "status")))
             if status is not None:
                 return status in BLOCKING
         return False
 
     def wait(self, error_code: str, model: str | None) -> float | None:
-        for scope in ((model,) if model else ()) + ("*",):
-            value = self.entries.get((EditPillar.WAIT_POLICY.value, f"{error_code}|{scope}"))
+        for scope in ((model,) if model else ()) + (None,):
+            value = self.entries.get((EditPillar.WAIT_POLICY.value, slot(error_code, scope, "wait")))
             if value is not None:
                 return float(value)
         return None
@@ -130,8 +144,8 @@ def served_patterns(patterns: list[dict[str, Any]], g: Guidance, model: str | No
         if g.blocks(pid, model):
             continue
         q = dict(p)
-        priority = g.get(EditPillar.PATTERN, f"{pid}|*|priority")
-        action = g.get(EditPillar.PATTERN, f"{pid}|*|suggested_action")
+        priority = g.get(EditPillar.PATTERN, slot(pid, None, "priority"))
+        action = g.get(EditPillar.PATTERN, slot(pid, None, "suggested_action"))
         if priority is not None:
             q["priority_score"] = float(priority)
         if action is not None:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from contracts.sessions import LEARNED_BEGIN, Edit, EditOp, EditPillar, EditStatus, PlaybookWritten, SessionStatus
-from services.sessions.guidance import Guidance, NotApplicable, apply_edit, render_playbook, served_patterns
+from services.sessions.guidance import Guidance, NotApplicable, apply_edit, render_playbook, served_patterns, slot
 from services.sessions.harvest import GateRefused, Harvest, Mined, Run, check_splits, dream, mine
 from services.sessions.states import EDIT_TRANSITIONS, SESSION_TRANSITIONS, IllegalTransition, check_edit, check_session
 
@@ -80,7 +80,8 @@ def test_hand_written_text_may_not_forge_the_learned_block() -> None:
 
 
 def test_served_patterns_leave_out_what_is_blocked_for_that_model_only() -> None:
-    g = Guidance({("pattern", "p1|m-b|status"): "quarantined", ("pattern", "p2|*|priority"): 0.99})
+    g = Guidance({("pattern", slot("p1", "m-b", "status")): "quarantined",
+                  ("pattern", slot("p2", None, "priority")): 0.99})
     ranked = [{"id": "p1", "priority_score": 0.9, "suggested_action": None},
               {"id": "p2", "priority_score": 0.1, "suggested_action": None}]
     assert [p["id"] for p in served_patterns(ranked, g, "m-b")] == ["p2"]
@@ -121,3 +122,14 @@ def test_the_gate_refuses_a_benchmark_where_val_overlaps_train_or_a_dream_is_hel
     m.tasks[d.id] = d.model_copy(update={"split": "val"})
     with pytest.raises(GateRefused, match="dream"):
         check_splits(m)
+
+
+@pytest.mark.parametrize(("code", "model", "other"), [
+    ("429", "*", None), ("a|b", "m", "a"), ('x"]', "m|n", "m"), ("429", "m", "m|*"),
+])
+def test_hostile_names_cannot_reach_another_guidance_key(code: str, model: str, other: str | None) -> None:
+    edit = Edit(id="e_w", pillar=EditPillar.WAIT_POLICY, op=EditOp.SET_WAIT_POLICY, workspace="ws", target=code,
+                model=model, seconds=5.0)
+    g = Guidance().with_edit(edit)
+    assert g.wait(code, model) == 5.0
+    assert g.wait(code, other) is None  # a policy for one model never applies to another, or to every model

@@ -116,11 +116,14 @@ async def test_flagging_a_run_starts_a_session_that_counts_it_as_a_failure(
     ok = next(e.payload for e in runs if e.payload.status == "completed")  # type: ignore[union-attr]
     await h.feed(redis, Keys(prefix).ingest, runs)
     await h.stored(db, 8)
+    earlier = await h.trigger(redis, prefix, WORKSPACE)  # a session that harvests the run before it is flagged
+    await h.session_of(db, earlier, "completed")
     sent = await cli.ok_json(tmp_path, "flag", ok.id, url=redis_url, prefix=prefix)  # type: ignore[union-attr]
     assert sent["workspace"] == WORKSPACE and sent["flagged"] == ok.id  # type: ignore[union-attr]
     found = await h.session_of(db, sent["trigger_id"], "completed")
     s = h.read_session(str(found["path"]))
     assert s.trigger is TriggerKind.USER_FLAG and s.subject == ok.id  # type: ignore[union-attr]
+    # The run is older than the scope's last session: it is harvested again so that the flag counts.
     assert any(f"flagged:{ok.id}" in d.feedback_signals for d in s.digests)  # type: ignore[union-attr]
 
 
