@@ -19,6 +19,7 @@ import aiosqlite
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import EscalationDecisionRecord, EvolutionTrajectoryEntry, PatternRecord, QuarantineStatus
+from contracts.types import NonNegInt
 from services.learning.entropy import entropy_from_aggregate
 from services.learning.escalations import OUTCOME_RANK
 from services.learning.executions import optimal_window
@@ -99,8 +100,9 @@ class ExecutionStatsArgs(Args):
 
 
 class TrajectoryArgs(Args):
-    start_cycle: Annotated[int, Field(ge=0)] | None = None
-    end_cycle: Annotated[int, Field(ge=0)] | None = None
+    # The records' own bound (NonNegInt, <= 2**53): an unbounded int would overflow SQLite's INTEGER.
+    start_cycle: NonNegInt | None = None
+    end_cycle: NonNegInt | None = None
     window_cycles: Annotated[int, Field(ge=1, le=10_000)] | None = None
     min_occurrences: Annotated[int, Field(ge=1, le=10_000)] | None = None
     limit: _Limit = 50

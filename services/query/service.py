@@ -31,6 +31,7 @@ from services.store.reader import Reader
 log = logging.getLogger(__name__)
 REPLY_TTL_S = 60
 MAX_REQUEST_BYTES = 64 * 1024
+_REPLY_MEMBER = re.compile(rb'"reply"\s*:\s*"([^"\\]{1,256})"')
 
 Op = Callable[[Reader, dict[str, Any]], Awaitable[Any]]
 
@@ -56,7 +57,11 @@ OPS.update(SESSION_OPS)  # what learning sessions edited: playbook, guidance (is
 async def answer(reader: Reader, raw: bytes, reply_pattern: re.Pattern[str]) -> tuple[str | None, dict[str, Any]]:
     """Parse and run one request; returns (reply key or None, response)."""
     if len(raw) > MAX_REQUEST_BYTES:
-        return None, {"ok": False, "error": "request too large"}
+        # Not parsed, but answered if it names a reply key (one regex pass; JSON escapes quotes in strings, so
+        # only a real "reply" member matches): the client gets this error at once instead of timing out.
+        found = [m.decode(errors="replace") for m in _REPLY_MEMBER.findall(raw)]
+        reply = next((r for r in reversed(found) if reply_pattern.fullmatch(r)), None)
+        return reply, {"ok": False, "error": f"request is {len(raw)} bytes, over the {MAX_REQUEST_BYTES}-byte limit"}
     try:
         request = json.loads(raw)
         reply = request.get("reply") if isinstance(request, dict) else None
@@ -73,10 +78,17 @@ async def answer(reader: Reader, raw: bytes, reply_pattern: re.Pattern[str]) -> 
     try:
         return reply, {"ok": True, "result": await OPS[op](reader, args)}
     except ValidationError as exc:
-        return reply, {"ok": False, "error": describe(exc).replace("invalid envelope", "invalid query")}
+        return reply, {"ok": False, "error": _one_line(describe(exc).replace("invalid envelope", "invalid query"))}
     except Exception as exc:  # a failed query is answered, never left to time out
-        log.warning("query %s failed: %s", op, exc)
-        return reply, {"ok": False, "error": f"query failed: {type(exc).__name__}: {exc}"}
+        error = _one_line(f"{type(exc).__name__}: {exc}")
+        log.warning("query %s failed: %s", op, error)
+        return reply, {"ok": False, "error": f"query failed: {error}"}
+
+
+def _one_line(text: str) -> str:
+    """Errors quote the request's own names and values: escape control characters (a newline in an argument's
+    name must not split the answer or forge a log line)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:

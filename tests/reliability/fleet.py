@@ -23,11 +23,12 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from contracts import Payload
-from contracts.streams import GROUP_STORE, STREAM_GROUPS, Keys
+from contracts.streams import Keys
 from pheromone import Pheromone
 from pheromone.simulate import SimJob
 from services.runtime import service_names
 from services.store.db import Store
+from tests.services import helpers as h
 from tests.support import eventually
 
 PHEROMONE = Path(sys.executable).parent / "pheromone"
@@ -85,6 +86,10 @@ class ServiceFleet:
                 await self.ready(redis, name)
         for name in names:
             await self.ready(redis, name)
+
+    def consumer(self, name: str) -> str:
+        """The current process's consumer name in its groups (`Settings.consumer_name`, per worker)."""
+        return f"{name}-{os.uname().nodename}-{self.procs[name].pid}"
 
     def heartbeat(self, name: str) -> str:
         return f"{Keys(self.prefix).heartbeat(name)}:{os.uname().nodename}-{self.procs[name].pid}"
@@ -210,32 +215,59 @@ async def used_memory(redis: aioredis.Redis) -> int:
     return int((await redis.info("memory"))["used_memory"])
 
 
+async def group_streams(redis: aioredis.Redis, prefix: str) -> list[str]:
+    """Every stream under `prefix` that some consumer group reads (whatever services exist)."""
+    streams = [key.decode() async for key in redis.scan_iter(match=f"{prefix}:*", _type="STREAM")]
+    return sorted([s for s in streams if await redis.xinfo_groups(s)])
+
+
 async def stream_lengths(redis: aioredis.Redis, prefix: str) -> dict[str, int]:
     keys = Keys(prefix)
-    streams = [keys.stream(s) for s in STREAM_GROUPS] + [keys.broadcast, keys.dead]
-    return {s.rsplit(":", 1)[1]: int(await redis.xlen(s)) for s in streams}
+    streams = {*await group_streams(redis, prefix), keys.broadcast, keys.dead}
+    return {s.removeprefix(f"{prefix}:"): int(await redis.xlen(s)) for s in sorted(streams)}
 
 
 async def group_state(redis: aioredis.Redis, prefix: str) -> dict[tuple[str, str], tuple[int, int | None]]:
-    """(stream, group) -> (pending, lag) for every group that reads a stream (STREAM_GROUPS)."""
-    keys = Keys(prefix)
+    """(stream, group) -> (pending, lag) for every group of every stream under `prefix`."""
     out: dict[tuple[str, str], tuple[int, int | None]] = {}
-    for stream, groups in STREAM_GROUPS.items():
-        infos = {i["name"].decode(): i for i in await redis.xinfo_groups(keys.stream(stream))}
-        for group in groups:
-            info = infos.get(group)
-            out[(stream, group)] = (int(info["pending"]), info["lag"]) if info else (-1, None)
+    for stream in await group_streams(redis, prefix):
+        for info in await redis.xinfo_groups(stream):
+            out[(stream.removeprefix(f"{prefix}:"), info["name"].decode())] = (int(info["pending"]), info["lag"])
     return out
 
 
 async def all_groups_drained(redis: aioredis.Redis, prefix: str) -> bool:
     """Every group has read every entry of its stream and acked it: XPENDING 0 and lag 0 everywhere."""
-    return all(p == 0 and lag == 0 for p, lag in (await group_state(redis, prefix)).values())
-
-
-async def store_drained(redis: aioredis.Redis, prefix: str) -> bool:
     state = await group_state(redis, prefix)
-    return all(p == 0 and lag == 0 for (_, g), (p, lag) in state.items() if g == GROUP_STORE)
+    return bool(state) and all(p == 0 and lag == 0 for p, lag in state.values())
+
+
+@dataclass(frozen=True)
+class ConsumerState:
+    stream: str
+    group: str
+    pending: int
+    inactive_ms: int
+    """Since its last read that delivered entries (or claim); -1 if it never read any."""
+
+
+async def consumer_states(redis: aioredis.Redis, prefix: str, consumer: str) -> list[ConsumerState]:
+    """Where the named consumer (a service process: `{service}-{host}-{pid}`) is a member, in every group."""
+    out = []
+    for stream in await group_streams(redis, prefix):
+        for info in await redis.xinfo_groups(stream):
+            for c in await redis.xinfo_consumers(stream, info["name"]):
+                if c["name"].decode() == consumer:
+                    out.append(ConsumerState(stream, info["name"].decode(), int(c["pending"]),
+                                             int(c.get("inactive", c["idle"]))))
+    return out
+
+
+def producer_events(db: Path, producers: Sequence[Producer]) -> list[tuple[str, str]]:
+    """(event id, workspace) of every ledger event the producers emitted (services' own events left out)."""
+    jobs = sorted({p.client.job for p in producers})
+    sql = f"SELECT event_id, workspace FROM ledger WHERE job IN ({','.join('?' * len(jobs))})"
+    return [(str(i), str(w)) for i, w in h.query(db, sql, *jobs)]
 
 
 async def rebuild_matches(db: Path) -> tuple[str, str, int]:

@@ -6,14 +6,12 @@ ledger holds every emitted event exactly once."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
-from contracts.streams import STREAM_GROUPS, SYSTEM_WORKSPACE, Keys
 from services.embedded import EmbeddedServer
 from tests.reliability import fleet as f
 from tests.reliability.fleet import SERVICE_ENV, SERVICES, Producer, ServiceFleet
@@ -23,23 +21,18 @@ from tests.support import eventually
 pytestmark = pytest.mark.slow
 
 BATCH = int(SERVICE_ENV["PHEROMONE_BATCH_SIZE"])
-GROUPS_OF = {
-    "store": [(s, "store") for s in STREAM_GROUPS],
-    "coordinator": [("ratelimits", "coordinator")],
-    "broadcaster": [("discoveries", "broadcaster")],
-    "entropy": [("ingest", "entropy")],
-    "query": [],
-}
 
 
-async def stranded(redis: aioredis.Redis, prefix: str, service: str, pid: int) -> int:
-    """Entries still pending for the stopped process's consumer, over all its groups."""
-    consumer = f"{service}-{os.uname().nodename}-{pid}".encode()
-    total = 0
-    for stream, group in GROUPS_OF[service]:
-        summary = await redis.xpending(Keys(prefix).stream(stream), group)
-        total += sum(int(c["pending"]) for c in summary["consumers"] if c["name"] == consumer)
-    return total
+async def stranded(redis: aioredis.Redis, prefix: str, consumer: str) -> tuple[int, int]:
+    """(entries still pending for a stopped process's consumer, groups it was a member of)."""
+    states = await f.consumer_states(redis, prefix, consumer)
+    return sum(s.pending for s in states), len(states)
+
+
+def within_one_read(counts: tuple[int, int]) -> bool:
+    """A graceful stop commits and acks what it handled: at most one read cut short per group stays."""
+    pending, groups = counts
+    return pending <= BATCH * groups
 
 
 @pytest.mark.timeout(240)
@@ -55,20 +48,20 @@ async def test_sigterm_under_load_leaves_nothing_a_restart_cannot_finish(
     try:
         await eventually(lambda: h.ledger_count(fleet.db) > 300, timeout=60, what="load under way")
         for name in SERVICES:
-            pid = fleet.procs[name].pid
+            consumer = fleet.consumer(name)
             assert await asyncio.to_thread(fleet.signal, name, signal.SIGTERM) == 0, fleet.tail(name)
-            # A graceful stop commits and acks what it handled; at most one read cut short per group stays.
-            assert await stranded(redis, prefix, name, pid) <= BATCH * len(GROUPS_OF[name])
+            left = await stranded(redis, prefix, consumer)
+            assert within_one_read(left), (name, left)
             fleet.start(name)
             await fleet.ready(redis, name)
         before = h.ledger_count(fleet.db)
         await eventually(lambda: h.ledger_count(fleet.db) > before, timeout=30, what="the store going on")
 
-        pids = {name: proc.pid for name, proc in fleet.procs.items()}
+        consumers = {name: fleet.consumer(name) for name in SERVICES}
         codes = await asyncio.to_thread(fleet.stop_all)  # every service at once, producers still emitting
         assert codes == dict.fromkeys(SERVICES, 0), f"{codes}\n{fleet.tails()}"
-        for name, pid in pids.items():
-            assert await stranded(redis, prefix, name, pid) <= BATCH * len(GROUPS_OF[name])
+        for name, consumer in consumers.items():
+            assert within_one_read(await stranded(redis, prefix, consumer)), name
         await fleet.start_all(redis)
     finally:
         stop.set()
@@ -81,7 +74,7 @@ async def test_sigterm_under_load_leaves_nothing_a_restart_cannot_finish(
                          what="XPENDING 0 and lag 0 in every group")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{await f.group_state(redis, prefix)}\n{fleet.tails()}") from None
-    ids = [i for (i,) in h.query(fleet.db, "SELECT event_id FROM ledger WHERE workspace != ?", SYSTEM_WORKSPACE)]
+    ids = [i for i, _ in f.producer_events(fleet.db, producers)]
     assert len(ids) == len(emitted) and set(ids) == emitted
     assert await h.dead_letters(redis, prefix) == []
     assert fleet.stop_all() == dict.fromkeys(SERVICES, 0)
