@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -187,10 +188,13 @@ def show(session_id: SessionArg, as_json: JsonOpt = False, data_dir: DataDirOpt 
                   f"({record.trigger.value}, autonomy {record.autonomy.value}, teacher {record.teacher})")
     if record.error:
         console.print(f"error: {record.error}")
-    edits = Table("edit", "op", "target", "model", "tier", "status", "reason", title="Edits", title_justify="left")
-    for o in record.outcomes:
+    edits = Table(title="Edits", title_justify="left")
+    edits.add_column("edit", no_wrap=True)  # whole: `review approve` takes it
+    for name in ("op / model", "status", "reason"):
+        edits.add_column(name, overflow="fold")
+    for o in record.outcomes:  # target, tier and rationale: `pheromone review show SESSION EDIT`
         e = o.edit
-        edits.add_row(e.id, e.op.value, e.target or "", e.model or "", e.risk_tier.value, o.status.value, o.reason)
+        edits.add_row(e.id, f"{e.op.value}{' / ' + e.model if e.model else ''}", o.status.value, o.reason)
     console.print(edits)
     snaps = Table("label", "split", "score", "tasks", title="Benchmark snapshots", title_justify="left")
     for x in record.snapshots:
@@ -315,8 +319,8 @@ def playbook(workspace: WorkspaceOpt = None,
         return
     for w, text in books.items():
         if workspace is None:
-            console.print(f"[bold]== {w} ==[/bold]")
-        console.print(text, markup=False, highlight=False, end="")
+            sys.stdout.write(f"== {w} ==\n")
+        sys.stdout.write(text)  # verbatim: a playbook goes into prompts, never re-wrapped
 
 
 def _set_playbook(s: Settings, workspace: str | None, path: Path, timeout: float) -> None:

@@ -4,6 +4,7 @@ what jobs are served (through the query service and the client)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -62,6 +63,13 @@ async def test_approving_a_staged_edit_changes_what_jobs_are_served(
     assert record.status.value == "completed"
     assert next(o for o in record.outcomes if o.edit.id == staged[0].id).decided_by.startswith("operator:")
     assert await cli.ok_json(tmp_path, "review", "list", "--db", str(db)) == []
+    # The human-readable views work too, and the playbook is printed verbatim, as jobs are served it.
+    shown = await asyncio.to_thread(cli.run, tmp_path, "sessions", "show", s.id)
+    assert shown.code == 0 and staged[0].id in shown.out, str(shown)
+    detail = await asyncio.to_thread(cli.run, tmp_path, "review", "show", s.id, staged[0].id)
+    assert detail.code == 0 and "status: applied" in detail.out, str(detail)
+    printed = await asyncio.to_thread(cli.run, tmp_path, "playbook", "--workspace", WORKSPACE)
+    assert printed.code == 0 and printed.out == await job_b.playbook(), str(printed)
 
 
 async def test_rejecting_records_why_and_rollback_restores_the_exact_previous_guidance(
@@ -111,6 +119,4 @@ async def test_rollback_never_touches_the_hand_written_playbook(
 
 
 async def asyncio_run_cli(data_dir: Path, *args: str, url: str, prefix: str) -> cli.Run:
-    import asyncio
-
     return await asyncio.to_thread(cli.run, data_dir, *args, url=url, prefix=prefix)
