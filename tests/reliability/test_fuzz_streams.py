@@ -1,9 +1,10 @@
 """Hostile entries on every stream a group reads, with every service running: each malformed entry becomes
-exactly one dead letter (from the store group, which keeps the record) carrying the parser's reason and the
+exactly one dead letter (from the one group of its stream that keeps records) carrying the parser's reason and the
 original bytes; the other groups skip it; valid events interleaved with the junk flow through every group.
 
 tests/services/test_dead_letters.py pins one precise message per kind of poison on ingest; here hypothesis
-generates the junk (derandomized, so a failure reproduces) and every stream of `STREAM_GROUPS` gets it.
+generates the junk (derandomized, so a failure reproduces) and every stream that a running service reads
+through a group gets it (the store's three, and any other, such as the consolidator's triggers).
 Query requests (the query service's list) are fuzzed in test_fuzz_queries.py.
 """
 
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 
 from contracts import MAX_ENTRY_BYTES, Envelope, pattern_id
 from contracts.broadcast import BroadcastKind
-from contracts.streams import FIELD, FIELD_KIND, GROUP_STORE, STREAM_GROUPS, Keys
+from contracts.streams import FIELD, FIELD_KIND, STREAM_GROUPS, Keys
 from services.consumer import describe, parse_entry
 from services.runtime import Runtime, service_names
 from services.transport import MAX_ERROR_CHARS
@@ -148,19 +149,30 @@ async def test_junk_on_every_group_stream_is_dead_lettered_once_with_its_reason_
 ) -> None:
     keys = Keys(prefix)
     db = tmp_path / "store.db"
+    workers = [w for part in every_service.parts for w in part.workers]
+    recorders: dict[str, list[str]] = {w.stream: [] for w in workers}
+    for w in workers:
+        if w.records_poison:
+            recorders[w.stream].append(w.group)
+    # No silent loss: every stream a group reads has exactly one group that keeps what it cannot parse.
+    assert all(len(groups) == 1 for groups in recorders.values()), recorders
+    assert {keys.stream(name) for name in STREAM_GROUPS} <= set(recorders)
     await h.xadd_raw(redis, keys.ingest, [h.entry(h.envelope(h.observed("fuzzed")))])  # applied events need it
     expected: dict[tuple[str, bytes], tuple[Fields, str]] = {}
     good: dict[str, list[Envelope]] = {}
     bad = draw_junk(EXAMPLES)  # the same hostile set on every stream
-    for stream in STREAM_GROUPS:
-        good[stream] = [valid(stream, i) for i in range(EXAMPLES + 1)]
+    for stream in sorted(recorders):
+        name = stream.removeprefix(f"{prefix}:")
+        good[name] = [valid(name, i) for i in range(EXAMPLES + 1)] if name in STREAM_GROUPS else []
         entries: list[Fields] = []
-        for env, (fields, _) in zip(good[stream], bad, strict=False):
-            entries += [h.entry(env), fields]  # type: ignore[list-item]
-        entries.append(h.entry(good[stream][-1]))  # type: ignore[arg-type]
-        ids = await h.xadd_raw(redis, keys.stream(stream), entries)  # type: ignore[arg-type]
+        for i, (fields, _) in enumerate(bad):
+            entries += [h.entry(good[name][i]), fields] if good[name] else [fields]  # type: ignore[list-item]
+        if good[name]:
+            entries.append(h.entry(good[name][-1]))  # type: ignore[arg-type]
+        ids = await h.xadd_raw(redis, stream, entries)  # type: ignore[arg-type]
+        step, first = (2, 1) if good[name] else (1, 0)
         for i, item in enumerate(bad):
-            expected[(keys.stream(stream), ids[2 * i + 1])] = item
+            expected[(stream, ids[first + step * i])] = item
 
     await eventually(lambda: f.all_groups_drained(redis, prefix), timeout=60, interval=0.1,
                      what="every group read and acked every entry")
@@ -174,7 +186,7 @@ async def test_junk_on_every_group_stream_is_dead_lettered_once_with_its_reason_
     assert set(by_entry) == set(expected), "a dead letter for a valid entry, or junk without one"
     for key, (fields, why) in expected.items():
         [letter] = by_entry[key]  # exactly one
-        assert letter[b"group"].decode() == GROUP_STORE and letter[b"deliveries"] == b"1"
+        assert [letter[b"group"].decode()] == recorders[key[0]] and letter[b"deliveries"] == b"1"
         assert letter[b"error"].decode() == why[:MAX_ERROR_CHARS], key
         assert why.startswith(("invalid envelope: ", "ValueError: ")), why
         assert {k[2:]: v for k, v in letter.items() if k.startswith(b"f:")} == fields, key
