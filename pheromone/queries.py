@@ -96,12 +96,13 @@ class QueryClient:
         args = {"confidence": confidence, "validation_pass_rate": validation_pass_rate, "limit": limit}
         return await self.call("escalations_similar", args, timeout=timeout)  # type: ignore[no-any-return]
 
-    async def execution_stats(self, *, workspace_hash: str | None = None, job_hash: str | None = None,
-                              model: str | None = None, by: str | None = None, error_code: str | None = None,
-                              timeout: float = 10.0) -> dict[str, Any]:
-        """`{"stats", "optimal_window"}`, overall or grouped `by` workspace, job or model."""
-        args = {"workspace_hash": workspace_hash, "job_hash": job_hash, "model": model, "by": by,
-                "error_code": error_code}
+    async def execution_stats(self, *, workspace: str | None = None, workspace_hash: str | None = None,
+                              job_hash: str | None = None, model: str | None = None, by: str | None = None,
+                              error_code: str | None = None, timeout: float = 10.0) -> dict[str, Any]:
+        """`{"stats", "optimal_window"}`, overall or grouped `by` workspace hash, job or model. `workspace` scopes
+        to what that workspace reported; `workspace_hash` filters on the records' own field."""
+        args = {"workspace": workspace, "workspace_hash": workspace_hash, "job_hash": job_hash, "model": model,
+                "by": by, "error_code": error_code}
         return await self.call("execution_stats", args, timeout=timeout)  # type: ignore[no-any-return]
 
     async def entropy(self, *, history: bool = False, timeout: float = 10.0) -> dict[str, Any]:

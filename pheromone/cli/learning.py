@@ -265,7 +265,10 @@ def similar(
 @executions_app.command("stats")
 def stats(
     workspace: Annotated[
-        str | None, typer.Option("--workspace", "-w", help="Only this workspace hash")
+        str | None, typer.Option("--workspace", "-w", help="Only what this workspace reported")
+    ] = None,
+    workspace_hash: Annotated[
+        str | None, typer.Option("--workspace-hash", help="Only records with this workspace_hash field")
     ] = None,
     job: Annotated[str | None, typer.Option("--job", help="Only this job hash")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Only this model")] = None,
@@ -280,7 +283,8 @@ def stats(
     """Execution statistics and the optimal execution window (hours of day)."""
     args = parse_args(
         q.ExecutionStatsArgs,
-        workspace_hash=workspace,
+        workspace=workspace,
+        workspace_hash=workspace_hash,
         job_hash=job,
         model=model,
         by=by,

@@ -19,7 +19,7 @@ import aiosqlite
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import EscalationDecisionRecord, EvolutionTrajectoryEntry, PatternRecord, QuarantineStatus
-from contracts.types import NonNegInt
+from contracts.types import Identifier, NonNegInt
 from services.learning.entropy import entropy_from_aggregate
 from services.learning.escalations import OUTCOME_RANK
 from services.learning.executions import optimal_window
@@ -90,7 +90,10 @@ class EscalationArgs(Args):
 
 
 class ExecutionStatsArgs(Args):
+    workspace: Identifier | None = None
+    """The tenant: only executions (and recoveries) this workspace reported (the envelope's workspace)."""
     workspace_hash: _Text | None = None
+    """The record's own `workspace_hash` field, as its producer wrote it (seed 000); not a boundary."""
     job_hash: _Text | None = None
     model: _Text | None = None
     by: Literal["workspace", "job", "model"] | None = None
@@ -672,7 +675,8 @@ async def execution_stats(
 ) -> dict[str, Any]:
     """Execution statistics (overall or per workspace/job/model) and the optimal execution window."""
     where, params = "", []  # type: tuple[str, list[Any]]
-    for column, value in (("workspace_hash", a.workspace_hash), ("job_hash", a.job_hash), ("model", a.model)):
+    for column, value in (("workspace", a.workspace), ("workspace_hash", a.workspace_hash),
+                          ("job_hash", a.job_hash), ("model", a.model)):
         if value is not None:
             where += f" AND {column} = ?"
             params.append(value)
@@ -700,6 +704,9 @@ async def execution_stats(
             }
         )
     rwhere, rparams = "", []  # type: tuple[str, list[Any]]
+    if a.workspace is not None:
+        rwhere += " AND workspace = ?"
+        rparams.append(a.workspace)
     if a.error_code is not None:
         rwhere += " AND error_code = ?"
         rparams.append(a.error_code)

@@ -93,6 +93,23 @@ def learning_settings(
     return LearningSettings.model_validate_json(row[0]) if row else LearningSettings()
 
 
+OWNED_TABLES = ("executions", "error_recoveries", "rate_limit_events", "escalation_decisions", "pattern_discoveries")
+"""Record families keyed by the producer's record id whose rows belong to the workspace that recorded them."""
+
+
+def guard_owner(conn: sqlite3.Connection, table: str, record_id: str, workspace: str) -> None:
+    """Refuse an event that would change another workspace's record (a correction reusing its id).
+
+    Workspaces are a boundary: a later event for a record id replaces the row only when it comes from the
+    workspace that recorded it. Refused before anything is written (see db.py), so the event is dead-lettered
+    with this reason and the other workspace's row is untouched.
+    """
+    assert table in OWNED_TABLES
+    row = conn.execute(f"SELECT workspace FROM {table} WHERE id = ?", (record_id,)).fetchone()
+    if row is not None and row[0] != workspace:
+        raise EventRejected(f"{table} record {record_id!r} belongs to another workspace")
+
+
 UPSERT_EXECUTION = """
 INSERT INTO executions (
     id, event_id, workspace, job, workspace_hash, job_hash, sheet_num, started_us, completed_us,
@@ -114,6 +131,7 @@ def execution(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: Projection
     # A later event for the same record id is a correction: it replaces the row (last in ledger order wins).
     p = env.payload
     assert isinstance(p, ExecutionRecord)
+    guard_owner(conn, "executions", p.id, env.workspace)
     conn.execute(
         UPSERT_EXECUTION,
         (
@@ -131,6 +149,7 @@ def execution(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: Projection
 def error_recovery(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, ErrorRecoveryRecord)
+    guard_owner(conn, "error_recoveries", p.id, env.workspace)
     conn.execute(
         "INSERT OR REPLACE INTO error_recoveries VALUES (?,?,?,?,?,?,?,?,?,?)",
         (
@@ -143,6 +162,7 @@ def error_recovery(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: Proje
 def rate_limit(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, RateLimitEvent)
+    guard_owner(conn, "rate_limit_events", p.id, env.workspace)
     conn.execute(
         "INSERT OR REPLACE INTO rate_limit_events VALUES (?,?,?,?,?,?,?,?,?)",
         (
@@ -155,6 +175,7 @@ def rate_limit(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: Projectio
 def escalation(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, EscalationDecisionRecord)
+    guard_owner(conn, "escalation_decisions", p.id, env.workspace)
     conn.execute(
         "INSERT OR REPLACE INTO escalation_decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
@@ -167,6 +188,7 @@ def escalation(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: Projectio
 def escalation_outcome(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, EscalationOutcomeRecorded)
+    guard_owner(conn, "escalation_decisions", p.escalation_id, env.workspace)
     cur = conn.execute(
         "UPDATE escalation_decisions SET outcome_after_action=? WHERE id=?", (p.outcome, p.escalation_id)
     )
@@ -178,6 +200,7 @@ def escalation_outcome(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: P
 def discovery(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, PatternDiscoveryEvent)
+    guard_owner(conn, "pattern_discoveries", p.id, env.workspace)
     conn.execute(
         "INSERT OR REPLACE INTO pattern_discoveries VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         (

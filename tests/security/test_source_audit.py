@@ -23,6 +23,7 @@ TRUSTED_SQL: dict[tuple[str, str], str] = {
     ("services/query/learning.py", "execution_stats"): "column names from a dict of code constants; values `?`",
     ("services/query/learning.py", "budget"): "`where` is the constant F_JOB_HASH or empty; the hash is `?`",
     ("services/query/learning.py", "escalations_similar"): "one of SIMILAR_BY_OUTCOME (built from OUTCOME_RANK)",
+    ("services/store/projections.py", "guard_owner"): "the table name is asserted to be one of OWNED_TABLES (code)",
     ("services/store/db.py", "_rebuild_sync"): "table names from PROJECTION_TABLES (code)",
     ("services/store/db.py", "_checksum_sync"): "table names from PROJECTION_TABLES (code)",
     ("services/store/db.py", "_counts_sync"): "table names from PROJECTION_TABLES (code)",

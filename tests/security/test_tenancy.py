@@ -29,7 +29,7 @@ WORKSPACES = ("ws-alpha", "ws-beta", "../../etc/passwd")
 JOBS = ("job-1", "job-2")
 CORRELATION = "corr-shared"
 
-SCOPED = {"events": "workspace", "execution_stats": "workspace_hash", "playbook": "workspace", "guidance": "workspace"}
+SCOPED = {"events": "workspace", "execution_stats": "workspace", "playbook": "workspace", "guidance": "workspace"}
 """Operation -> the argument that scopes it to one workspace (playbook and guidance: issue 6's sessions, whose
 workspace argument is required; their per-workspace data is not populated here)."""
 FLEET_WIDE = {"counts", "patterns", "pattern", "entropy", "budget", "drift", "wait", "escalations_similar",
@@ -115,10 +115,10 @@ async def test_events_scoped_to_a_workspace_never_return_another(fleet: Fleet) -
 async def test_execution_stats_scoped_to_a_workspace_never_count_another(fleet: Fleet) -> None:
     assert fleet.client.queries is not None
     for ws in WORKSPACES:
-        result = await fleet.client.queries.execution_stats(workspace_hash=ws)
+        result = await fleet.client.queries.execution_stats(workspace=ws)
         (only,) = result["stats"]
         assert only["executions"] == len(fleet.ids[ws]["execution"]) and only["unique_workspaces"] == 1
-        per_job = await fleet.client.queries.execution_stats(workspace_hash=ws, by="job")
+        per_job = await fleet.client.queries.execution_stats(workspace=ws, by="job")
         assert {g["job"]: g["executions"] for g in per_job["stats"]} == {"job-1": 2, "job-2": 2}
     grouped = await fleet.client.queries.execution_stats(by="workspace")
     assert {g["workspace"]: g["executions"] for g in grouped["stats"]} == {ws: 4 for ws in WORKSPACES}
