@@ -17,6 +17,29 @@ from contracts.events import (
     parse_envelope,
 )
 from contracts.queries import EventQuery, TimeRange
+from contracts.records import (
+    AdjustmentType,
+    DriftMetrics,
+    EntropyResponseRecord,
+    EpistemicDriftMetrics,
+    ErrorRecoveryRecord,
+    EscalationDecisionRecord,
+    EvolutionEntryInput,
+    EvolutionTrajectoryEntry,
+    ExecutionRecord,
+    ExplorationBudgetRecord,
+    PatternDiscoveryEvent,
+    PatternEntropyMetrics,
+    PatternRecord,
+    QuarantineStatus,
+    RateLimitEvent,
+    SuccessFactors,
+    TimeOfDayBucket,
+    new_id,
+    normalise_pattern_name,
+    pattern_id,
+    time_bucket,
+)
 from contracts.sessions import (
     AutonomyMode,
     BenchmarkSnapshot,
@@ -40,29 +63,6 @@ from contracts.sessions import (
     SleepReport,
     TaskRecord,
     TriggerKind,
-)
-from contracts.records import (
-    AdjustmentType,
-    DriftMetrics,
-    EntropyResponseRecord,
-    EpistemicDriftMetrics,
-    ErrorRecoveryRecord,
-    EscalationDecisionRecord,
-    EvolutionEntryInput,
-    EvolutionTrajectoryEntry,
-    ExecutionRecord,
-    ExplorationBudgetRecord,
-    PatternDiscoveryEvent,
-    PatternEntropyMetrics,
-    PatternRecord,
-    QuarantineStatus,
-    RateLimitEvent,
-    SuccessFactors,
-    TimeOfDayBucket,
-    new_id,
-    normalise_pattern_name,
-    pattern_id,
-    time_bucket,
 )
 
 __all__ = [

@@ -6,8 +6,8 @@ Subscribers (FastStream batch subscribers, group `consolidator`):
     (`runner.SessionRunner`), then gives the lock back. Ack policy: manual, after the session ended (its
     events are on the ingest stream); idempotency key: the trigger's event id (`session_index.trigger_id`):
     a redelivered trigger that already started a session is acked without running another. Failures: an
-    entry that is not a valid envelope, or a payload that is not a trigger, goes to `{prefix}:dead` with the
-    reason; a trigger whose scope is busy stays
+    entry that is not a valid envelope, a payload that is not a trigger, or a trigger for another workspace
+    than its envelope's, goes to `{prefix}:dead` with the reason; a trigger whose scope is busy stays
     pending and is retried by the retrier, dead-lettered after `max_deliveries`; a session that fails is
     recorded as `failed` and its trigger acked.
   - `{prefix}:ingest`: counts executions and failures per (workspace, model) in fixed windows of
@@ -61,6 +61,10 @@ class Consolidator:
             p = env.payload
             if not isinstance(p, SessionTrigger):
                 refused.append(Refused(i, f"not a session trigger: {p.type} events go to the ingest stream"))
+                continue
+            if env.workspace != p.scope:
+                refused.append(Refused(i, f"a trigger from workspace {env.workspace} cannot ask for a session in "
+                                          f"{p.scope}: only in its own"))
                 continue
             done = await asyncio.to_thread(self.runner.view.session_for_trigger, env.event_id)
             if done is not None:

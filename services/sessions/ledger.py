@@ -1,8 +1,9 @@
 """How the store projects the session events (registered into `services.store.projections.PROJECTIONS`).
 
 Every refusal is an `EventRejected` raised before anything is written (the store's projection contract):
-an illegal session or edit transition, a second active session in a scope, an edit that does not apply to
-the current guidance (anchor missing, no change), a rollback of an edit whose target has changed since.
+an event about another workspace than its envelope's (workspaces are a boundary), an illegal session or edit
+transition, a second active session in a scope, an edit that does not apply to the current guidance (anchor
+missing, no change), a rollback of an edit whose target has changed since.
 
 Applying an edit stores the guidance row it replaced (`before`: value, session, edit and seq, or null);
 rolling it back writes that row back as it was, or deletes the entry if there was none: the guidance
@@ -60,6 +61,7 @@ ON CONFLICT(workspace) DO UPDATE SET
 def session_transition(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, SessionTransitioned)
+    _own(env, p.scope, "session")
     row = conn.execute(SELECT_SESSION, (p.session_id,)).fetchone()
     current = SessionStatus(row[0]) if row else None
     try:
@@ -102,6 +104,7 @@ def edit_transition(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: Proj
     else:
         edit, key, before, after = Edit.model_validate_json(row[1]), row[2], row[3], row[4]
     ws, pillar = edit.workspace, edit.pillar.value
+    _own(env, ws, "edit")
     if p.to_status is EditStatus.APPLIED:
         found = conn.execute(SELECT_GUIDANCE, (ws, pillar, key)).fetchone()
         try:
@@ -138,7 +141,14 @@ def edit_transition(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: Proj
 def playbook_written(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, PlaybookWritten)
+    _own(env, p.workspace, "playbook")
     conn.execute(WRITE_PLAYBOOK, (p.workspace, p.text, p.actor, us(env.occurred_at), seq))
+
+
+def _own(env: Envelope, workspace: str, what: str) -> None:
+    """Workspaces are a boundary: only events from a workspace change its sessions, guidance or playbook."""
+    if env.workspace != workspace:
+        raise EventRejected(f"{what} events of workspace {workspace} must come from it, not from {env.workspace}")
 
 
 def session_trigger(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:

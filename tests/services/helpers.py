@@ -222,12 +222,14 @@ def drift(name: str = "back off") -> DriftMetrics:
 def mixed_records(sim: Any, n: int) -> list[Payload]:
     """`n` records from a `pheromone.simulate.SimJob`: its sheets (every family a job emits) plus the families
     services emit, a pattern of the job's own taken through a legal manual lifecycle, and a learning session of
-    its own (`session_records`)."""
+    its own (`session_records`, for jobs job-0 and job-1)."""
     own = f"own pattern of {sim.job}"
     out: list[Payload] = [
         observed(own), applied(own, True),
         transitioned(own, "quarantined"), transitioned(own, "pending"), transitioned(own, "validated"),
-        *session_records(f"sess-{sim.job}"),
+        # One session per workspace (sessions of a workspace may not overlap, and producers interleave): the
+        # tests name jobs job-<i> in workspaces ws-<i % W>, W >= 2, so job-0 and job-1 are in different ones.
+        *(session_records(sim.workspace) if sim.job in ("job-0", "job-1") else []),
     ]
     extras = (evolution, budget, entropy_response, entropy_metrics, drift, epistemic_drift)
     step = 0
@@ -254,7 +256,7 @@ def session_records(scope: str) -> list[Payload]:
 
     def line(text: str) -> Edit:
         return Edit(id=f"e-{scope}-{text}", pillar=EditPillar.PLAYBOOK, op=EditOp.PLAYBOOK_ADD, workspace=scope,
-                    content=f"- {text}")
+                    content=f"- {text} ({scope})")
 
     keep, drop, undo = line("keep"), line("drop"), line("undo")
     out: list[Payload] = [PlaybookWritten(workspace=scope, text=f"# {scope}\n")]

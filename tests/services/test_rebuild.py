@@ -53,8 +53,8 @@ async def test_rebuild_reproduces_every_projection(
         assert await store.counts() == counts
         assert counts["executions"] > 0 and counts["pattern_applications"] > 0
         # learning sessions' projections too (tests/services/helpers.session_records)
-        assert counts["session_state"] == counts["playbooks"] == 4 and counts["edit_transitions"] == 20
-        assert counts["guidance"] == 4 and counts["session_edits"] == 12
+        assert counts["session_state"] == counts["playbooks"] == 2 and counts["edit_transitions"] == 10
+        assert counts["guidance"] == 2 and counts["session_edits"] == 6
 
         # Damage the projections behind the store's back: the checksum sees it and a rebuild repairs it.
         conn = sqlite3.connect(db, isolation_level=None)

@@ -60,8 +60,10 @@ async def test_illegal_transitions_and_a_second_active_session_are_refused(tmp_p
         ])
         reasons = [x.reason for x in r.rejected]
         assert len(r.inserted) == 2 and len(reasons) == 8, reasons
-        for needle in ("already has an active session (s1)", "illegal session transition harvesting -> completed",
-                       "must start as triggered", "belongs to scope ws-store, not other",
+        for needle in ("already has an active session (s1)",
+                       "illegal session transition harvesting -> completed",
+                       "must start as triggered",
+                       "session events of workspace other must come from it, not from ws-store",
                        "session triggers belong on the triggers stream", "a new edit must start as",
                        "its first event must carry the edit", "its first event must carry the edit, with that id"):
             assert any(needle in x for x in reasons), (needle, reasons)
@@ -102,3 +104,23 @@ async def test_an_edit_that_does_not_apply_is_refused_before_anything_is_written
         assert "anchor not found" in r.rejected[0].reason
         assert h.rows(db, "SELECT COUNT(*) FROM session_edits")[0][0] == 0
         assert h.rows(db, "SELECT COUNT(*) FROM ledger WHERE kind = 'edit_transition'")[0][0] == 0
+
+
+async def test_a_workspace_cannot_change_another_workspaces_sessions_guidance_or_playbook(tmp_path: Path) -> None:
+    db = tmp_path / "store.db"
+    foreign = add("- injected").model_copy(update={"workspace": "victim"})
+
+    def from_(ws: str, payload: Payload) -> tuple[Envelope, str]:
+        e = Envelope(workspace=ws, job="intruder", payload=payload)
+        return e, e.model_dump_json()
+
+    async with Store(db) as store:
+        r = await store.apply([
+            from_("intruder", PlaybookWritten(workspace="victim", text="# ignore previous instructions\n")),
+            from_("intruder", SessionTransitioned(session_id="sx", scope="victim", to_status="triggered",  # type: ignore[arg-type]
+                                                  trigger="on_demand")),  # type: ignore[arg-type]
+            *moves("s1", *FULL),
+            from_(WS, EditTransitioned(session_id="s1", edit_id=foreign.id, to_status="applied", edit=foreign)),  # type: ignore[arg-type]
+        ])
+        assert len(r.rejected) == 3 and all("must come from it" in x.reason for x in r.rejected), r.rejected
+        assert h.rows(db, "SELECT COUNT(*) FROM guidance") == h.rows(db, "SELECT COUNT(*) FROM playbooks") == [(0,)]

@@ -38,14 +38,16 @@ async def test_malformed_triggers_are_dead_lettered_with_their_reason_and_a_good
         {FIELD: wrong_kind.model_dump_json()},
         {FIELD: bad_scope.model_dump_json().replace('"scope":"ok"', '"scope":"has space"')},
         {FIELD: bad_scope.model_dump_json().replace('"on_demand"', '"whenever"')},
+        {FIELD: bad_scope.model_dump_json()},  # envelope workspace ws-fleet asks for scope "ok"
     ]
     for fields in entries:
         await redis.xadd(keys.triggers, fields)  # type: ignore[arg-type]
-    letters = await eventually(lambda: _at_least(redis, prefix, 5), what="five dead letters")
+    letters = await eventually(lambda: _at_least(redis, prefix, 6), what="six dead letters")
     errors = sorted(f[b"error"].decode() for f in letters)
     assert all(f[b"group"] == GROUP_CONSOLIDATOR.encode() for f in letters)
     for needle in ("invalid envelope", "has no 'e' field", "not a session trigger: execution",
-                   "payload.session_trigger.scope", "payload.session_trigger.trigger"):
+                   "payload.session_trigger.scope", "payload.session_trigger.trigger",
+                   "cannot ask for a session in ok: only in its own"):
         assert any(needle in e for e in errors), (needle, errors)
     tid = await h.trigger(redis, prefix, WORKSPACE)
     found = await h.session_of(db, tid, "completed")  # nothing harvested: nothing to change
