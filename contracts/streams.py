@@ -38,13 +38,15 @@ GROUP_ENTROPY: Final = "entropy"
 GROUP_CONSOLIDATOR: Final = "consolidator"
 
 STREAM_GROUPS: Final[dict[str, tuple[str, ...]]] = {
-    INGEST: (GROUP_STORE, GROUP_ENTROPY),
+    INGEST: (GROUP_STORE, GROUP_ENTROPY, GROUP_CONSOLIDATOR),
     RATELIMITS: (GROUP_STORE, GROUP_COORDINATOR),
     DISCOVERIES: (GROUP_STORE, GROUP_BROADCASTER),
+    TRIGGERS: (GROUP_CONSOLIDATOR,),
 }
+"""Which groups read which stream. The store group reads the three event streams: every event reaches the
+ledger. Triggers are the consolidator's alone (a trigger is recorded by the session it starts)."""
 CONSOLIDATOR_STREAMS: Final[tuple[str, ...]] = (TRIGGERS, INGEST)
 """The consolidator group reads its triggers, and the ingest stream to detect failure clusters."""
-"""Which groups read which stream. The store group reads all three: every event reaches the ledger."""
 
 ROUTES: Final[dict[str, str]] = {
     "rate_limit": RATELIMITS, "pattern_discovery": DISCOVERIES, "session_trigger": TRIGGERS,
