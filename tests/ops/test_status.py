@@ -144,3 +144,20 @@ async def test_status_without_redis_still_shows_the_local_spool(cli: Cli, tmp_pa
     report = json.loads(run.out)
     assert report["redis"]["reachable"] is False and "no embedded server" in report["redis"]["error"]
     assert report["spool"]["events"] == 2 and report["store"]["exists"] is False
+
+
+async def test_status_shows_the_consolidators_triggers_and_its_ingest_group(
+    start_runtime: StartRuntime, cli: Cli, redis: aioredis.Redis, prefix: str
+) -> None:
+    await start_runtime(("consolidator",))
+    await redis.xadd(Keys(prefix).triggers, {FIELD: b"not an envelope"})  # acked and dead-lettered at once
+    report = json.loads((await cli("status", "--json")).out)
+    assert stream(report, "triggers")["length"] == 1
+    await eventually(lambda: _consumed(cli), what="the consolidator to read its trigger")
+    assert group(report, "ingest", "consolidator")["pending"] == 0
+
+
+async def _consumed(cli: Cli) -> bool:
+    report = json.loads((await cli("status", "--json")).out)
+    row = group(report, "triggers", "consolidator")
+    return bool(row["lag"] == 0 and row["pending"] == 0 and report["dead_letters"] >= 1)
