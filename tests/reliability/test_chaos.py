@@ -11,12 +11,14 @@ Redis outage and the lock, and went on processing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -101,10 +103,15 @@ async def test_chaos_during_load_loses_nothing_applies_nothing_twice_and_recover
 
         # 1. SIGKILL each service in turn; its restarted process takes over its pending entries and goes on.
         for name in SERVICES:
-            killed = fleet.consumer(name)
-            assert fleet.signal(name, signal.SIGKILL) == -signal.SIGKILL
-            orphaned[name] = sum(c.pending for c in await f.consumer_states(redis, prefix, killed))
-            faults.append(f"SIGKILL {name}")
+            if name == "store":
+                orphaned[name] = await kill_store_mid_batch(fleet, redis, prefix)
+                assert orphaned[name] > 0
+                faults.append("SIGKILL store mid-batch (blocked on the write lock)")
+            else:
+                killed = fleet.consumer(name)
+                assert fleet.signal(name, signal.SIGKILL) == -signal.SIGKILL
+                orphaned[name] = sum(c.pending for c in await f.consumer_states(redis, prefix, killed))
+                faults.append(f"SIGKILL {name}")
             since = time.time()
             fleet.start(name)
             await fleet.ready(redis, name)
@@ -182,19 +189,16 @@ async def test_chaos_during_load_loses_nothing_applies_nothing_twice_and_recover
     print("\nCHAOS " + json.dumps(report))  # the figures docs/RELIABILITY.md records (pytest -s)
 
 
-async def lock_store(fleet: ServiceFleet, redis: aioredis.Redis, prefix: str) -> None:
-    """Hold the store's write lock from another process for LOCK_S; the store waits and commits nothing."""
-    locker = await asyncio.create_subprocess_exec(sys.executable, "-c", LOCKER, str(fleet.db),
+@contextlib.asynccontextmanager
+async def write_lock(db: Path) -> AsyncIterator[None]:
+    """Another process holds the store's write lock (BEGIN EXCLUSIVE) for the block's duration."""
+    locker = await asyncio.create_subprocess_exec(sys.executable, "-c", LOCKER, str(db),
                                                   stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
     try:
         assert locker.stdout is not None and locker.stdin is not None
         line = await asyncio.wait_for(locker.stdout.readline(), 30)
         assert line.strip() == b"locked", line
-        held = h.ledger_count(fleet.db)
-        await asyncio.sleep(LOCK_S)  # the fault's length: producers keep emitting into it
-        assert h.ledger_count(fleet.db) == held, "the store committed while another process held the lock"
-        assert await h.all_pending(redis, prefix) + await _store_lag(redis, prefix) > 0
-        assert fleet.running()["store"]
+        yield
         locker.stdin.write(b"release\n")
         await locker.stdin.drain()
         assert await asyncio.wait_for(locker.wait(), 30) == 0
@@ -202,6 +206,32 @@ async def lock_store(fleet: ServiceFleet, redis: aioredis.Redis, prefix: str) ->
         if locker.returncode is None:
             locker.kill()
             await locker.wait()
+
+
+async def lock_store(fleet: ServiceFleet, redis: aioredis.Redis, prefix: str) -> None:
+    """Hold the store's write lock from another process for LOCK_S; the store waits and commits nothing."""
+    async with write_lock(fleet.db):
+        held = h.ledger_count(fleet.db)
+        await asyncio.sleep(LOCK_S)  # the fault's length: producers keep emitting into it
+        assert h.ledger_count(fleet.db) == held, "the store committed while another process held the lock"
+        assert await h.all_pending(redis, prefix) + await _store_lag(redis, prefix) > 0
+        assert fleet.running()["store"]
+
+
+async def kill_store_mid_batch(fleet: ServiceFleet, redis: aioredis.Redis, prefix: str) -> int:
+    """SIGKILL the store with a batch read and not committed; returns how many entries it left pending.
+
+    The write lock holds the store inside its transaction (waiting on the busy timeout) with the entries it
+    read still unacked: the worst moment to die, made certain instead of hoped for."""
+    consumer = fleet.consumer("store")
+
+    async def reading() -> int:
+        return sum(c.pending for c in await f.consumer_states(redis, prefix, consumer))
+
+    async with write_lock(fleet.db):
+        await eventually(reading, timeout=30, interval=0.05, what="the store holding a read batch")
+        assert fleet.signal("store", signal.SIGKILL) == -signal.SIGKILL
+        return await reading()
 
 
 async def _store_lag(redis: aioredis.Redis, prefix: str) -> int:

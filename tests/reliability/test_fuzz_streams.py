@@ -11,6 +11,7 @@ Query requests (the query service's list) are fuzzed in test_fuzz_queries.py.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,8 @@ from tests.support import settings as fast_settings
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = 60
-"""Junk entries (each stream gets the same set)."""
+EXAMPLES = int(os.environ.get("PHEROMONE_FUZZ_EXAMPLES", "60"))
+"""Junk entries (each stream gets the same set; docs/RELIABILITY.md records a deeper run)."""
 
 Fields = dict[bytes, bytes]
 
