@@ -296,6 +296,20 @@ class Settings(BaseSettings):
                              "runs on loopback without auth or TLS; set redis_url too")
         if url is None:
             return self
+        if tls_named and not url.startswith("rediss://"):
+            raise ValueError(f"{', '.join(tls_named)} need(s) a rediss:// redis_url (TLS)")
+        if self.redis_tls_key_file is not None and self.redis_tls_cert_file is None:
+            raise ValueError("redis_tls_key_file needs redis_tls_cert_file (the certificate of that key)")
+        if not self.redis_tls_verify and self.redis_tls_ca_file is not None:
+            raise ValueError("redis_tls_verify=false contradicts redis_tls_ca_file: the CA would not be checked")
+        creds = url.partition("://")[2].partition("/")[0].rpartition("@")[0]
+        if self.redis_username is not None and creds.partition(":")[0]:
+            raise ValueError("user name given twice: in redis_url and in redis_username; keep one")
+        if self.redis_password is not None and creds.partition(":")[2]:
+            raise ValueError("password given twice: in redis_url and in redis_password; keep one")
+        if self.redis_username is not None and self.redis_password is None and not creds.partition(":")[2]:
+            raise ValueError("redis_username needs a password (redis_password, or in redis_url)")
+        return self
 
     @property
     def store_path(self) -> Path:
