@@ -55,14 +55,26 @@ its parsing does not. Parsing ahead (2) was measured slower, 6.9k against 9.0k e
 holds the GIL while the writer thread's many short sqlite calls each release and re-take it (a GIL convoy)."""
 
 
+MAX_REASON = 1_000
+"""Characters of a dead letter's reason; the entry's own bytes are kept whole beside it."""
+
+
+def one_line(text: str, limit: int = MAX_REASON) -> str:
+    """Text quoted from a message (a field's name, a value) made safe for a reason or a log line: control
+    characters escaped, so a newline in a hostile field name cannot split the line or forge a log line, and
+    bounded in length."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
 def describe(exc: Exception) -> str:
     """A one-line, precise reason for a dead letter."""
     if isinstance(exc, ValidationError):
         first = exc.errors(include_url=False)[:3]
         parts = [f"{'.'.join(str(x) for x in e['loc']) or '<root>'}: {e['msg']}" for e in first]
         more = f" (+{exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
-        return f"invalid envelope: {'; '.join(parts)}{more}"
-    return f"{type(exc).__name__}: {exc}"
+        return one_line(f"invalid envelope: {'; '.join(parts)}{more}")
+    return one_line(f"{type(exc).__name__}: {exc}")
 
 
 def parse_entry(fields: dict[bytes, bytes]) -> tuple[Envelope, bytes]:

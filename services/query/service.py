@@ -22,7 +22,7 @@ from faststream.redis import ListSub
 from pydantic import ValidationError
 
 from contracts import EventQuery
-from services.consumer import describe
+from services.consumer import describe, one_line
 from services.query.learning import LEARNING_OPS
 from services.query.sessions import SESSION_OPS
 from services.runtime import ServiceContext, ServiceParts
@@ -78,17 +78,11 @@ async def answer(reader: Reader, raw: bytes, reply_pattern: re.Pattern[str]) -> 
     try:
         return reply, {"ok": True, "result": await OPS[op](reader, args)}
     except ValidationError as exc:
-        return reply, {"ok": False, "error": _one_line(describe(exc).replace("invalid envelope", "invalid query"))}
+        return reply, {"ok": False, "error": one_line(describe(exc).replace("invalid envelope", "invalid query"))}
     except Exception as exc:  # a failed query is answered, never left to time out
-        error = _one_line(f"{type(exc).__name__}: {exc}")
+        error = one_line(f"{type(exc).__name__}: {exc}")
         log.warning("query %s failed: %s", op, error)
         return reply, {"ok": False, "error": f"query failed: {error}"}
-
-
-def _one_line(text: str) -> str:
-    """Errors quote the request's own names and values: escape control characters (a newline in an argument's
-    name must not split the answer or forge a log line)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:
