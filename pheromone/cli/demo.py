@@ -98,9 +98,9 @@ async def _run(s: Any, url: str, seconds: float, workspaces: int, jobs: int, rat
     async with Reader(s.store_path) as reader:
         # The services' own events (entropy responses, learning sessions) are theirs, not the jobs': not counted.
         ids = {row[0] for row in await (await reader.db.execute(
-            f"SELECT event_id FROM ledger WHERE {JOBS_ONLY}", SERVICE_JOBS)).fetchall()}
+            JOB_EVENT_IDS, SERVICE_JOBS)).fetchall()}
         counts = dict(await (await reader.db.execute(  # type: ignore[arg-type]
-            f"SELECT kind, COUNT(*) FROM ledger WHERE {JOBS_ONLY} GROUP BY kind ORDER BY kind", SERVICE_JOBS
+            JOB_KIND_COUNTS, SERVICE_JOBS
         )).fetchall())
         # Ranked as jobs are served them: by the learning model's priority (docs/LEARNING.md).
         top = await (await reader.db.execute(
@@ -110,7 +110,7 @@ async def _run(s: Any, url: str, seconds: float, workspaces: int, jobs: int, rat
             "SELECT model, error_code, MAX(expires_us) FROM rate_limit_events "
             "WHERE expires_us > ? GROUP BY model, error_code ORDER BY model", (int(time.time() * 1e6),))).fetchall()
         ledger_rows = (await (await reader.db.execute(
-            f"SELECT COUNT(*) FROM ledger WHERE {JOBS_ONLY}", SERVICE_JOBS)).fetchone() or [0])[0]
+            JOB_EVENT_COUNT, SERVICE_JOBS)).fetchone() or [0])[0]
     missing = len(emitted - ids)
     return {
         "ok": missing == 0 and ledger_rows == len(emitted) == stored,
@@ -136,6 +136,9 @@ async def _run(s: Any, url: str, seconds: float, workspaces: int, jobs: int, rat
 
 SERVICE_JOBS = (ENTROPY_JOB, CONSOLIDATOR_JOB)
 JOBS_ONLY = "job NOT IN (?, ?)"
+JOB_EVENT_IDS = "SELECT event_id FROM ledger WHERE " + JOBS_ONLY
+JOB_KIND_COUNTS = "SELECT kind, COUNT(*) FROM ledger WHERE " + JOBS_ONLY + " GROUP BY kind ORDER BY kind"
+JOB_EVENT_COUNT = "SELECT COUNT(*) FROM ledger WHERE " + JOBS_ONLY
 
 
 async def _wait_stored(path: Path, expected: int, timeout: float) -> int:
@@ -147,7 +150,7 @@ async def _wait_stored(path: Path, expected: int, timeout: float) -> int:
         if path.exists():  # noqa: ASYNC240 - one stat() while polling, cheaper than a thread hop
             async with Reader(path) as reader:
                 row = await (await reader.db.execute(
-                    f"SELECT COUNT(*) FROM ledger WHERE {JOBS_ONLY}", SERVICE_JOBS)).fetchone()
+                    JOB_EVENT_COUNT, SERVICE_JOBS)).fetchone()
                 n = row[0] if row else 0
             if n >= expected:
                 return n
