@@ -188,6 +188,12 @@ def show(session_id: SessionArg, as_json: JsonOpt = False, data_dir: DataDirOpt 
                   f"({record.trigger.value}, autonomy {record.autonomy.value}, teacher {record.teacher})")
     if record.error:
         console.print(f"error: {record.error}")
+    report = record.report
+    if report is not None:
+        console.print(f"harvested {report.n_sessions} job run(s), mined {report.n_tasks} task(s); "
+                      f"val score {report.baseline_score:.4f} -> {report.candidate_score:.4f}"
+                      + (f"; no edits: {report.no_edits_reason}" if report.no_edits_reason else ""),
+                      highlight=False)
     edits = Table(title="Edits", title_justify="left")
     edits.add_column("edit", no_wrap=True)  # whole: `review approve` takes it
     for name in ("op / model", "status", "reason"):

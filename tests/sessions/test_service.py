@@ -66,6 +66,7 @@ async def test_approving_a_staged_edit_changes_what_jobs_are_served(
     # The human-readable views work too, and the playbook is printed verbatim, as jobs are served it.
     shown = await asyncio.to_thread(cli.run, tmp_path, "sessions", "show", s.id)
     assert shown.code == 0 and staged[0].id in shown.out, str(shown)
+    assert f"mined {s.report.n_tasks} task(s)" in shown.out and s.report.n_tasks > 0, str(shown)
     detail = await asyncio.to_thread(cli.run, tmp_path, "review", "show", s.id, staged[0].id)
     assert detail.code == 0 and "status: applied" in detail.out, str(detail)
     printed = await asyncio.to_thread(cli.run, tmp_path, "playbook", "--workspace", WORKSPACE)
