@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -53,3 +54,18 @@ async def eventually(
 def settings(tmp_path: Path, prefix: str, **overrides: Any) -> Settings:
     """Settings for one test: its own data directory and key prefix, FAST unless overridden."""
     return Settings(data_dir=tmp_path, prefix=prefix, **{**FAST, **overrides})
+
+
+def store_rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Rows from a store file through a read-only connection; [] while there is no (migrated) store."""
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(sql, params).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+    finally:
+        conn.close()

@@ -4,28 +4,14 @@ subscription collectors. Nothing waits a fixed time for a condition: `eventually
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 from contracts.broadcast import BroadcastMessage
 from pheromone.subscriptions import Subscription
-from tests.support import FAST, eventually, settings  # noqa: F401 - re-exported for the tests here
+from tests.support import FAST, eventually, settings, store_rows  # noqa: F401 - re-exported for the tests here
 
-
-def query(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Rows from the store file through a read-only connection; [] while there is no (migrated) store."""
-    if not db.exists():
-        return []
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return conn.execute(sql, params).fetchall()
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return []
-        raise
-    finally:
-        conn.close()
+query = store_rows
 
 
 def count(db: Path, table: str, where: str = "1=1", *params: Any) -> int:

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from contracts import Envelope
 from contracts.sessions import AutonomyMode, SessionTrigger, TriggerKind
 from contracts.streams import FIELD, Keys
-from tests.support import eventually
+from tests.support import eventually, store_rows
 
 
 async def feed(redis: aioredis.Redis, stream: str, events: Sequence[Envelope]) -> None:
@@ -24,18 +24,7 @@ async def feed(redis: aioredis.Redis, stream: str, events: Sequence[Envelope]) -
             await pipe.execute()
 
 
-def rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    if not db.exists():
-        return []
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return conn.execute(sql, params).fetchall()
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return []
-        raise
-    finally:
-        conn.close()
+rows = store_rows
 
 
 def ledger_count(db: Path) -> int:
