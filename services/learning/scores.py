@@ -39,7 +39,7 @@ def days_between(earlier_us: int | None, later_us: int | None) -> float | None:
 def effectiveness(
     successes: int,
     failures: int,
-    recent: Sequence[bool],
+    recent: Sequence[int],
     recent_grounding: Sequence[float | None],
     days_since_confirmed: float | None,
     s: LearningSettings,

@@ -110,6 +110,18 @@ class PatternBatch:
             conn.executemany(INSERT_APPLICATION, self.applications)
             self.applications.clear()
 
+    def add_factors(self, pattern: str, rows: list[tuple[str, str]], ok: int) -> None:
+        """`add_factor((pattern, factor, value), ok, 0, 0)` for each row, in one call."""
+        factors = self.factors
+        for factor, value in rows:
+            key = (pattern, factor, value)
+            sums = factors.get(key)
+            if sums is None:
+                factors[key] = [1, ok, 0, 0]
+            else:
+                sums[0] += 1
+                sums[1] += ok
+
     def add_factor(self, key: tuple[str, str, str], ok: int, grounding_micro: int, grounding_n: int) -> None:
         sums = self.factors.get(key)
         if sums is None:
