@@ -107,7 +107,11 @@ def guard_owner(conn: sqlite3.Connection, table: str, record_id: str, workspace:
     assert table in OWNED_TABLES
     row = conn.execute(f"SELECT workspace FROM {table} WHERE id = ?", (record_id,)).fetchone()
     if row is not None and row[0] != workspace:
-        raise EventRejected(f"{table} record {record_id!r} belongs to another workspace")
+        raise EventRejected(owned_elsewhere(table, record_id))
+
+
+def owned_elsewhere(table: str, record_id: str) -> str:
+    return f"{table} record {record_id!r} belongs to another workspace"
 
 
 UPSERT_EXECUTION = """
@@ -124,15 +128,18 @@ ON CONFLICT(id) DO UPDATE SET
     success_without_retry=excluded.success_without_retry,
     validation_pass_rate=excluded.validation_pass_rate, confidence_score=excluded.confidence_score,
     model=excluded.model, error_codes=excluded.error_codes, computed_confidence=excluded.computed_confidence
+WHERE executions.workspace = excluded.workspace
 """
 
 
 def execution(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     # A later event for the same record id is a correction: it replaces the row (last in ledger order wins).
+    # The owner check (`guard_owner`) is the upsert's WHERE: another workspace's row is left as it is and no
+    # row changes, so the event is refused having written nothing. One statement instead of a SELECT and the
+    # upsert: ~0.9 us less CPU per event of the fleet's mix (bench/store.py; executions are ~40% of it).
     p = env.payload
     assert isinstance(p, ExecutionRecord)
-    guard_owner(conn, "executions", p.id, env.workspace)
-    conn.execute(
+    cur = conn.execute(
         UPSERT_EXECUTION,
         (
             p.id, env.event_id, env.workspace, env.job, p.workspace_hash, p.job_hash, p.sheet_num,
@@ -144,6 +151,8 @@ def execution(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: Projection
             ),
         ),
     )
+    if cur.rowcount == 0:
+        raise EventRejected(owned_elsewhere("executions", p.id))
 
 
 def error_recovery(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
