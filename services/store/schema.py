@@ -256,6 +256,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX session_index_workspace ON session_index(workspace, started_us);
     CREATE INDEX session_index_trigger ON session_index(trigger_id);
     """,
+    # 5: `applications_pattern (pattern_id, seq)` served no query: every read of `pattern_applications` by
+    # pattern is by its last applications (`applications_window`, whose pattern_id prefix also serves any
+    # lookup by pattern alone). One B-tree fewer per application: ~1.4 us less store CPU per application
+    # (bench/store.py).
+    """
+    DROP INDEX IF EXISTS applications_pattern;
+    """,
 )
 
 PROJECTION_TABLES: tuple[str, ...] = (
