@@ -180,8 +180,11 @@ def parse_envelope(raw: bytes | str) -> Envelope:
     if size > MAX_ENTRY_BYTES:
         raise ValueError(f"envelope is {size} bytes, over the {MAX_ENTRY_BYTES}-byte limit")
     env = Envelope.model_validate_json(raw)
-    missing = [name for name in _PRODUCER_MADE if name not in env.model_fields_set]
-    if missing:  # see WireEnvelope: on the wire these must come from the producer
+    given = env.model_fields_set
+    # See WireEnvelope: on the wire these must come from the producer. (Tested without building a list per
+    # envelope: the store validates every event, ~0.5 us each.)
+    if "event_id" not in given or "occurred_at" not in given:
+        missing = [name for name in _PRODUCER_MADE if name not in given]
         raise ValidationError.from_exception_data(
             "Envelope", [{"type": "missing", "loc": (name,), "input": None} for name in missing]
         )
