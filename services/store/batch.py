@@ -25,7 +25,10 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from services.learning.scores import days_between, priority, trust, variance
+
 if TYPE_CHECKING:
+    from services.settings import LearningSettings
     from services.store.patterns import PatternState
 
 INSERT_APPLICATION = "INSERT INTO pattern_applications VALUES (?,?,?,?,?,?,?,?,?,?,?)"
@@ -79,7 +82,11 @@ class Live:
     last_applied_us: int | None
     state: PatternState | None
     window: Window
-    scores: dict[str, Any] | None = None
+    settings: LearningSettings
+    effectiveness: float | None = None
+    """The last application's effectiveness (set once the pattern has a row). The other scores are functions of
+    the state the batch leaves, so they are computed once, when the pattern is written (`scores`), rather than
+    after every application: ~11k fewer instructions per application (callgrind)."""
 
 
 @dataclass(slots=True)
@@ -170,7 +177,7 @@ def _write_live(conn: sqlite3.Connection, live: Live) -> None:
         WRITE_COUNTS,
         (live.id, live.applications, live.successes, live.last_confirmed_us, live.last_applied_us),
     )
-    if live.state is not None and live.scores is not None:
+    if live.state is not None and live.effectiveness is not None:
         conn.execute(
             WRITE_PATTERN,
             {
@@ -178,7 +185,20 @@ def _write_live(conn: sqlite3.Connection, live: Live) -> None:
                 "bad": live.applications - live.successes,
                 "confirmed": live.last_confirmed_us,
                 "applied": live.last_applied_us,
-                **live.scores,
+                **scores(live.state, live.effectiveness, live.settings),
                 "id": live.id,
             },
         )
+
+
+def scores(st: PatternState, eff: float, s: LearningSettings) -> dict[str, Any]:
+    """A pattern's stored scores given its state and effectiveness (after any transition the rule made)."""
+    var = variance(st.successes, st.failures)
+    days = days_between(st.last_confirmed_us, st.last_applied_us)
+    return {
+        "eff": eff,
+        "var": var,
+        "pri": priority(eff, st.occurrences, var, s),
+        "trust": trust(st.successes, st.failures, days, st.status, s),
+        "at": st.last_applied_us,
+    }

@@ -44,8 +44,8 @@ from services.learning.lifecycle import (
     check_transition,
     is_revisit,
 )
-from services.learning.scores import days_between, effectiveness, priority, trust, variance
-from services.store.batch import SELECT_COUNTS, Live, PatternBatch, Window
+from services.learning.scores import days_between, effectiveness, priority, trust
+from services.store.batch import SELECT_COUNTS, Live, PatternBatch, Window, scores
 from services.store.codec import dumps, us
 
 if TYPE_CHECKING:
@@ -253,7 +253,7 @@ def apply(
     if st is not None:
         st.successes, st.failures = live.successes, n - live.successes
         st.last_confirmed_us, st.last_applied_us = live.last_confirmed_us, live.last_applied_us
-        live.scores = _scores(
+        live.effectiveness = _rule(
             conn, st, [w[2] for w in window], [w[3] for w in window], s, cause=(env.event_id, seq, at)
         )
         batch.touched.add(pid)
@@ -271,7 +271,7 @@ def _load(conn: sqlite3.Connection, pid: str, s: LearningSettings, batch: Patter
     row = conn.execute(SELECT_STATE, (pid,)).fetchone()
     window: Window = conn.execute(WINDOW_KEYED, (pid, s.effectiveness_window)).fetchall()
     state = PatternState.from_row(pid, row) if row else None
-    live = Live(pid, apps, ok, confirmed, applied, state, window)
+    live = Live(pid, apps, ok, confirmed, applied, state, window, s)
     batch.live[pid] = live
     return live
 
@@ -333,24 +333,23 @@ def refresh(
     applications (drift, the success-factor summary) waits for `settle`, once per pattern per batch.
     """
     recent = conn.execute(WINDOW, (st.id, s.effectiveness_window)).fetchall()
-    scores = _scores(conn, st, [r[0] for r in recent], [r[1] for r in recent], s, cause)
-    conn.execute(SET_SCORES, {**scores, "id": st.id})
+    eff = _rule(conn, st, [r[0] for r in recent], [r[1] for r in recent], s, cause)
+    conn.execute(SET_SCORES, {**scores(st, eff, s), "id": st.id})
 
 
-def _scores(
+def _rule(
     conn: sqlite3.Connection,
     st: PatternState,
     successes: list[int],
     groundings: list[float | None],
     s: LearningSettings,
     cause: tuple[str, int, int],
-) -> dict[str, Any]:
-    """`refresh` over a given window (newest first: its outcomes as 0/1 and its grounding confidences):
-    writes a rule's transition, returns the scores."""
+) -> float:
+    """The effectiveness over a given window (newest first: its outcomes as 0/1 and its grounding confidences),
+    after writing the transition the automatic rule makes, if any (`st` then holds the new status)."""
     n = st.successes + st.failures
     days = days_between(st.last_confirmed_us, st.last_applied_us)
     eff = effectiveness(st.successes, st.failures, successes, groundings, days, s)
-    var = variance(st.successes, st.failures)
     event_id, seq, at = cause
     if st.status != QuarantineStatus.RETIRED:
         move = automatic_transition(st.status, n, eff, st.grace_until, s)
@@ -358,13 +357,7 @@ def _scores(
             _write_transition(
                 conn, st, move[0], move[1], actor="rule", key=f"{event_id}/{st.id}", seq=seq, at=at, s=s
             )
-    return {
-        "eff": eff,
-        "var": var,
-        "pri": priority(eff, st.occurrences, var, s),
-        "trust": trust(st.successes, st.failures, days, st.status, s),
-        "at": st.last_applied_us,
-    }
+    return eff
 
 
 def settle(conn: sqlite3.Connection, pattern: str, s: LearningSettings) -> None:
