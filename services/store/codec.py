@@ -21,4 +21,6 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
 def dumps(value: object) -> str:
     # What `json.dumps(value, separators=(",", ":"), sort_keys=True)` returns: that call builds an encoder
     # each time (any non-default argument does), ~1.5 us of the store's CPU per execution event.
+    if type(value) is list and not value:  # most executions' error codes: skip the encoder (~1 us)
+        return "[]"
     return _ENCODER.encode(value)
