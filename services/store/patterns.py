@@ -126,7 +126,10 @@ INSERT_TAG = "INSERT INTO pattern_tags VALUES (?, ?) ON CONFLICT DO NOTHING"
 COUNT_TAG = """
 INSERT INTO tag_counts VALUES (?, 1) ON CONFLICT(tag) DO UPDATE SET patterns = patterns + 1
 """
-SET_PRIORITY = "UPDATE patterns SET priority_score = ? WHERE id = ?"
+# An unchanged priority (saturated occurrences) is not rewritten: the row and its four priority indexes are
+# left as they are, which is what rewriting the same value gives (~1.5-2.5k fewer instructions per event of
+# the simulated fleet's mix, callgrind).
+SET_PRIORITY = "UPDATE patterns SET priority_score = ?1 WHERE id = ?2 AND priority_score IS NOT ?1"
 
 
 def observe(
