@@ -182,7 +182,7 @@ def parse_envelope(raw: bytes | str) -> Envelope:
     env = Envelope.model_validate_json(raw)
     given = env.model_fields_set
     # See WireEnvelope: on the wire these must come from the producer. (Tested without building a list per
-    # envelope: the store validates every event, ~0.5 us each.)
+    # envelope: the store validates every event, ~3k fewer instructions each with callgrind.)
     if "event_id" not in given or "occurred_at" not in given:
         missing = [name for name in _PRODUCER_MADE if name not in given]
         raise ValidationError.from_exception_data(

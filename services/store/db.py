@@ -136,7 +136,7 @@ class Store:
             seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM ledger").fetchone()[0]
             now = us_now()
             # One cursor for the batch's ledger inserts (`conn.execute` makes and registers a cursor per
-            # statement) and the envelope's fields read once: ~1% less CPU for the batch (callgrind).
+            # statement) and the envelope's fields read once: ~1.5% fewer instructions per batch (callgrind).
             cur, projections, ctx = conn.cursor(), PROJECTIONS, self._ctx
             for index, (env, raw) in enumerate(events):
                 event_id, kind = env.event_id, env.kind

@@ -136,7 +136,7 @@ def execution(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: Projection
     # A later event for the same record id is a correction: it replaces the row (last in ledger order wins).
     # The owner check (`guard_owner`) is the upsert's WHERE: another workspace's row is left as it is and no
     # row changes, so the event is refused having written nothing. One statement instead of a SELECT and the
-    # upsert: ~0.9 us less CPU per event of the fleet's mix (bench/store.py; executions are ~40% of it).
+    # upsert: ~1.9 us less CPU per execution (bench/store.py; executions are ~40% of the fleet's mix).
     p = env.payload
     assert isinstance(p, ExecutionRecord)
     cur = conn.execute(
