@@ -63,10 +63,27 @@ def ledger_count(db: Path) -> int:
         return 0
 
 
+def ledger_last_seq(db: Path) -> int:
+    """The ledger's highest sequence number: one index lookup, where COUNT(*) scans an index (milliseconds
+    at 60,000 rows, 50 times a second: CPU the producers and the store would otherwise have)."""
+    if not db.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM ledger").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
 async def wait_for(db: Path, expected: int, timeout: float) -> float:
+    """When the ledger holds `expected` events: polled by the cheap last sequence number, confirmed by a count
+    (sequence numbers can have gaps, never more events than their highest)."""
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
-        if ledger_count(db) >= expected:
+        if ledger_last_seq(db) >= expected and ledger_count(db) >= expected:
             return time.perf_counter()
         await asyncio.sleep(0.02)
     raise TimeoutError(f"only {ledger_count(db)}/{expected} events stored after {timeout}s")
