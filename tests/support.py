@@ -1,4 +1,5 @@
-"""What every real-server test package shares: a deadline poller and fast service settings.
+"""What every real-server test package shares: a deadline poller, fast service settings, and the runtimes a
+test starts (stopped at its teardown).
 
 Nothing waits a fixed time for a condition: `eventually()` polls until a deadline.
 """
@@ -9,10 +10,12 @@ import asyncio
 import inspect
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
+from services.runtime import Runtime
 from services.settings import Settings
 
 T = TypeVar("T")
@@ -69,3 +72,31 @@ def store_rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         raise
     finally:
         conn.close()
+
+
+class Runtimes:
+    """The runtimes one test started; `stop_all()` stops those the test did not stop itself."""
+
+    def __init__(self) -> None:
+        self.started: list[Runtime] = []
+
+    async def start(self, settings: Settings, url: str, services: Sequence[str] | None) -> Runtime:
+        runtime = Runtime(settings, url, services)
+        await runtime.start()
+        self.started.append(runtime)
+        return runtime
+
+    async def stop_all(self) -> None:
+        for runtime in reversed(self.started):
+            if runtime._tasks:  # not stopped by the test itself
+                await runtime.stop()
+
+
+@asynccontextmanager
+async def runtimes() -> AsyncIterator[Runtimes]:
+    """`async with runtimes() as pool:` in a fixture: every runtime started through `pool` is stopped after."""
+    pool = Runtimes()
+    try:
+        yield pool
+    finally:
+        await pool.stop_all()

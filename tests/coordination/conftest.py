@@ -11,6 +11,7 @@ import pytest
 from pheromone import Pheromone
 from services.runtime import Runtime
 from tests.coordination.helpers import settings
+from tests.support import runtimes
 
 StartRuntime = Callable[..., Awaitable[Runtime]]
 OpenClient = Callable[..., Awaitable[Pheromone]]
@@ -24,22 +25,12 @@ def db(tmp_path: Path) -> Path:
 @pytest.fixture
 async def start_runtime(tmp_path: Path, prefix: str, redis_url: str) -> AsyncIterator[StartRuntime]:
     """`await start_runtime(services=[...], url=None, **settings)`: a started Runtime, stopped at teardown."""
-    started: list[Runtime] = []
+    async with runtimes() as pool:
 
-    async def start(
-        services: list[str] | None = None, *, url: str | None = None, **overrides: Any
-    ) -> Runtime:
-        runtime = Runtime(settings(tmp_path, prefix, **overrides), url or redis_url, services)
-        await runtime.start()
-        started.append(runtime)
-        return runtime
+        async def start(services: list[str] | None = None, *, url: str | None = None, **overrides: Any) -> Runtime:
+            return await pool.start(settings(tmp_path, prefix, **overrides), url or redis_url, services)
 
-    try:
         yield start
-    finally:
-        for runtime in reversed(started):
-            if runtime._tasks:  # not stopped by the test itself
-                await runtime.stop()
 
 
 @pytest.fixture

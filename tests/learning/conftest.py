@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from pheromone import Pheromone
 from services.runtime import Runtime
 from services.settings import Settings
+from tests.support import runtimes
 
 StartRuntime = Callable[..., Awaitable[Runtime]]
 OpenClient = Callable[..., Awaitable[Pheromone]]
@@ -33,19 +34,12 @@ def learning_settings(tmp_path: Path, prefix: str, redis_url: str) -> Settings:
 @pytest.fixture
 async def runtime(learning_settings: Settings, redis_url: str) -> AsyncIterator[StartRuntime]:
     """`await runtime(services=("store", "query"))`: a started Runtime, stopped at teardown."""
-    started: list[Runtime] = []
+    async with runtimes() as pool:
 
-    async def start(services: Sequence[str] = ("store", "query")) -> Runtime:
-        rt = Runtime(learning_settings, redis_url, services)
-        await rt.start()
-        started.append(rt)
-        return rt
+        async def start(services: Sequence[str] = ("store", "query")) -> Runtime:
+            return await pool.start(learning_settings, redis_url, services)
 
-    try:
         yield start
-    finally:
-        for rt in reversed(started):
-            await rt.stop()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 from pheromone import Pheromone
 from services.runtime import Runtime
 from tests.services.helpers import settings
+from tests.support import runtimes
 
 StartRuntime = Callable[..., Awaitable[Runtime]]
 OpenClient = Callable[..., Awaitable[Pheromone]]
@@ -29,20 +30,12 @@ async def start_runtime(tmp_path: Path, prefix: str, redis_url: str) -> AsyncIte
 
     The backbone (store and query) by default: these tests prove delivery, not the services built on it.
     """
-    started: list[Runtime] = []
+    async with runtimes() as pool:
 
-    async def start(url: str | None = None, services: Sequence[str] = BACKBONE, **overrides: Any) -> Runtime:
-        runtime = Runtime(settings(tmp_path, prefix, **overrides), url or redis_url, services)
-        await runtime.start()
-        started.append(runtime)
-        return runtime
+        async def start(url: str | None = None, services: Sequence[str] = BACKBONE, **overrides: Any) -> Runtime:
+            return await pool.start(settings(tmp_path, prefix, **overrides), url or redis_url, services)
 
-    try:
         yield start
-    finally:
-        for runtime in reversed(started):
-            if runtime._tasks:  # not stopped by the test itself
-                await runtime.stop()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from pheromone import Pheromone
 from services.runtime import Runtime
-from tests.support import settings
+from tests.support import runtimes, settings
 
 StartRuntime = Callable[..., Awaitable[Runtime]]
 OpenClient = Callable[..., Awaitable[Pheromone]]
@@ -29,22 +29,14 @@ def db(tmp_path: Path) -> Path:
 async def start_runtime(tmp_path: Path, prefix: str, redis_url: str) -> AsyncIterator[StartRuntime]:
     """`await start_runtime(services=SERVICES, sessions={...}, **settings)`: a started Runtime, stopped at
     teardown; session settings default to QUIET."""
-    started: list[Runtime] = []
+    async with runtimes() as pool:
 
-    async def start(services: Sequence[str] = SERVICES, **overrides: Any) -> Runtime:
-        sessions = overrides.pop("sessions", {})
-        s = settings(tmp_path, prefix, sessions={**QUIET, **sessions}, **overrides)
-        runtime = Runtime(s, redis_url, services)
-        await runtime.start()
-        started.append(runtime)
-        return runtime
+        async def start(services: Sequence[str] = SERVICES, **overrides: Any) -> Runtime:
+            sessions = overrides.pop("sessions", {})
+            return await pool.start(settings(tmp_path, prefix, sessions={**QUIET, **sessions}, **overrides),
+                                    redis_url, services)
 
-    try:
         yield start
-    finally:
-        for runtime in reversed(started):
-            if runtime._tasks:
-                await runtime.stop()
 
 
 @pytest.fixture
