@@ -3,7 +3,10 @@
 Keys are `{prefix}:{name}`; the prefix (default `pheromone`) comes from settings so that several
 installations, or every test, can share one server.
 
-Stream entries carry exactly one field, `FIELD` (`e`), whose value is the envelope's JSON.
+Stream entries carry the envelope's JSON under `FIELD` (`e`) and, optionally, its payload's `type` under
+`FIELD_KIND` (`k`): a group that wants only some kinds (entropy counts applications, the consolidator reads
+executions) acks the rest without parsing them. The kind is a hint for skipping, nothing more: whatever applies
+or counts an event uses the type of the validated payload, and an entry without `k` is parsed by every group.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Final
 
 DEFAULT_PREFIX: Final = "pheromone"
 FIELD: Final = "e"
-"""The single stream-entry field that holds an envelope's JSON."""
+"""The stream-entry field that holds an envelope's JSON."""
 
 # Streams
 INGEST: Final = "ingest"
@@ -68,7 +71,8 @@ RATE_LIMIT_EXPIRY_FACTOR: Final = 1.0
 FIELD_EXPIRES: Final = "x"
 """Broadcast entries: the message's expiry in ms since the epoch, readable without parsing the JSON."""
 FIELD_KIND: Final = "k"
-"""Broadcast entries: the message's kind (`contracts.broadcast.BroadcastKind`)."""
+"""Envelope entries: the payload's `type`, optional (see the module's docstring). Broadcast entries: the
+message's kind (`contracts.broadcast.BroadcastKind`)."""
 SYSTEM_WORKSPACE: Final = "pheromone"
 """The envelope workspace of events the services themselves emit (entropy metrics, responses, alerts)."""
 ENTROPY_JOB: Final = "entropy"
@@ -88,6 +92,11 @@ def key_part(value: str) -> str:
 
 def stream_for(payload_type: str) -> str:
     return ROUTES.get(payload_type, INGEST)
+
+
+def entry(body: str | bytes, kind: str) -> dict[str, str | bytes]:
+    """An envelope's stream-entry fields: its JSON under `FIELD`, its payload's type under `FIELD_KIND`."""
+    return {FIELD: body, FIELD_KIND: kind}
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ from contracts.streams import (
     FIELD,
     RATE_LIMIT_EXPIRY_FACTOR,
     Keys,
+    entry,
     stream_for,
 )
 from contracts.types import Identifier, UtcDatetime
@@ -452,7 +453,7 @@ class Pheromone:
                 count = min(len(self._buffer), self._batch_size)
                 inflight = [self._buffer.popleft() for _ in range(count)]
                 try:
-                    await self._send([(p[0], self._json(p)) for p in inflight])
+                    await self._send([(p[0], self._json(p), p[4].type) for p in inflight])
                 except BaseException:
                     self._buffer.extendleft(reversed(inflight))
                     raise
@@ -461,16 +462,17 @@ class Pheromone:
                 self._idle.set()
                 return
 
-    def _decode_spooled(self, records: Sequence[bytes]) -> tuple[list[tuple[str, str]], list[bytes]]:
-        """Spooled lines as (stream, json); lines that are not ours (disk corruption) are set apart."""
-        batch: list[tuple[str, str]] = []
+    def _decode_spooled(self, records: Sequence[bytes]) -> tuple[list[tuple[str, str, None]], list[bytes]]:
+        """Spooled lines as (stream, json, no kind); lines that are not ours (disk corruption) are set apart.
+        A spooled line holds no kind: its entry is parsed by every group (contracts.streams)."""
+        batch: list[tuple[str, str, None]] = []
         corrupt: list[bytes] = []
         for record in records:
             stream, tab, body = record.partition(b"\t")
             try:
                 if not tab or not stream.startswith(f"{self.keys.prefix}:".encode()):
                     raise ValueError("not a spool record")
-                batch.append((stream.decode(), body.decode()))
+                batch.append((stream.decode(), body.decode(), None))
             except (ValueError, UnicodeDecodeError):
                 corrupt.append(record)
         return batch, corrupt
@@ -484,11 +486,12 @@ class Pheromone:
             f'{json.dumps(correlation_id)},"payload":{record.model_dump_json()}}}'
         )
 
-    async def _send(self, batch: Sequence[tuple[str, str]], corrupt: Sequence[bytes] = ()) -> None:
+    async def _send(self, batch: Sequence[tuple[str, str, str | None]], corrupt: Sequence[bytes] = ()) -> None:
+        """XADD each (stream, envelope JSON, payload type or None) in one pipeline."""
         assert self._redis is not None
         async with self._redis.pipeline(transaction=False) as pipe:
-            for stream, body in batch:
-                pipe.xadd(stream, {FIELD: body})
+            for stream, body, kind in batch:
+                pipe.xadd(stream, {FIELD: body} if kind is None else entry(body, kind))
             for record in corrupt:
                 # Nothing is dropped silently: an unreadable spool line goes to the dead letters for a human.
                 pipe.xadd(self.keys.dead, {"stream": "spool", "group": "client", "id": "0-0",

@@ -60,13 +60,16 @@ class ServiceContext:
     metrics: Metrics = field(default_factory=Metrics)
     """The runtime's metrics: services count what they publish (`metrics.published`, …)."""
 
-    def worker(self, service: str, stream: str, group: str, handler: Handler, *, records_poison: bool) -> GroupWorker:
+    def worker(
+        self, service: str, stream: str, group: str, handler: Handler, *, records_poison: bool,
+        kinds: frozenset[str] | None = None,
+    ) -> GroupWorker:
         s = self.settings
         return GroupWorker(
             service=service, stream=stream, group=group, handler=handler, redis=self.redis,
             dead_stream=self.keys.dead, consumer=f"{service}-{s.consumer_name}", records_poison=records_poison,
             claim_idle_ms=s.claim_idle_ms, max_deliveries=s.max_deliveries, batch_size=s.batch_size,
-            metrics=self.metrics.worker(service, stream.removeprefix(f"{self.keys.prefix}:")),
+            metrics=self.metrics.worker(service, stream.removeprefix(f"{self.keys.prefix}:")), kinds=kinds,
         )
 
 

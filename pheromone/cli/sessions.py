@@ -24,7 +24,7 @@ from rich.table import Table
 
 from contracts import Envelope
 from contracts.sessions import AutonomyMode, EditStatus, PlaybookWritten, SessionTrigger, TriggerKind
-from contracts.streams import FIELD, Keys
+from contracts.streams import Keys, entry
 from contracts.types import Identifier
 from pheromone.cli.common import (
     CliError,
@@ -106,7 +106,7 @@ def _send(s: Settings, stream: Callable[[Keys], str], events: Sequence[Envelope]
             async def emit(batch: Sequence[Envelope]) -> None:
                 async with r.pipeline(transaction=True) as pipe:
                     for env in batch:
-                        pipe.xadd(stream(keys), {FIELD: env.model_dump_json()})
+                        pipe.xadd(stream(keys), entry(env.model_dump_json(), env.kind))
                     await pipe.execute()
 
             try:

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from contracts import Envelope, ExecutionRecord
+from contracts import Envelope, EventKind, ExecutionRecord
 from contracts.sessions import SessionTrigger, TriggerKind
-from contracts.streams import CONSOLIDATOR_JOB, FIELD, GROUP_CONSOLIDATOR, Keys
+from contracts.streams import CONSOLIDATOR_JOB, GROUP_CONSOLIDATOR, Keys, entry
 from services.consolidator.runner import SessionRunner
 from services.consolidator.view import StoreView
 from services.consumer import Refused
@@ -43,6 +43,8 @@ from services.sessions.teacher import StatisticalTeacher, Teacher
 from services.settings import SessionsSettings
 
 log = logging.getLogger(__name__)
+EXECUTIONS = frozenset({EventKind.EXECUTION.value})
+"""What `on_ingest` counts; other ingest entries that say their kind are acked without parsing."""
 
 
 @dataclass
@@ -121,7 +123,7 @@ class Consolidator:
 
     async def trigger(self, t: SessionTrigger) -> str:
         env = Envelope(workspace=t.scope, job=CONSOLIDATOR_JOB, payload=t)
-        await self.redis.xadd(self.keys.triggers, {FIELD: env.model_dump_json()})
+        await self.redis.xadd(self.keys.triggers, entry(env.model_dump_json(), env.kind))
         return env.event_id
 
     async def schedule(self) -> None:
@@ -160,7 +162,7 @@ async def build(ctx: ServiceContext, teacher: Teacher | None = None) -> ServiceP
     async def emit(events: Sequence[Envelope]) -> None:
         async with ctx.redis.pipeline(transaction=True) as pipe:
             for env in events:
-                pipe.xadd(ctx.keys.ingest, {FIELD: env.model_dump_json()})
+                pipe.xadd(ctx.keys.ingest, entry(env.model_dump_json(), env.kind))
             await pipe.execute()
 
     root = s.sessions.artifacts_dir or s.data_dir / "sessions"
@@ -174,7 +176,8 @@ async def build(ctx: ServiceContext, teacher: Teacher | None = None) -> ServiceP
         name="consolidator",
         workers=[
             ctx.worker("consolidator", ctx.keys.triggers, GROUP_CONSOLIDATOR, service.on_triggers, records_poison=True),
-            ctx.worker("consolidator", ctx.keys.ingest, GROUP_CONSOLIDATOR, service.on_ingest, records_poison=False),
+            ctx.worker("consolidator", ctx.keys.ingest, GROUP_CONSOLIDATOR, service.on_ingest, records_poison=False,
+                       kinds=EXECUTIONS),
         ],
         loops=[service.schedule],
         trims=[(ctx.keys.triggers, s.ingest_retention_s, True)],

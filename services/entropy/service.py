@@ -35,8 +35,8 @@ from datetime import UTC, datetime
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from contracts import Envelope, PatternApplied, PatternEntropyMetrics
-from contracts.streams import FIELD, GROUP_ENTROPY, Keys
+from contracts import Envelope, EventKind, PatternApplied, PatternEntropyMetrics
+from contracts.streams import GROUP_ENTROPY, Keys, entry
 from services.broadcaster.publish import Publisher
 from services.entropy.locks import Locks
 from services.entropy.response import drift_alert, plan_response
@@ -47,6 +47,8 @@ from services.runtime import ServiceContext, ServiceParts
 from services.settings import CoordinationSettings, LearningSettings
 
 log = logging.getLogger(__name__)
+APPLIED = frozenset({EventKind.PATTERN_APPLIED.value})
+"""What the subscriber counts; other ingest entries that say their kind are acked without parsing."""
 
 
 @dataclass
@@ -187,7 +189,7 @@ class EntropyService:
         """Append events to the ingest stream (the store records them) in one MULTI/EXEC: all or none."""
         async with self.redis.pipeline(transaction=True) as pipe:
             for env in events:
-                pipe.xadd(self.keys.ingest, {FIELD: env.model_dump_json()})
+                pipe.xadd(self.keys.ingest, entry(env.model_dump_json(), env.kind))
             await pipe.execute()
 
 
@@ -198,7 +200,8 @@ async def build(ctx: ServiceContext) -> ServiceParts:
                              metrics=ctx.metrics)
     return ServiceParts(
         name="entropy",
-        workers=[ctx.worker("entropy", ctx.keys.ingest, GROUP_ENTROPY, service.handle, records_poison=False)],
+        workers=[ctx.worker("entropy", ctx.keys.ingest, GROUP_ENTROPY, service.handle, records_poison=False,
+                            kinds=APPLIED)],
         loops=[service.run],
         trims=[(ctx.keys.broadcast, ctx.settings.broadcast_retention_s, False)],
         close=view.close,

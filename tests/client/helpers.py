@@ -134,11 +134,14 @@ def listing(directory: Path) -> list[str]:
 
 
 async def read_raw(redis: Redis, stream: str) -> list[bytes]:
-    """Every entry's envelope JSON, in stream order; each entry must carry exactly the field `e`."""
+    """Every entry's envelope JSON, in stream order; each entry must carry the field `e` and nothing else but,
+    when the client sent it from memory (not replayed from its spool), `k`: the payload's type."""
     out: list[bytes] = []
     entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(stream)  # type: ignore[assignment]
     for _, fields in entries:
-        assert list(fields) == [b"e"], fields
+        assert list(fields) in ([b"e"], [b"e", b"k"]), fields
+        if b"k" in fields:
+            assert fields[b"k"].decode() == parse_envelope(fields[b"e"]).kind, fields
         out.append(fields[b"e"])
     return out
 
