@@ -3,7 +3,10 @@
 Runs, in one invocation and on one private Valkey server:
   1. pheromone's path with 1, 4 and 16 concurrent producers (asyncio tasks, each with its own client): the
      store service runs in its own process (`pheromone serve --only store`), as in production;
-  2. the baseline: the same workload through a naive single-message FastStream consumer (one subscriber,
+  2. with one producer, every service in one process (`pheromone serve`, as `pheromone demo` runs them):
+     the store group shares its process with the entropy and consolidator groups, which read the same
+     ingest stream (`--no-all-in-one` skips it; it is not counted in the best figure);
+  3. the baseline: the same workload through a naive single-message FastStream consumer (one subscriber,
      no batching) that commits each event in its own transaction.
 It prints events/s for each, the ratio of the best pheromone figure to the naive one, and emit() latency
 p50/p99 (time spent inside emit(), measured per call). With --json the last line is one JSON object.
@@ -148,12 +151,14 @@ async def produce(url: str, prefix: str, tmp: Path, work: list[list[Payload]], l
     return t0
 
 
-async def pheromone_run(url: str, tmp: Path, producers: int, n: int, latencies: list[int]) -> float:
-    prefix = f"bench-p{producers}"
+async def pheromone_run(
+    url: str, tmp: Path, producers: int, n: int, latencies: list[int], *, all_in_one: bool = False
+) -> float:
+    prefix = f"bench-p{producers}{'-all' if all_in_one else ''}"
     db = tmp / f"{prefix}.db"
     proc = start_worker(
-        ["-m", "pheromone.cli", "serve", "--only", "store", "--redis-url", url, "--db", str(db),
-         "--prefix", prefix, "--data-dir", str(tmp)],
+        ["-m", "pheromone.cli", "serve", *([] if all_in_one else ["--only", "store"]), "--redis-url", url,
+         "--db", str(db), "--prefix", prefix, "--data-dir", str(tmp)],
         {"PHEROMONE_BATCH_SIZE": "1000"},
     )
     try:
@@ -193,6 +198,8 @@ async def main() -> None:
     ap.add_argument("--naive-events", type=int, default=10_000, help="events for the naive baseline")
     ap.add_argument("--producers", default="1,4,16")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--all-in-one", action=argparse.BooleanOptionalAction, default=True,
+                    help="also run every service in one process (`pheromone serve`, as the demo does)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pheromone-bench-") as d:
         tmp = Path(d)
@@ -204,13 +211,17 @@ async def main() -> None:
             for p in [int(x) for x in a.producers.split(",")]:
                 figures[f"events_per_s_{p}p"] = await pheromone_run(server.url, tmp, p, a.events, latencies)
                 print(f"pheromone, {p:>2} producer(s): {figures[f'events_per_s_{p}p']:>9,.0f} events/s", flush=True)
+            if a.all_in_one:
+                figures["all_in_one"] = await pheromone_run(server.url, tmp, 1, a.events, [], all_in_one=True)
+                print(f"pheromone serve, every service in one process, 1 producer: {figures['all_in_one']:>9,.0f} "
+                      "events/s", flush=True)
             naive = await naive_run(server.url, tmp, a.naive_events)
             print(f"naive single-message consumer: {naive:>9,.0f} events/s", flush=True)
         finally:
             server.stop()
     best = max(v for k, v in figures.items() if k.startswith("events_per_s_"))
     result = {
-        **{k: round(v) for k, v in figures.items()},
+        **{k if k.startswith("events_per_s_") else f"{k}_events_per_s": round(v) for k, v in figures.items()},
         "events_per_s": round(best),
         "naive_events_per_s": round(naive),
         "ratio": round(best / naive, 2),
