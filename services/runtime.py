@@ -59,6 +59,9 @@ class ServiceContext:
     redis_url: str
     metrics: Metrics = field(default_factory=Metrics)
     """The runtime's metrics: services count what they publish (`metrics.published`, …)."""
+    hosted: tuple[str, ...] = ()
+    """The services this process hosts (`serve --only store` hosts one): a service alone in its process may
+    use the event loop's thread for work that would otherwise delay its neighbours (services.store.service)."""
 
     def worker(
         self, service: str, stream: str, group: str, handler: Handler, *, records_poison: bool,
@@ -165,7 +168,7 @@ class Runtime:
     async def _start(self) -> None:
         if self.settings.metrics_port:  # first: a port in use fails the start before anything is opened
             self.metrics_server = MetricsServer(self.metrics, self.settings.metrics_addr, self.settings.metrics_port)
-        ctx = ServiceContext(self.settings, self.redis, self.keys, self.redis_url, self.metrics)
+        ctx = ServiceContext(self.settings, self.redis, self.keys, self.redis_url, self.metrics, self.names)
         factories = _factories()
         for name in self.names:
             self.parts.append(await factories[name](ctx))

@@ -2,7 +2,8 @@
 
 Subscribers (one FastStream batch subscriber each, group `store`):
   - reads `{prefix}:ingest`, `{prefix}:ratelimits`, `{prefix}:discoveries`;
-  - writes the SQLite store: one `BEGIN IMMEDIATE … COMMIT` per batch (`Store.apply`);
+  - writes the SQLite store: one `BEGIN IMMEDIATE … COMMIT` per batch (`Store.apply`), on the writer thread,
+    or on the loop's thread when the store is alone in its process (`serve --only store`, `Store(on_loop=)`);
   - ack policy: manual; entries are acked only after the commit that contains them;
   - idempotency key: the envelope's `event_id` (the ledger's primary key);
   - failures: unparsable entries and events a projection refuses go to `{prefix}:dead` at once with the
@@ -24,7 +25,9 @@ from services.store.db import Store
 
 async def build(ctx: ServiceContext) -> ServiceParts:
     collector.tune()  # the batch hot path allocates ~10 objects an event (services/collector.py)
-    store = Store(ctx.settings.store_path, learning=ctx.settings.learning)
+    # Alone in its process, the store applies each batch on the loop's thread (see services.store.db).
+    alone = ctx.hosted == ("store",)
+    store = Store(ctx.settings.store_path, learning=ctx.settings.learning, on_loop=alone)
     await store.open()
 
     async def handle(events: Sequence[tuple[Envelope, bytes]]) -> Sequence[tuple[int, str]]:

@@ -80,6 +80,12 @@ async def evaluated_all(
     return metrics if metrics is not None and metrics.total_applications == total else None
 
 
+async def store_caught_up(redis: aioredis.Redis, stream: str) -> bool:
+    """The store group has read every entry of `stream` and acked them all."""
+    return any(g["name"].decode() == GROUP_STORE and g["lag"] == 0 and g["pending"] == 0
+               for g in await redis.xinfo_groups(stream))
+
+
 def responses(db: Path) -> list[EntropyResponseRecord]:
     return [
         EntropyResponseRecord.model_validate_json(json.dumps(json.loads(body)["payload"]))
@@ -180,6 +186,9 @@ async def test_two_entropy_replicas_make_one_response_per_crossing(
     consumers = {c["name"].decode(): c for c in await redis.xinfo_consumers(ingest, GROUP_ENTROPY)}
     assert len(consumers) == 2  # both replicas read the stream
     await eventually(lambda: col.messages, what="response broadcast")
+    # The broadcast can come before the store commits the response's ledger event: wait until the store group
+    # has read and acked all of ingest, so a second response, if a replica made one, would be counted too.
+    await eventually(lambda: store_caught_up(redis, ingest), what="the store caught up on ingest")
     assert len(responses(db)) == 1
     assert len(col.messages) == 1
     for runtime in replicas:

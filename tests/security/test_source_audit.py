@@ -27,6 +27,7 @@ TRUSTED_SQL: dict[tuple[str, str], str] = {
     ("services/store/db.py", "_rebuild_sync"): "table names from PROJECTION_TABLES (code)",
     ("services/store/db.py", "_checksum_sync"): "table names from PROJECTION_TABLES (code)",
     ("services/store/db.py", "_counts_sync"): "table names from PROJECTION_TABLES (code)",
+    ("services/store/db.py", "_begin_on_loop"): "PRAGMA busy_timeout takes no parameter; the value is int()",
     ("services/store/schema.py", "connect"): "PRAGMA busy_timeout takes no parameter; the value is int()",
     ("services/store/schema.py", "migrate"): "statements of the MIGRATIONS constant; PRAGMA user_version of an int",
     ("services/consolidator/view.py", "sessions"): "`where` is a fixed fragment or empty; the workspace is `?`",
