@@ -9,7 +9,9 @@ Runs, in one invocation and on one private Valkey server:
   3. the baseline: the same workload through a naive single-message FastStream consumer (one subscriber,
      no batching) that commits each event in its own transaction.
 It prints events/s for each, the ratio of the best pheromone figure to the naive one, and emit() latency
-p50/p99 (time spent inside emit(), measured per call). With --json the last line is one JSON object.
+p50/p99 (time spent inside emit(), measured per call), and first a machine reference (the CPU time of the
+store's envelope validation on this machine, now), so that runs on different days can be compared. With
+--json the last line is one JSON object.
 
     python bench/ingest.py [--events 60000] [--naive-events 10000] [--json]
 """
@@ -187,6 +189,24 @@ async def naive_run(url: str, tmp: Path, n: int) -> float:
         stop_worker(proc)
 
 
+def machine_reference_us(n: int = 2_000, rounds: int = 5) -> float:
+    """This machine's speed at the store's hottest code, measured in the same run: CPU microseconds per
+    `parse_envelope` of the fleet's mix, the best of `rounds`. Shared machines differ from day to day (the
+    same commit ran this benchmark at 23k and at 12.5k events/s on two days; bench/RESULTS.md), so figures
+    from different runs compare only beside this one."""
+    from contracts import Envelope, parse_envelope
+
+    raws = [Envelope(workspace="ws-0", job="job-0", payload=rec).model_dump_json().encode()
+            for rec in records(n, 1)[0]]
+    best = float("inf")
+    for _ in range(rounds):
+        c0 = time.process_time()
+        for raw in raws:
+            parse_envelope(raw)
+        best = min(best, time.process_time() - c0)
+    return best / len(raws) * 1e6
+
+
 def pct(values: list[int], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))] / 1000 if values else 0.0
@@ -201,6 +221,9 @@ async def main() -> None:
     ap.add_argument("--all-in-one", action=argparse.BooleanOptionalAction, default=True,
                     help="also run every service in one process (`pheromone serve`, as the demo does)")
     a = ap.parse_args()
+    reference = machine_reference_us()
+    print(f"machine reference: parse_envelope {reference:.2f} us CPU per event (lower is a faster machine)",
+          flush=True)
     with tempfile.TemporaryDirectory(prefix="pheromone-bench-") as d:
         tmp = Path(d)
         server = EmbeddedServer(tmp / "redis", persist=False)
@@ -228,6 +251,7 @@ async def main() -> None:
         "emit_p50_us": round(pct(latencies, 0.50), 2),
         "emit_p99_us": round(pct(latencies, 0.99), 2),
         "emit_calls": len(latencies),
+        "machine_reference_us": round(reference, 2),
     }
     print(f"best / naive: {result['ratio']}x; emit() p50 {result['emit_p50_us']} us, p99 {result['emit_p99_us']} us")
     if a.json:
