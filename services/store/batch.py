@@ -15,8 +15,10 @@ same few patterns and the one entropy row are rewritten over and over, so instea
 - application rows are inserted with `executemany`, before anything reads `pattern_applications`.
 
 Transitions are still written as they happen (they are rare and carry their own ids and times). Whatever reads
-or changes a pattern row inside the batch (an observation, a manual transition, a revisit) first calls
-`flush_pattern`, which writes that pattern back and forgets it; `flush` writes everything (before `settle`).
+or changes a pattern row inside the batch (a manual transition, a revisit, the first observation of a pattern
+applied before) first calls `flush_pattern`, which writes that pattern back and forgets it; `flush` writes
+everything (before `settle`). An observation of a pattern whose row exists changes only its occurrence count
+among what the batch holds, so `patterns.observe` updates the batch's copy instead.
 """
 
 from __future__ import annotations

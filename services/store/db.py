@@ -7,13 +7,14 @@ never blocks the event loop. Readers (`services.store.reader`) use aiosqlite.
 
 `on_loop=True` (the store service alone in its process, `serve --only store`): the batch is applied on the
 calling thread, the event loop's, where it was parsed, rather than handing its ~10,000 fresh objects to
-another thread: ~5 % less CPU per event draining a backlog, measured (bench/RESULTS.md). While another process holds the write
-lock, the loop waits for it with `asyncio.sleep`, never in SQLite's busy handler (`_begin_on_loop`); once it
-has the lock it runs the batch to its commit without an await, so nothing else on the loop can run inside
-the transaction (or wait on it: a synchronous writer on the same loop would otherwise block the very thread
-that must commit). The loop is busy for the batch's transaction (tens of milliseconds), which delays nothing
-when the store is alone: the next read is already in flight. In a process that hosts other services
-(queries, broadcasts) that delay would be theirs, so there the whole transaction stays on the writer thread.
+another thread: ~5 % less CPU per event draining a backlog, measured (bench/RESULTS.md). While another
+process holds the write lock, the loop waits for it with `asyncio.sleep`, never in SQLite's busy handler
+(`_begin_on_loop`); once it has the lock it runs the batch to its commit without an await, so nothing else
+on the loop can run inside the transaction (or wait on it: a synchronous writer on the same loop would
+otherwise block the very thread that must commit). The loop is busy for the batch's transaction (tens of
+milliseconds), which delays nothing when the store is alone: the next read is already in flight. In a
+process that hosts other services (queries, broadcasts) that delay would be theirs, so there the whole
+transaction stays on the writer thread.
 
 Exactly-once effect: the ledger's primary key is the producer's `event_id`. Each event is inserted with
 `ON CONFLICT DO NOTHING` ; only when that insert added a row are its projections applied. A projection

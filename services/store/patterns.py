@@ -142,7 +142,11 @@ def observe(
 ) -> None:
     pid = pattern_id(p.pattern_type, p.pattern_name)
     tags = sorted(set(p.context_tags))
-    batch.flush_pattern(conn, pid)  # the upsert below reads the counts and changes the row
+    live = batch.live.get(pid)
+    if live is not None and (live.state is None or live.effectiveness is None):
+        # The upsert would create the row from `pattern_counts`, which the batch holds newer: write it first.
+        batch.flush_pattern(conn, pid)
+        live = None
     if conn.execute(INSERT_COUNTS_ROW, (pid,)).rowcount:
         batch.add_entropy(conn, total=0, delta=0.0, unique=1, effective=0)
     row = conn.execute(
@@ -166,6 +170,14 @@ def observe(
         if conn.execute(INSERT_TAG, (tag, pid)).rowcount:
             # Patterns per tag, so a tag query can pick its plan without counting (services.query.learning).
             conn.execute(COUNT_TAG, (tag,))
+    if live is not None:
+        # The row existed and the batch holds this pattern: the upsert changed its occurrence count and
+        # descriptive columns, none of the counts, times or status the batch holds newer. The batch's write of
+        # the pattern (`batch.flush`) derives the priority from the new count, as SET_PRIORITY would. Writing
+        # the pattern now and loading it again at its next application cost ~85 of an observation's ~140 us.
+        assert live.state is not None
+        live.state.occurrences = row[1]
+        return
     state = PatternState.from_row(pid, row[:8])
     if state.occurrences == 1 and state.successes + state.failures > 0:
         # First observation of a pattern that was applied before: derive everything from its applications.

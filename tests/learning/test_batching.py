@@ -12,8 +12,10 @@ import random
 from pathlib import Path
 
 from contracts import EntropyResponseRecord, Envelope, ExecutionRecord, SuccessFactors
+from services.learning.scores import priority
+from services.settings import LearningSettings
 from services.store.db import Store
-from tests.learning.helpers import applied, at, event, moved, observed, pid
+from tests.learning.helpers import applied, at, event, moved, observed, pattern_row, pid
 
 NAMES = [f"batched {i}" for i in range(8)]
 RATES = [0.95, 0.85, 0.6, 0.45, 0.3, 0.15, 0.05, 0.5]
@@ -98,3 +100,20 @@ async def test_batch_boundaries_do_not_change_any_table(tmp_path: Path) -> None:
     async with Store(tmp_path / "one.db") as store:
         assert await store.rebuild() == len(events) - len(one_rejected)
         assert await store.checksum() == one
+
+
+async def test_observations_of_a_pattern_the_batch_holds_keep_its_priority_exact(tmp_path: Path) -> None:
+    """An observation of a pattern the batch holds in memory updates it there (services/store/patterns.py:
+    `observe`). Between 15 and 99 occurrences the priority still grows with the count (log10(n + 1) / 2 over
+    the 0.6 floor), so a count left stale in the batch would show in the stored priority."""
+    events = [event(observed("busy"), 0)]
+    for k in range(60):
+        events += [event(applied("busy", k % 3 != 0, 0.8), k + 1), event(observed("busy"), k + 1.5)]
+    one, _ = await _apply(tmp_path / "one.db", events, 1)
+    whole, _ = await _apply(tmp_path / "whole.db", events, len(events))
+    assert whole == one
+    row = pattern_row(tmp_path / "whole.db", pid("busy"))
+    assert row["occurrence_count"] == 61
+    expected = priority(row["effectiveness_score"], 61, row["variance"], LearningSettings())
+    assert row["priority_score"] == expected
+    assert expected > priority(row["effectiveness_score"], 20, row["variance"], LearningSettings())
