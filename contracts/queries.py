@@ -10,6 +10,9 @@ from contracts.events import EventKind
 from contracts.types import Contract, Identifier, UtcDatetime
 
 MAX_QUERY_LIMIT = 10_000
+MAX_REQUEST_BYTES = 64 * 1024
+"""A query request's largest JSON: the query service answers a larger one with an error, unparsed, and the
+client refuses to send one (`pheromone.queries.QueryClient.call`)."""
 
 
 class TimeRange(Contract):

@@ -18,6 +18,7 @@ from pydantic import TypeAdapter
 from redis.exceptions import RedisError
 
 from contracts import Envelope, EventQuery
+from contracts.queries import MAX_REQUEST_BYTES
 from contracts.streams import Keys
 from pheromone.errors import QueryError, QueryTimeout
 
@@ -32,6 +33,9 @@ class QueryClient:
     async def call(self, op: str, args: dict[str, Any], *, timeout: float = 10.0) -> Any:
         reply = f"{self._keys.prefix}:reply:{uuid.uuid4().hex}"
         request = json.dumps({"op": op, "args": args, "reply": reply})
+        if (size := len(request.encode())) > MAX_REQUEST_BYTES:
+            # The query service would refuse it unread: say so now, without the round trip.
+            raise QueryError(f"query {op!r} is {size} bytes, over the {MAX_REQUEST_BYTES}-byte limit")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         # redis-py applies the connection's socket_timeout to blocking commands too: a longer BLPOP would be

@@ -22,6 +22,7 @@ from faststream.redis import ListSub
 from pydantic import ValidationError
 
 from contracts import EventQuery
+from contracts.queries import MAX_REQUEST_BYTES
 from services.consumer import describe, one_line
 from services.query.learning import LEARNING_OPS
 from services.query.sessions import SESSION_OPS
@@ -30,7 +31,6 @@ from services.store.reader import Reader
 
 log = logging.getLogger(__name__)
 REPLY_TTL_S = 60
-MAX_REQUEST_BYTES = 64 * 1024
 _REPLY_MEMBER = re.compile(rb'"reply"\s*:\s*"([^"\\]{1,256})"')
 
 Op = Callable[[Reader, dict[str, Any]], Awaitable[Any]]

@@ -14,6 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from contracts import ErrorRecoveryRecord, EventKind, EventQuery, ExecutionRecord, PatternObserved, TimeRange
+from contracts.queries import MAX_REQUEST_BYTES
 from contracts.streams import Keys
 from pheromone import Pheromone, QueryError, QueryTimeout
 from pheromone.queries import QueryClient
@@ -325,3 +326,18 @@ async def test_a_request_cannot_make_the_service_publish_elsewhere(
     finally:
         await pubsub.unsubscribe(victim)
         await pubsub.aclose()
+
+
+async def test_an_oversized_request_is_refused_before_it_is_sent(
+    open_client: OpenClient, redis: Redis, prefix: str
+) -> None:
+    """No query service runs here: a request sent would time out; one refused locally fails at once."""
+    client = await open_client(workspace="ws-big", job="big")
+    assert client.queries is not None
+    pad = "x" * MAX_REQUEST_BYTES
+    with pytest.raises(QueryError, match=rf"query 'events' is \d+ bytes, over the {MAX_REQUEST_BYTES}-byte limit"):
+        await client.queries.call("events", {"pad": pad}, timeout=2)
+    assert await redis.llen(Keys(prefix).queries) == 0, "nothing was sent"
+    with pytest.raises(QueryTimeout):  # just under the limit: sent, and (no service) unanswered
+        await client.queries.call("events", {"pad": pad[:-200]}, timeout=0.3)
+    assert await redis.llen(Keys(prefix).queries) == 1

@@ -21,9 +21,10 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from contracts import EventQuery
+from contracts.queries import MAX_REQUEST_BYTES
 from contracts.streams import Keys
 from pheromone import Pheromone, QueryError, QueryTimeout
-from services.query.service import MAX_REQUEST_BYTES, OPS
+from services.query.service import OPS
 from services.runtime import Runtime
 from tests.services import helpers as h
 from tests.support import eventually
