@@ -327,11 +327,15 @@ class Runtime:
         short = tuple(name.removeprefix(f"{self.keys.prefix}:") for name in names)
         while True:
             try:
-                for g in await groups(self.redis, self.keys, short):
+                # Read everything first, then set every gauge with no await in between: a scrape (another
+                # thread) then sees one refresh's lag and stream lengths together, never half of each.
+                found = await groups(self.redis, self.keys, short)
+                lengths = [await self.redis.xlen(key) for key in names]
+                for g in found:
                     m.lag.labels(g.stream, g.group).set(-1 if g.lag is None else g.lag)
                     m.pending.labels(g.stream, g.group).set(g.pending)
-                for name, key in zip(short, names, strict=True):
-                    m.stream_length.labels(name).set(await self.redis.xlen(key))
+                for name, length in zip(short, lengths, strict=True):
+                    m.stream_length.labels(name).set(length)
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 self._lost(exc)
             except RedisError as exc:

@@ -99,6 +99,7 @@ async def test_metrics_after_a_known_workload(
         s = await scrape(port)
         # The audit group's lag is the whole stream only in a refresh made after every entry was sent.
         done = (value(s, "pheromone_group_lag", stream="ingest", group="audit") == n + 1
+                and value(s, "pheromone_stream_length", stream="ingest") == n + 1
                 and value(s, "pheromone_group_lag", stream="ingest", group="store") == 0
                 and value(s, "pheromone_group_pending", stream="ingest", group="store") == 0
                 and value(s, "pheromone_events_total", service="entropy", stream="ingest", outcome="applied") == n
