@@ -86,7 +86,7 @@ async def test_on_loop_waits_for_the_write_lock_without_blocking_the_loop(tmp_pa
         applying = asyncio.ensure_future(store.apply(batch(8)))
         try:
             await eventually(lambda: ticks >= 20, what="the loop running while apply waits for the lock")
-            assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0, "waiting on the loop, not in SQLite"
+            assert in_lock_wait(store), "waiting on the loop, not in SQLite's busy handler"
             assert not applying.done()
             other.execute("COMMIT")
             result = await asyncio.wait_for(applying, 30)
@@ -96,18 +96,24 @@ async def test_on_loop_waits_for_the_write_lock_without_blocking_the_loop(tmp_pa
         assert len(result.inserted) == 8
 
 
+def in_lock_wait(store: Store) -> bool:
+    """The store is in `_begin_on_loop`'s wait: its connection's busy timeout is 0 only there."""
+    return bool(store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0)
+
+
 async def test_a_batch_cancelled_while_waiting_for_the_lock_leaves_no_transaction(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     async with Store(path, on_loop=True) as store:
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
         waiting = asyncio.ensure_future(store.apply(batch(4)))
-        await asyncio.sleep(0.05)
+        await eventually(lambda: in_lock_wait(store), what="the batch waiting for the lock")
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
+        assert not store.conn.in_transaction and not in_lock_wait(store)
         queued = asyncio.ensure_future(store.apply(batch(8)))
-        await asyncio.sleep(0.05)
+        await eventually(lambda: in_lock_wait(store), what="the next batch waiting for the lock")
         other.execute("COMMIT")
         other.close()
         result = await queued
