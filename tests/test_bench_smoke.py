@@ -7,20 +7,33 @@ Only the shape is checked; speed is measured by the benchmarks themselves (bench
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_bench(*args: str, timeout: float = 110) -> dict[str, Any]:
+    """Run a benchmark in its own process group and return its JSON line. On a timeout the whole group is
+    killed: bench/ingest.py starts a Valkey server and store workers that would otherwise outlive it."""
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"{args[0]} did not finish within {timeout:g}s: {err[-2000:]}") from None
+    assert proc.returncode == 0, err[-2000:]
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
 def test_store_bench_reports_every_figure() -> None:
-    out = subprocess.run(
-        [sys.executable, "bench/store.py", "--events", "2000", "--json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=110,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = run_bench("bench/store.py", "--events", "2000", "--json")
     assert result["bench"] == "store"
     assert 1_900 <= result["events"] <= 2_000
     for key in ("validation_us", "validation_us_default_gc", "apply_cpu_us", "apply_wall_us",
@@ -33,13 +46,7 @@ def test_store_bench_reports_every_figure() -> None:
 def test_ingest_bench_reports_every_figure() -> None:
     """A small run on its own embedded server: the store alone, every service in one process, the naive
     baseline, and the JSON line bench/RESULTS.md quotes."""
-    out = subprocess.run(
-        [sys.executable, "bench/ingest.py", "--events", "1500", "--naive-events", "200", "--producers", "1",
-         "--json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=110,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = run_bench("bench/ingest.py", "--events", "1500", "--naive-events", "200", "--producers", "1", "--json")
     for key in ("events_per_s_1p", "events_per_s", "all_in_one_events_per_s", "naive_events_per_s", "ratio",
                 "emit_p50_us", "emit_p99_us", "machine_reference_us"):
         assert result[key] > 0, key
