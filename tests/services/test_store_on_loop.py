@@ -74,24 +74,15 @@ async def test_on_loop_waits_for_the_write_lock_without_blocking_the_loop(tmp_pa
     async with Store(path, on_loop=True) as store:
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")  # another process's writer holds the lock
-        ticks = 0
-
-        async def tick() -> None:
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0.005)
-
-        ticker = asyncio.ensure_future(tick())
         applying = asyncio.ensure_future(store.apply(batch(8)))
         try:
-            await eventually(lambda: ticks >= 20, what="the loop running while apply waits for the lock")
-            assert in_lock_wait(store), "waiting on the loop, not in SQLite's busy handler"
+            # `eventually` polls on this loop: it returns only if the loop runs while the apply waits (a wait in
+            # SQLite's busy handler would hold the loop for the whole 30 s busy timeout).
+            await eventually(lambda: in_lock_wait(store), what="the loop running while apply waits for the lock")
             assert not applying.done()
             other.execute("COMMIT")
             result = await asyncio.wait_for(applying, 30)
         finally:
-            ticker.cancel()
             other.close()
         assert len(result.inserted) == 8
 
