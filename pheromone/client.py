@@ -30,7 +30,7 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel, TypeAdapter
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
 
 # Real-time coordination (docs/COORDINATION.md): rate limits, broadcast subscriptions.
 from contracts import (

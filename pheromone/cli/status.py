@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
 from rich.markup import escape
 from rich.table import Table
 
