@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 DEFAULT_PREFIX: Final = "pheromone"
 FIELD: Final = "e"
@@ -94,8 +94,11 @@ def stream_for(payload_type: str) -> str:
     return ROUTES.get(payload_type, INGEST)
 
 
-def entry(body: str | bytes, kind: str) -> dict[str, str | bytes]:
-    """An envelope's stream-entry fields: its JSON under `FIELD`, its payload's type under `FIELD_KIND`."""
+def entry(body: str | bytes, kind: str) -> dict[Any, Any]:
+    """An envelope's stream-entry fields: its JSON under `FIELD`, its payload's type under `FIELD_KIND`.
+
+    Typed loosely because redis-py's `xadd` takes a dict that is invariant in its key and value types.
+    """
     return {FIELD: body, FIELD_KIND: kind}
 
 

@@ -28,9 +28,9 @@ from typing import Any, Self
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, TypeAdapter
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.asyncio.retry import Retry
 
 # Real-time coordination (docs/COORDINATION.md): rate limits, broadcast subscriptions.
 from contracts import (
@@ -161,6 +161,8 @@ class Pheromone:
 
             self._url, self._server = await asyncio.to_thread(ensure_server, self._data_dir)
         from services.connection import redis_client  # credentials and TLS from the URL (docs/SECURITY.md)
+
+        assert self._url is not None, "ensure_server always returns a URL"
 
         # Our own loop retries with backoff and spools; redis-py's built-in retries would only delay that.
         self._redis = redis_client(

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 class Refused(NamedTuple):
     """An event the handler would not apply: dead-lettered, or left pending when `retry` (see EventRejected)."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index on purpose: the entry's place in the batch
     reason: str
     retry: bool = False
 
@@ -68,7 +68,7 @@ def one_line(text: str, limit: int = MAX_REASON) -> str:
     return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
-def describe(exc: Exception) -> str:
+def describe(exc: BaseException) -> str:
     """A one-line, precise reason for a dead letter."""
     if isinstance(exc, ValidationError):
         first = exc.errors(include_url=False)[:3]

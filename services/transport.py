@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -80,7 +81,8 @@ async def idle_pending(
 ) -> list[tuple[bytes, int]]:
     """Entries pending longer than `idle_ms` in `group`, oldest first, with their delivery counts."""
     rows = await r.xpending_range(stream, group, min="-", max="+", count=count, idle=idle_ms)
-    return [(row["message_id"], int(row["times_delivered"])) for row in rows]
+    # redis-py types replies loosely (bytes | str | ...); without decode_responses they are bytes.
+    return [(cast(bytes, row["message_id"]), int(row["times_delivered"])) for row in cast(list[dict[str, Any]], rows)]
 
 
 async def claim(
@@ -90,8 +92,8 @@ async def claim(
     if not ids:
         return []
     claimed = await r.xclaim(stream, group, consumer, min_idle_time=idle_ms, message_ids=list(ids))
-    entries = [(eid, fields) for eid, fields in claimed if fields is not None]
-    return entries
+    return [(eid, fields) for eid, fields in cast(list[tuple[bytes, dict[bytes, bytes] | None]], claimed)
+            if fields is not None]
 
 
 def ms_of(entry_id: bytes | str) -> int:

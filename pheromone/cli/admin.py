@@ -39,7 +39,7 @@ def rebuild(data_dir: DataDirOpt = None, db: DbOpt = None, as_json: JsonOpt = Fa
         print_json(result)
     else:
         console.print(f"replayed {result['replayed']} events; projections "
-                      f"{'identical' if result['identical'] else 'CHANGED'} ({result['checksum_after'][:16]})")
+                      f"{'identical' if result['identical'] else 'CHANGED'} ({str(result['checksum_after'])[:16]})")
 
 
 def _contract_models() -> dict[str, type[BaseModel]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from rich.table import Table
@@ -21,6 +21,7 @@ from pheromone.cli.common import (
     settings,
 )
 from services.connection import redis_client
+from services.transport import Entry
 
 app = typer.Typer(help="Dead letters: entries that could not be parsed or applied.", no_args_is_help=True)
 
@@ -46,7 +47,7 @@ def list_(
     async def run(url: str) -> list[dict[str, Any]]:
         r = redis_client(url)
         try:
-            rows = await r.xrevrange(Keys(s.prefix).dead, count=limit)
+            rows = cast(list[Entry], await r.xrevrange(Keys(s.prefix).dead, count=limit))
         finally:
             await r.aclose()
         return [_decode(i, f) for i, f in reversed(rows)]
@@ -82,28 +83,29 @@ def replay(
     async def run(url: str) -> list[str]:
         r = redis_client(url)
         try:
+            rows: list[Entry]
             if all_:
-                rows = await r.xrange(keys.dead)
+                rows = cast(list[Entry], await r.xrange(keys.dead))
             else:
                 rows = []
                 for dead_id in ids or ():
-                    found = await r.xrange(keys.dead, min=dead_id, max=dead_id)
+                    found = cast(list[Entry], await r.xrange(keys.dead, min=dead_id, max=dead_id))
                     if not found:
                         raise CliError(f"no dead letter {dead_id!r}")
                     rows.extend(found)
             replayed = []
-            for dead_id, fields in rows:
+            for letter_id, fields in rows:
                 stream = fields.get(b"stream", b"").decode()
                 if not stream.startswith(f"{keys.prefix}:"):
-                    raise CliError(f"dead letter {dead_id.decode()} names stream {stream!r} outside this prefix")
-                original = {k[2:]: v for k, v in fields.items() if k.startswith(b"f:")}
+                    raise CliError(f"dead letter {letter_id.decode()} names stream {stream!r} outside this prefix")
+                original: dict[Any, Any] = {k[2:]: v for k, v in fields.items() if k.startswith(b"f:")}
                 if not original:
-                    raise CliError(f"dead letter {dead_id.decode()} carries no original fields to replay")
+                    raise CliError(f"dead letter {letter_id.decode()} carries no original fields to replay")
                 async with r.pipeline(transaction=True) as pipe:
-                    pipe.xadd(stream, original)  # type: ignore[arg-type]
-                    pipe.xdel(keys.dead, dead_id)
+                    pipe.xadd(stream, original)
+                    pipe.xdel(keys.dead, letter_id)
                     await pipe.execute()
-                replayed.append(dead_id.decode())
+                replayed.append(letter_id.decode())
             return replayed
         finally:
             await r.aclose()

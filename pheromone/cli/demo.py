@@ -99,7 +99,7 @@ async def _run(s: Any, url: str, seconds: float, workspaces: int, jobs: int, rat
         # The services' own events (entropy responses, learning sessions) are theirs, not the jobs': not counted.
         ids = {row[0] for row in await (await reader.db.execute(
             JOB_EVENT_IDS, SERVICE_JOBS)).fetchall()}
-        counts = dict(await (await reader.db.execute(  # type: ignore[arg-type]
+        counts: dict[str, int] = dict(await (await reader.db.execute(  # type: ignore[arg-type]
             JOB_KIND_COUNTS, SERVICE_JOBS
         )).fetchall())
         # Ranked as jobs are served them: by the learning model's priority (docs/LEARNING.md).

@@ -40,10 +40,10 @@ def diagnose(runs: Sequence[Run], recoveries: Sequence[Recovery], s: SessionsSet
     by_code: dict[tuple[str, str, str | None], list[Recovery]] = defaultdict(list)
     for c in recoveries:
         by_code[(c.workspace, c.error_code, c.model)].append(c)
-    for (ws, code, model), group in sorted(by_code.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")):
-        rest = [c for c in recoveries if c.workspace == ws and c.model == model and c.error_code != code]
-        out += _keep(ws, model, code, None, group, rest, s, f"recoveries from {code} on {model or 'any model'} fail",
-                     tag="recovery")
+    for (ws, code, model), recovered in sorted(by_code.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")):
+        others = [c for c in recoveries if c.workspace == ws and c.model == model and c.error_code != code]
+        out += _keep(ws, model, code, None, recovered, others, s,
+                     f"recoveries from {code} on {model or 'any model'} fail", tag="recovery")
     return out
 
 

@@ -86,7 +86,7 @@ def _playbook(lines: list[str], edit: Edit) -> list[str]:
         return [*lines, edit.content]  # type: ignore[list-item]
     if edit.anchor not in lines:
         raise NotApplicable(f"the learned block has no line {edit.anchor!r} (anchor not found)")
-    at = lines.index(edit.anchor)  # type: ignore[arg-type]
+    at = lines.index(edit.anchor)
     if edit.op is EditOp.PLAYBOOK_DELETE:
         return lines[:at] + lines[at + 1 :]
     if edit.content in lines:

@@ -207,10 +207,10 @@ def check_splits(m: Mined) -> None:
     """Refuse a benchmark where val overlaps train or a dream task is outside train (raises GateRefused)."""
     train = {t.id for t in m.split("train")}
     for name in ("val", "test"):
-        ids = {t.id for t in m.split(name)}  # type: ignore[arg-type]
+        ids = {t.id for t in m.split(name)}
         if ids & train:
             raise GateRefused(f"{name} overlaps train on {len(ids & train)} task(s), e.g. {sorted(ids & train)[0]}")
-        dreams = [t.id for t in m.split(name) if t.origin == "dream"]  # type: ignore[arg-type]
+        dreams = [t.id for t in m.split(name) if t.origin == "dream"]
         if dreams:
             raise GateRefused(f"dream task {dreams[0]} is in {name}: dream tasks belong to train only")
     seen = {r.id.split("~")[0] for r in m.runs_of("train")} | {c.id.split("~")[0] for c in m.recoveries_of("train")}
@@ -218,7 +218,7 @@ def check_splits(m: Mined) -> None:
         shared = seen & ({r.id for r in m.runs_of(name)} | {c.id for c in m.recoveries_of(name)})  # type: ignore[arg-type]
         if shared:
             raise GateRefused(f"{name} shares record {sorted(shared)[0]} with train")
-    derived = {t.derived_from for t in m.tasks.values() if t.origin == "dream"}
+    derived = {t.derived_from for t in m.tasks.values() if t.origin == "dream" and t.derived_from is not None}
     leaked = derived & {t.id for t in m.split("val")} | derived & {t.id for t in m.split("test")}
     if leaked:
         raise GateRefused(f"a dream task derives from held-out task {sorted(leaked)[0]}")

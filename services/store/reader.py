@@ -6,6 +6,7 @@ Every query is one SQL constant with bound parameters; filters only ever add `?`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -37,7 +38,8 @@ class Reader:
 
     async def events(self, query: EventQuery) -> list[str]:
         """Envelope JSON of the newest `limit` matching events, returned oldest first."""
-        where, params = ["1=1"], []  # type: tuple[list[str], list[Any]]
+        where: list[str] = ["1=1"]
+        params: list[Any] = []
         if query.workspace is not None:
             where.append("workspace = ?")
             params.append(query.workspace)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from contracts import Envelope
 from contracts.streams import GROUP_STORE
 from services import collector
+from services.consumer import Refused
 from services.runtime import ServiceContext, ServiceParts
 from services.store.db import Store
 
@@ -30,7 +31,7 @@ async def build(ctx: ServiceContext) -> ServiceParts:
     store = Store(ctx.settings.store_path, learning=ctx.settings.learning, on_loop=alone)
     await store.open()
 
-    async def handle(events: Sequence[tuple[Envelope, bytes]]) -> Sequence[tuple[int, str]]:
+    async def handle(events: Sequence[tuple[Envelope, bytes]]) -> Sequence[Refused]:
         return (await store.apply(events)).rejected
 
     keys, s = ctx.keys, ctx.settings
