@@ -8,11 +8,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # Only what the wheel needs (pyproject's readme is README.md); tests, docs and bench stay out.
-COPY pyproject.toml README.md /build/
+# The exact versions of requirements-runtime.lock, hash-checked; then the project itself, without resolving again.
+COPY pyproject.toml README.md requirements-runtime.lock /build/
 COPY contracts /build/contracts
 COPY services /build/services
 COPY pheromone /build/pheromone
-RUN pip install /build \
+RUN pip install --require-hashes --no-deps -r /build/requirements-runtime.lock \
+    && pip install --no-deps /build \
     && rm -rf /build
 
 # A non-root user that owns /data, so a fresh named volume mounted there is writable.

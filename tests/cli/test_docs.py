@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -54,12 +55,43 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert commands == ["./dev demo", "./dev test"]
 
 
-def test_ci_runs_the_readme_test_command() -> None:
+def test_ci_runs_the_readme_test_command_then_the_newest_versions() -> None:
     script = (ROOT / ".ci" / "run").read_text()
-    assert re.search(r"^exec \./dev test\s*$", script, flags=re.M), script
+    commands = [line.strip() for line in script.splitlines()
+                if line.strip() and not line.startswith("#") and line.strip().startswith("./dev")]
+    assert commands == ["./dev test", "./dev newest"], script
+    assert "set -euo pipefail" in script, "a red first run must fail CI"
     dev = (ROOT / "dev").read_text()
     assert "demo) exec .venv/bin/pheromone demo" in dev
     assert "test) exec .venv/bin/python -m pytest" in dev
+    assert "--require-hashes --no-deps -r requirements.lock" in dev, "./dev installs the lock's exact bytes"
+
+
+def test_the_locks_pin_every_dependency_with_hashes() -> None:
+    """Each lock names every package once with ==, each with a hash, and satisfies pyproject.toml's ranges."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {"requirements.lock": project["dependencies"] + project["optional-dependencies"]["test"],
+              "requirements-runtime.lock": project["dependencies"]}
+    for name, reqs in wanted.items():
+        text = (ROOT / name).read_text()
+        pins: dict[str, str] = {}
+        for block in re.split(r"\n(?=[A-Za-z])", text):
+            head = block.split(" ;")[0].split(" \\")[0].strip()
+            if not head or head.startswith("#"):
+                continue
+            assert "==" in head and "--hash=sha256:" in block, f"{name}: {head} is not pinned with a hash"
+            package, version = head.split("==")
+            pins[canonicalize_name(package.split("[")[0])] = version
+        for line in reqs:
+            req = Requirement(line.split("#")[0])
+            pinned = pins.get(canonicalize_name(req.name))
+            assert pinned is not None, f"{name} lacks {req.name}"
+            assert req.specifier.contains(pinned, prereleases=True), f"{name}: {req.name}=={pinned} outside {req}"
+    runtime = (ROOT / "requirements-runtime.lock").read_text()
+    assert "pytest==" not in runtime and "mypy==" not in runtime, "the image's lock carries no test tools"
 
 
 # -- commands -----------------------------------------------------------------------------------------------
