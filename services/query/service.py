@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -85,6 +86,24 @@ async def answer(reader: Reader, raw: bytes, reply_pattern: re.Pattern[str]) -> 
         return reply, {"ok": False, "error": f"query failed: {error}"}
 
 
+def reply_json(response: dict[str, Any]) -> str:
+    """The response as standard JSON. Contracts bound every number (contracts.types), but an aggregate over
+    rows an older version stored, or a float overflowing in a formula, can still be infinite or NaN, which
+    `json.dumps` would print as `Infinity`/`NaN`, a JSON no other reader accepts: such a value is sent as
+    null (no value), the query is still answered."""
+    return json.dumps(_finite(response), default=str, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 async def build(ctx: ServiceContext) -> ServiceParts:
     path = ctx.settings.store_path
     if not path.exists():
@@ -103,7 +122,7 @@ async def build(ctx: ServiceContext) -> ServiceParts:
             log.warning("dropped a query request: %s", response["error"])
             return
         async with redis.pipeline(transaction=True) as pipe:
-            pipe.lpush(reply, json.dumps(response, default=str))
+            pipe.lpush(reply, reply_json(response))
             pipe.expire(reply, REPLY_TTL_S)
             await pipe.execute()
 
