@@ -8,7 +8,8 @@ reader) and runs three loops of its own:
 - **group watchdog**: every `group_check_s`, recreates a missing group (fresh or flushed server) and restarts
   a subscriber FastStream stopped on NOGROUP, so the service keeps running; it also refreshes the liveness key
   `{prefix}:alive:{service}:{consumer}` (a `services.status.Beat`, expiring after `heartbeat_ttl_s`), and
-  logs losing and regaining Redis once each;
+  logs losing and regaining Redis once each (the subscribers' failed reads count as losing it, and are not
+  logged themselves: `_broker_logger`);
 - **trimmer**: every `trim_interval_s`, XTRIM MINID by age on the streams the services own, never past an
   entry some group still needs (`transport.trim`);
 - **gauges** (only with `metrics_port`): every `metrics_interval_s`, the lag, pending and length gauges of the
@@ -33,6 +34,7 @@ import redis.asyncio as aioredis
 from faststream import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage
+from faststream.redis.exceptions import StreamGroupNotFoundError
 from faststream.redis.message import FAKE_CONSUMER, RedisListMessage
 from faststream.redis.message import RedisBatchStreamMessage as BatchMessage
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -141,11 +143,8 @@ class Runtime:
         self.names = tuple(services or service_names())
         self.keys = Keys(settings.prefix)
         self.redis: aioredis.Redis = connection.redis_client(redis_url)
-        # FastStream logs every message (and every task callback) at INFO; our loops log lifecycle events
-        # themselves, so its logger only passes warnings and errors (fetch errors, NOGROUP).
-        fs_log = logging.getLogger("pheromone.faststream")
-        fs_log.setLevel(logging.WARNING)
-        self.broker = RedisBroker(**connection.broker_options(redis_url), logger=fs_log, log_level=logging.DEBUG)
+        self.broker = RedisBroker(**connection.broker_options(redis_url), logger=self._broker_logger(),
+                                  log_level=logging.DEBUG)
         self.parts: list[ServiceParts] = []
         self._subscribers: list[tuple[GroupWorker, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -346,6 +345,33 @@ class Runtime:
 
     def _beat_keys(self) -> list[str]:
         return [self.keys.heartbeat(f"{part.name}:{self.settings.consumer_name}") for part in self.parts]
+
+    def _broker_logger(self) -> logging.Logger:
+        """FastStream's logger for this runtime's broker: `pheromone.faststream`, filtered.
+
+        FastStream logs every message (and every task callback) at INFO; our loops log lifecycle events
+        themselves, so it only passes warnings and errors. And while Redis is away each subscriber logs every
+        failed read ("Message fetch error") with its traceback, about once a second: those records are dropped
+        and count as this runtime losing Redis (`_lost`), so an outage is the runtime's one "redis lost" line
+        and one "redis regained" line. A logger of this runtime's own (a child of the named one, which
+        handlers and levels configured for `pheromone.faststream` still reach), so two runtimes in one process
+        never mark each other lost.
+        """
+        named = logging.getLogger("pheromone.faststream")
+        own = logging.Logger(named.name, logging.WARNING)
+        own.parent = named
+        own.addFilter(self._connection_errors)
+        return own
+
+    def _connection_errors(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, RedisConnectionError | RedisTimeoutError | ConnectionError | TimeoutError):
+            self._lost(exc)
+            return False
+        if isinstance(exc, StreamGroupNotFoundError):
+            # Its message says it all; the watchdog recreates the group and restarts the subscriber.
+            record.exc_info, record.exc_text = None, None
+        return True
 
     def _lost(self, exc: Exception) -> None:
         if self._redis_ok:
