@@ -10,8 +10,9 @@ reader) and runs three loops of its own:
   `{prefix}:alive:{service}:{consumer}` (a `services.status.Beat`, expiring after `heartbeat_ttl_s`), and
   logs losing and regaining Redis once each (the subscribers' failed reads count as losing it, and are not
   logged themselves: `_broker_logger`);
-- **trimmer**: every `trim_interval_s`, XTRIM MINID by age on the streams the services own, never past an
-  entry some group still needs (`transport.trim`);
+- **trimmer**: every `trim_interval_s` (and once at start), deletes the dead consumers of the groups it reads
+  (`services.reaper`), then XTRIM MINID by age on the streams the services own, never past an entry some
+  group still needs (`transport.trim`);
 - **gauges** (only with `metrics_port`): every `metrics_interval_s`, the lag, pending and length gauges of the
   runtime's `services.metrics.Metrics`, which `/metrics` serves (docs/OPERATIONS.md).
 
@@ -42,7 +43,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts.streams import Keys
-from services import connection, transport
+from services import connection, reaper, transport
 from services.consumer import GroupWorker, Handler
 from services.metrics import Metrics, MetricsServer
 from services.settings import Settings
@@ -215,10 +216,13 @@ class Runtime:
         for part in reversed(self.parts):
             if part.close is not None:
                 await part.close()
-        # Withdraw the heartbeats, so `pheromone health` sees a clean stop at once rather than at their expiry.
+        # Withdraw the heartbeats and the consumers that hold nothing, so `pheromone health` and `status` see
+        # a clean stop at once rather than at their expiry.
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             async with asyncio.timeout(1.0):
                 await self.redis.delete(*self._beat_keys())
+                for worker, _ in self._subscribers:
+                    await reaper.retire(self.redis, worker.stream, worker.group, worker.consumer)
         await self.redis.aclose()
         if self.metrics_server is not None:
             self.metrics_server.close()
@@ -303,6 +307,7 @@ class Runtime:
     async def _trimmer(self) -> None:
         while True:
             try:
+                await self._reap()
                 trimmed = []
                 for part in self.parts:
                     for stream, retention, respect in part.trims:
@@ -342,6 +347,23 @@ class Runtime:
             except Exception:
                 log.exception("metrics gauges failed; continuing")
             await asyncio.sleep(self.settings.metrics_interval_s)
+
+    async def _reap(self) -> None:
+        """Delete the dead consumers of every group this runtime reads (services.reaper)."""
+        idle_ms = int(self.settings.consumer_expiry_s * 1000)
+        for worker, _ in self._subscribers:
+            gone = await reaper.reap(self.redis, worker.stream, worker.group, idle_ms=idle_ms,
+                                     keep=worker.consumer, heartbeat_of=self._heartbeat_of)
+            if gone:
+                log.info("deleted %d dead consumer(s) from group %s on %s: %s", len(gone), worker.group,
+                         worker.stream, ", ".join(gone))
+
+    def _heartbeat_of(self, consumer: str) -> str | None:
+        """The liveness key of a consumer named by a runtime (`<service>-<consumer_name>`), else None."""
+        for service in service_names():
+            if consumer.startswith(f"{service}-"):
+                return self.keys.heartbeat(f"{service}:{consumer.removeprefix(f'{service}-')}")
+        return None
 
     def _beat_keys(self) -> list[str]:
         return [self.keys.heartbeat(f"{part.name}:{self.settings.consumer_name}") for part in self.parts]

@@ -24,7 +24,7 @@ PHEROMONE_COMMANDS = (
     "ping", "client|setinfo",
     # streams: producers, consumer groups, retrier, dead letters, trimming, broadcast readers
     "xadd", "xreadgroup", "xread", "xack", "xclaim", "xpending", "xgroup|create", "xinfo|groups", "xinfo|stream",
-    "xtrim", "xrange", "xrevrange", "xdel", "xlen",
+    "xinfo|consumers", "xgroup|delconsumer", "xtrim", "xrange", "xrevrange", "xdel", "xlen",
     # queries (request/reply lists), heartbeats, counters, locks, live rate limits
     "rpush", "lpush", "blpop", "expire", "set", "get", "mget", "del", "incrby", "exists",
     "zadd", "zrange", "zrangebyscore", "zremrangebyscore", "pexpiretime", "pttl",
