@@ -131,7 +131,7 @@ def _shutdown(client: redis.Redis, *, nosave: bool) -> str | None:
     AuthenticationError (NOAUTH, a server with a password) is one, so a refusal would look like success.
     """
     try:
-        client.execute_command("SHUTDOWN", *(["NOSAVE"] if nosave else []))
+        client.execute_command("SHUTDOWN", *(["NOSAVE"] if nosave else []))  # type: ignore[no-untyped-call]
     except (redis.AuthenticationError, redis.ResponseError) as exc:
         return str(exc)
     except redis.ConnectionError:
