@@ -269,7 +269,7 @@ class Runtime:
                 self._lost(exc)
                 log.debug("retrier %s: redis unavailable: %s", worker.stream, exc)
             except RedisError as exc:
-                log.warning("retrier %s: %s", worker.stream, exc)
+                log.warning("retrier %s: %s", worker.stream, self._sentence(exc))
             except Exception:  # an upkeep loop must never end: log it and go on
                 log.exception("retrier %s failed; continuing", worker.stream)
             await asyncio.sleep(pause)
@@ -299,7 +299,7 @@ class Runtime:
                 self._lost(exc)
                 log.debug("watchdog: redis unavailable: %s", exc)
             except RedisError as exc:
-                log.warning("watchdog: %s", exc)
+                log.warning("watchdog: %s", self._sentence(exc))
             except Exception:
                 log.exception("watchdog failed; continuing")
             await asyncio.sleep(self.settings.group_check_s)
@@ -320,7 +320,7 @@ class Runtime:
                 self._lost(exc)
                 log.debug("trimmer: redis unavailable: %s", exc)
             except RedisError as exc:
-                log.warning("trimmer: %s", exc)
+                log.warning("trimmer: %s", self._sentence(exc))
             except Exception:
                 log.exception("trimmer failed; continuing")
             await asyncio.sleep(self.settings.trim_interval_s)
@@ -343,7 +343,7 @@ class Runtime:
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 self._lost(exc)
             except RedisError as exc:
-                log.warning("metrics gauges: %s", exc)
+                log.warning("metrics gauges: %s", self._sentence(exc))
             except Exception:
                 log.exception("metrics gauges failed; continuing")
             await asyncio.sleep(self.settings.metrics_interval_s)
@@ -395,11 +395,16 @@ class Runtime:
             record.exc_info, record.exc_text = None, None
         return True
 
+    def _sentence(self, exc: BaseException) -> str:
+        """A Redis error as one line naming the server and what to change, never the password (e.g. an ACL
+        user missing a command: `connection.describe`)."""
+        return connection.describe(exc, self.redis_url)
+
     def _lost(self, exc: Exception) -> None:
         if self._redis_ok:
             self._redis_ok = False
             self.metrics.redis_up.set(0)
-            log.warning("redis lost (%s); services wait for it", exc)
+            log.warning("redis lost (%s); services wait for it", self._sentence(exc))
 
     def _regained(self) -> None:
         if not self._redis_ok:

@@ -4,6 +4,7 @@ on the keys `{prefix}:*`, and the server's ACL LOG records no denial. docs/SECUR
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,34 @@ def test_the_least_user_cannot_leave_its_prefix_or_administer(
                 attempt()
     finally:
         client.close()
+
+
+async def test_a_command_the_acl_user_lacks_is_one_sentence_in_the_log(
+    tmp_path: Path, prefix: str, secure_server: SecureServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A deployment whose ACL predates a command pheromone now needs: the loop that needs it says which user
+    lacks a permission, on which server, in one line without a traceback, and the service keeps running."""
+    admin = secure_server.admin()
+    try:
+        rules = [r for r in acl_rules(prefix) if r != "+xinfo|consumers"]
+        admin.execute_command("ACL", "SETUSER", LEAST_USER, "reset", *rules)
+    finally:
+        admin.close()
+    s = settings(tmp_path, prefix, redis_url=SecretStr(secure_server.url(user=LEAST_USER, password=LEAST_PASSWORD)),
+                 trim_interval_s=0.1)
+    url = settings_url(s)
+    assert url is not None
+    runtime = Runtime(s, url, ["store"])
+    await runtime.start()
+    try:
+        def trimmer_lines() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if r.getMessage().startswith("trimmer: ")]
+
+        [line, *_] = await eventually(trimmer_lines, what="the trimmer's warning")
+        assert line.getMessage().startswith(
+            f"trimmer: Redis at {secure_server.host_port}: the ACL user '{LEAST_USER}' lacks a permission "
+            "pheromone needs: ")
+        assert "xinfo|consumers" in line.getMessage() and LEAST_PASSWORD not in line.getMessage()
+        assert line.exc_info is None
+    finally:
+        await runtime.stop()
