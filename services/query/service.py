@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,6 +24,7 @@ from pydantic import ValidationError
 from contracts import EventQuery
 from contracts.queries import MAX_REQUEST_BYTES
 from services.consumer import describe, one_line
+from services.query import finite
 from services.query.learning import LEARNING_OPS
 from services.query.sessions import SESSION_OPS
 from services.runtime import ServiceContext, ServiceParts
@@ -87,21 +87,8 @@ async def answer(reader: Reader, raw: bytes, reply_pattern: re.Pattern[str]) -> 
 
 
 def reply_json(response: dict[str, Any]) -> str:
-    """The response as standard JSON. Contracts bound every number (contracts.types), but an aggregate over
-    rows an older version stored, or a float overflowing in a formula, can still be infinite or NaN, which
-    `json.dumps` would print as `Infinity`/`NaN`, a JSON no other reader accepts: such a value is sent as
-    null (no value), the query is still answered."""
-    return json.dumps(_finite(response), default=str, allow_nan=False)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
+    """The response as standard JSON: a non-finite aggregate is null, never `Infinity` (services.query.finite)."""
+    return finite.dumps(response)
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:

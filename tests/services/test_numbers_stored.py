@@ -4,7 +4,9 @@ aggregate that still overflows (rows stored before the bounds) is answered as nu
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from contracts.types import MAX_FLOAT, MAX_INT
 from services.query.service import answer, reply_json
 from services.store.db import Store
 from services.store.reader import Reader
+from tests.cli.helpers import PHEROMONE
 from tests.services import helpers as h
 
 PATTERN = re.compile(r"p:reply:[0-9a-f]{32}")
@@ -26,10 +29,21 @@ def _strict(text: str) -> Any:
     return json.loads(text, parse_constant=refuse)
 
 
-async def _stats(path: Path, events: list[Envelope]) -> dict[str, Any]:
+async def _store(path: Path, events: list[Envelope]) -> None:
     async with Store(path) as store:
         result = await store.apply([(e, e.model_dump_json()) for e in events])
         assert not result.rejected and len(result.inserted) == len(events)
+
+
+def _old_rows() -> list[Envelope]:
+    """Executions as a version without the bounds stored them: built without validation."""
+    fields = h.execution().model_dump()
+    return [h.envelope(ExecutionRecord.model_construct(**{**fields, "id": f"old{i}", "duration_seconds": 1e308}))
+            for i in range(2)]
+
+
+async def _stats(path: Path, events: list[Envelope]) -> dict[str, Any]:
+    await _store(path, events)
     async with Reader(path) as reader:
         request = json.dumps({"op": "execution_stats", "args": {}, "reply": REPLY}).encode()
         reply, response = await answer(reader, request, PATTERN)
@@ -48,10 +62,16 @@ async def test_largest_accepted_numbers_are_stored_and_answered_as_json(tmp_path
 
 
 async def test_an_overflowing_aggregate_is_answered_as_null(tmp_path: Path) -> None:
-    # Rows as a version without the bounds stored them: built without validation.
-    fields = h.execution().model_dump()
-    old = [ExecutionRecord.model_construct(**{**fields, "id": f"old{i}", "duration_seconds": 1e308})
-           for i in range(2)]
-    stats = await _stats(tmp_path / "store.db", [h.envelope(r) for r in old])
+    stats = await _stats(tmp_path / "store.db", _old_rows())
     assert stats["executions"] == 2
     assert stats["avg_duration_seconds"] is None
+
+
+async def test_the_cli_prints_an_overflowing_aggregate_as_null(tmp_path: Path) -> None:
+    await _store(tmp_path / "store.db", _old_rows())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHEROMONE_")}
+    run = subprocess.run([str(PHEROMONE), "executions", "stats", "--json", "--data-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert run.returncode == 0, run.stderr
+    [stats] = _strict(run.stdout)["stats"]
+    assert stats["executions"] == 2 and stats["avg_duration_seconds"] is None
