@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 DELETE_IF_DEAD = """
 local rows = redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
@@ -52,8 +53,14 @@ async def reap(
     `keep` is the caller's own consumer; `heartbeat_of(name)` is a consumer's liveness key, or None for a
     name no pheromone service makes (such a consumer is judged by its pending entries and idle time alone).
     """
+    try:
+        rows = await r.xinfo_consumers(stream, group)
+    except ResponseError as exc:
+        if "NOGROUP" in str(exc) or "no such key" in str(exc).lower():
+            return []  # a flushed server: the watchdog recreates the group, with no consumers to delete
+        raise
     deleted = []
-    for row in await r.xinfo_consumers(stream, group):
+    for row in rows:
         name = row["name"].decode() if isinstance(row["name"], bytes) else str(row["name"])
         if name == keep or row["pending"] or row["idle"] < idle_ms:
             continue  # read without the script first: most consumers are alive, and one call says so

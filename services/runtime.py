@@ -306,24 +306,29 @@ class Runtime:
 
     async def _trimmer(self) -> None:
         while True:
-            try:
-                await self._reap()
-                trimmed = []
-                for part in self.parts:
-                    for stream, retention, respect in part.trims:
-                        removed = await transport.trim(self.redis, stream, retention, respect_groups=respect)
-                        if removed:
-                            trimmed.append(f"{removed} from {stream}")
-                if trimmed:
-                    log.debug("trimmed %s", ", ".join(trimmed))
-            except (RedisConnectionError, RedisTimeoutError) as exc:
-                self._lost(exc)
-                log.debug("trimmer: redis unavailable: %s", exc)
-            except RedisError as exc:
-                log.warning("trimmer: %s", self._sentence(exc))
-            except Exception:
-                log.exception("trimmer failed; continuing")
+            # Two steps, each failing alone: a server that refuses one (an ACL without the reaper's commands)
+            # must not stop the other.
+            for step, run in (("reaper", self._reap), ("trimmer", self._trim)):
+                try:
+                    await run()
+                except (RedisConnectionError, RedisTimeoutError) as exc:
+                    self._lost(exc)
+                    log.debug("%s: redis unavailable: %s", step, exc)
+                except RedisError as exc:
+                    log.warning("%s: %s", step, self._sentence(exc))
+                except Exception:
+                    log.exception("%s failed; continuing", step)
             await asyncio.sleep(self.settings.trim_interval_s)
+
+    async def _trim(self) -> None:
+        trimmed = []
+        for part in self.parts:
+            for stream, retention, respect in part.trims:
+                removed = await transport.trim(self.redis, stream, retention, respect_groups=respect)
+                if removed:
+                    trimmed.append(f"{removed} from {stream}")
+        if trimmed:
+            log.debug("trimmed %s", ", ".join(trimmed))
 
     async def _gauges(self) -> None:
         """Refresh the lag, pending and stream-length gauges every `metrics_interval_s` (services.metrics)."""

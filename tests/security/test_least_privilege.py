@@ -17,7 +17,16 @@ from services.connection import settings_url
 from services.runtime import Runtime, service_names
 from tests.cli.helpers import Cli
 from tests.security.conftest import SecureServer
-from tests.services.helpers import applied, discovery, execution, ledger_count, observed, recovery
+from tests.services.helpers import (
+    applied,
+    discovery,
+    entry,
+    envelope,
+    execution,
+    ledger_count,
+    observed,
+    recovery,
+)
 from tests.support import eventually, settings
 
 PHEROMONE_COMMANDS = (
@@ -135,7 +144,8 @@ async def test_a_command_the_acl_user_lacks_is_one_sentence_in_the_log(
     tmp_path: Path, prefix: str, secure_server: SecureServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A deployment whose ACL predates a command pheromone now needs: the loop that needs it says which user
-    lacks a permission, on which server, in one line without a traceback, and the service keeps running."""
+    lacks a permission, on which server, in one line without a traceback, and the trimming it shares a loop
+    with goes on."""
     admin = secure_server.admin()
     try:
         rules = [r for r in acl_rules(prefix) if r != "+xinfo|consumers"]
@@ -143,20 +153,27 @@ async def test_a_command_the_acl_user_lacks_is_one_sentence_in_the_log(
     finally:
         admin.close()
     s = settings(tmp_path, prefix, redis_url=SecretStr(secure_server.url(user=LEAST_USER, password=LEAST_PASSWORD)),
-                 trim_interval_s=0.1)
+                 trim_interval_s=0.1, ingest_retention_s=0.01)
     url = settings_url(s)
     assert url is not None
     runtime = Runtime(s, url, ["store"])
     await runtime.start()
     try:
-        def trimmer_lines() -> list[logging.LogRecord]:
-            return [r for r in caplog.records if r.getMessage().startswith("trimmer: ")]
+        def reaper_lines() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if r.getMessage().startswith("reaper: ")]
 
-        [line, *_] = await eventually(trimmer_lines, what="the trimmer's warning")
+        [line, *_] = await eventually(reaper_lines, what="the reaper's warning")
         assert line.getMessage().startswith(
-            f"trimmer: Redis at {secure_server.host_port}: the ACL user '{LEAST_USER}' lacks a permission "
+            f"reaper: Redis at {secure_server.host_port}: the ACL user '{LEAST_USER}' lacks a permission "
             "pheromone needs: ")
         assert "xinfo|consumers" in line.getMessage() and LEAST_PASSWORD not in line.getMessage()
         assert line.exc_info is None
+        admin = secure_server.admin()
+        try:
+            admin.xadd(f"{prefix}:ingest", entry(envelope(execution())))  # type: ignore[arg-type]
+            await eventually(lambda: ledger_count(s.store_path) == 1, what="the event stored")
+            await eventually(lambda: admin.xlen(f"{prefix}:ingest") == 0, what="ingest trimmed all the same")
+        finally:
+            admin.close()
     finally:
         await runtime.stop()
