@@ -12,6 +12,7 @@ import redis
 from pydantic import SecretStr
 
 from contracts import EventQuery
+from contracts.streams import FIELD
 from pheromone import Pheromone
 from services.connection import settings_url
 from services.runtime import Runtime, service_names
@@ -20,7 +21,6 @@ from tests.security.conftest import SecureServer
 from tests.services.helpers import (
     applied,
     discovery,
-    entry,
     envelope,
     execution,
     ledger_count,
@@ -170,7 +170,7 @@ async def test_a_command_the_acl_user_lacks_is_one_sentence_in_the_log(
         assert line.exc_info is None
         admin = secure_server.admin()
         try:
-            admin.xadd(f"{prefix}:ingest", entry(envelope(execution())))  # type: ignore[arg-type]
+            admin.xadd(f"{prefix}:ingest", {FIELD: envelope(execution()).model_dump_json()})
             await eventually(lambda: ledger_count(s.store_path) == 1, what="the event stored")
             await eventually(lambda: admin.xlen(f"{prefix}:ingest") == 0, what="ingest trimmed all the same")
         finally:
