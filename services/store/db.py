@@ -18,7 +18,9 @@ transaction stays on the writer thread.
 
 Exactly-once effect: the ledger's primary key is the producer's `event_id`. Each event is inserted with
 `ON CONFLICT DO NOTHING` ; only when that insert added a row are its projections applied. A projection
-that refuses the event (`EventRejected`) does so before writing, and the event's ledger row is removed.
+that refuses the event (`EventRejected`) does so before writing, and the event's ledger row is removed. An
+event whose projection fails (an exception tied to it, not to the store) is refused alone: the batch is
+applied again with a savepoint per event (`_apply_locked`).
 """
 
 from __future__ import annotations
