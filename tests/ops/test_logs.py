@@ -4,7 +4,9 @@ back; a batch with poison entries is one summary line."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +14,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from contracts import Envelope, ExecutionRecord
-from contracts.streams import FIELD, Keys
+from contracts.streams import FIELD, GROUP_STORE, Keys
+from services.consumer import GroupWorker
 from services.embedded import EmbeddedServer
 from tests.ops.conftest import StartRuntime
 from tests.support import eventually
@@ -104,3 +107,28 @@ async def test_redis_lost_and_regained_are_one_line_each(
     assert [r.getMessage() for r in caplog.records if r.exc_info] == []
     service_lines = [m for m in info_lines(caplog) if not m.startswith("services.embedded")]  # the test's server
     assert service_lines == [*lost(), *[m for m in info_lines(caplog) if "redis regained" in m]]
+
+
+async def test_a_batch_whose_ack_meets_a_lost_redis_is_not_a_warning_of_its_own(
+    private_server: EmbeddedServer, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis dies between a batch's commit and its ack: the entries stay pending (the retrier takes them
+    later) and the loss is the runtime's one "redis lost" line, not a warning per batch in flight."""
+    caplog.set_level(logging.DEBUG, logger="services.consumer")
+    keys = Keys(prefix)
+    r = aioredis.Redis.from_url(private_server.url)
+
+    async def handler(events: Sequence[tuple[Envelope, bytes]]) -> list[tuple[int, str]]:
+        await asyncio.to_thread(private_server.kill)  # after the "commit", before the ack
+        return []
+
+    worker = GroupWorker(service="store", stream=keys.ingest, group=GROUP_STORE, handler=handler, redis=r,
+                         dead_stream=keys.dead, consumer="c", records_poison=True)
+    try:
+        await worker.on_batch([(b"1-1", {FIELD.encode(): line(1).encode()})])
+        await worker.drain()
+    finally:
+        await r.aclose()
+    assert worker.stats.applied == 0  # nothing was acked
+    assert [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.WARNING] == []
+    assert [rec.getMessage() for rec in caplog.records if "batch left pending" in rec.getMessage()]
