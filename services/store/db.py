@@ -20,7 +20,7 @@ Exactly-once effect: the ledger's primary key is the producer's `event_id`. Each
 `ON CONFLICT DO NOTHING` ; only when that insert added a row are its projections applied. A projection
 that refuses the event (`EventRejected`) does so before writing, and the event's ledger row is removed. An
 event whose projection fails (an exception tied to it, not to the store) is refused alone: the batch is
-applied again with a savepoint per event (`_apply_locked`).
+rolled back and applied again with a savepoint per event (`apply`).
 """
 
 from __future__ import annotations
@@ -117,14 +117,27 @@ class Store:
         self._executor.shutdown(wait=True)
 
     async def apply(self, events: Sequence[tuple[Envelope, bytes | str]]) -> ApplyResult:
-        """Append a batch to the ledger and project the new events, in one transaction."""
+        """Append a batch to the ledger and project the new events, in one transaction.
+
+        If an event fails in a way tied to it (a value SQLite cannot bind, a projection's bug), the batch is
+        rolled back and applied again with a savepoint per event (`_project_isolated`): that event alone is
+        refused, at once, and the others are committed now, not after the retrier's idle time. The first
+        pass has no savepoint (a savepoint copies every page the batch changes). A store-wide failure (locked,
+        full, read-only) fails the whole batch: every event would fail alike.
+        """
         if not self.on_loop:
             return await self._call(self._apply_sync, events)
         try:
             await self._begin_on_loop()
             # From BEGIN to COMMIT without an await: nothing else on this loop runs inside the transaction,
             # so the service's subscribers (one per stream) take turns batch by batch.
-            return self._apply_locked(events)
+            try:
+                return self._apply_locked(events)
+            except Exception as exc:
+                if is_store_wide(exc):
+                    raise
+            await self._begin_on_loop()
+            return self._apply_locked(events, isolated=True)
         except sqlite3.Error as exc:
             raise map_sqlite_error(exc) from exc
 
@@ -182,30 +195,22 @@ class Store:
         return self._conn
 
     def _apply_sync(self, events: Sequence[tuple[Envelope, bytes | str]]) -> ApplyResult:
+        """`apply` on the writer thread."""
         self.conn.execute("BEGIN IMMEDIATE")
-        return self._apply_locked(events)
-
-    def _apply_locked(self, events: Sequence[tuple[Envelope, bytes | str]]) -> ApplyResult:
-        """The batch, in the transaction its caller began: committed, or rolled back if anything fails.
-
-        Fast path: every event in one pass, no savepoint per event. If an event fails in a way tied to it
-        (a value SQLite cannot bind, a projection's bug), the pass is rolled back to the batch's savepoint
-        and the batch applied again with a savepoint per event (`_project_isolated`): that event alone is
-        refused, at once, and the others are committed now, not after the retrier's idle time. A store-wide
-        failure (locked, full, read-only) fails the whole batch: every event would fail alike.
-        """
-        conn = self.conn
         try:
-            conn.execute("SAVEPOINT batch")
-            self._ctx.begin()
-            try:
-                result = self._project(events)
-            except Exception as exc:
-                if is_store_wide(exc):
-                    raise
-                conn.execute("ROLLBACK TO batch")
-                self._ctx.begin()
-                result = self._project_isolated(events)
+            return self._apply_locked(events)
+        except Exception as exc:
+            if is_store_wide(exc):
+                raise
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self._apply_locked(events, isolated=True)
+
+    def _apply_locked(self, events: Sequence[tuple[Envelope, bytes | str]], isolated: bool = False) -> ApplyResult:
+        """The batch, in the transaction its caller began: committed, or rolled back if anything fails."""
+        conn = self.conn
+        self._ctx.begin()
+        try:
+            result = self._project_isolated(events) if isolated else self._project(events)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
