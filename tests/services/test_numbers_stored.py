@@ -3,6 +3,7 @@ aggregate that still overflows (rows stored before the bounds) is answered as nu
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -70,8 +71,10 @@ async def test_an_overflowing_aggregate_is_answered_as_null(tmp_path: Path) -> N
 async def test_the_cli_prints_an_overflowing_aggregate_as_null(tmp_path: Path) -> None:
     await _store(tmp_path / "store.db", _old_rows())
     env = {k: v for k, v in os.environ.items() if not k.startswith("PHEROMONE_")}
-    run = subprocess.run([str(PHEROMONE), "executions", "stats", "--json", "--data-dir", str(tmp_path)],
-                         capture_output=True, text=True, timeout=60, env=env, check=False)
+    run = await asyncio.to_thread(
+        subprocess.run, [str(PHEROMONE), "executions", "stats", "--json", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, env=env, check=False,
+    )
     assert run.returncode == 0, run.stderr
     [stats] = _strict(run.stdout)["stats"]
     assert stats["executions"] == 2 and stats["avg_duration_seconds"] is None
