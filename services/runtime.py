@@ -8,9 +8,11 @@ reader) and runs three loops of its own:
 - **group watchdog**: every `group_check_s`, recreates a missing group (fresh or flushed server) and restarts
   a subscriber FastStream stopped on NOGROUP, so the service keeps running; it also refreshes the liveness key
   `{prefix}:alive:{service}:{consumer}` (a `services.status.Beat`, expiring after `heartbeat_ttl_s`), and
-  logs losing and regaining Redis once each;
-- **trimmer**: every `trim_interval_s`, XTRIM MINID by age on the streams the services own, never past an
-  entry some group still needs (`transport.trim`);
+  logs losing and regaining Redis once each (the subscribers' failed reads count as losing it, and are not
+  logged themselves: `_broker_logger`);
+- **trimmer**: every `trim_interval_s` (and once at start), deletes the dead consumers of the groups it reads
+  (`services.reaper`), then XTRIM MINID by age on the streams the services own, never past an entry some
+  group still needs (`transport.trim`);
 - **gauges** (only with `metrics_port`): every `metrics_interval_s`, the lag, pending and length gauges of the
   runtime's `services.metrics.Metrics`, which `/metrics` serves (docs/OPERATIONS.md).
 
@@ -33,6 +35,7 @@ import redis.asyncio as aioredis
 from faststream import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage
+from faststream.redis.exceptions import StreamGroupNotFoundError
 from faststream.redis.message import FAKE_CONSUMER, RedisListMessage
 from faststream.redis.message import RedisBatchStreamMessage as BatchMessage
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -40,7 +43,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts.streams import Keys
-from services import connection, transport
+from services import connection, reaper, transport
 from services.consumer import GroupWorker, Handler
 from services.metrics import Metrics, MetricsServer
 from services.settings import Settings
@@ -141,11 +144,8 @@ class Runtime:
         self.names = tuple(services or service_names())
         self.keys = Keys(settings.prefix)
         self.redis: aioredis.Redis = connection.redis_client(redis_url)
-        # FastStream logs every message (and every task callback) at INFO; our loops log lifecycle events
-        # themselves, so its logger only passes warnings and errors (fetch errors, NOGROUP).
-        fs_log = logging.getLogger("pheromone.faststream")
-        fs_log.setLevel(logging.WARNING)
-        self.broker = RedisBroker(**connection.broker_options(redis_url), logger=fs_log, log_level=logging.DEBUG)
+        self.broker = RedisBroker(**connection.broker_options(redis_url), logger=self._broker_logger(),
+                                  log_level=logging.DEBUG)
         self.parts: list[ServiceParts] = []
         self._subscribers: list[tuple[GroupWorker, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -216,10 +216,13 @@ class Runtime:
         for part in reversed(self.parts):
             if part.close is not None:
                 await part.close()
-        # Withdraw the heartbeats, so `pheromone health` sees a clean stop at once rather than at their expiry.
+        # Withdraw the heartbeats and the consumers that hold nothing, so `pheromone health` and `status` see
+        # a clean stop at once rather than at their expiry.
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             async with asyncio.timeout(1.0):
                 await self.redis.delete(*self._beat_keys())
+                for worker, _ in self._subscribers:
+                    await reaper.retire(self.redis, worker.stream, worker.group, worker.consumer)
         await self.redis.aclose()
         if self.metrics_server is not None:
             self.metrics_server.close()
@@ -266,7 +269,7 @@ class Runtime:
                 self._lost(exc)
                 log.debug("retrier %s: redis unavailable: %s", worker.stream, exc)
             except RedisError as exc:
-                log.warning("retrier %s: %s", worker.stream, exc)
+                log.warning("retrier %s: %s", worker.stream, self._sentence(exc))
             except Exception:  # an upkeep loop must never end: log it and go on
                 log.exception("retrier %s failed; continuing", worker.stream)
             await asyncio.sleep(pause)
@@ -296,30 +299,36 @@ class Runtime:
                 self._lost(exc)
                 log.debug("watchdog: redis unavailable: %s", exc)
             except RedisError as exc:
-                log.warning("watchdog: %s", exc)
+                log.warning("watchdog: %s", self._sentence(exc))
             except Exception:
                 log.exception("watchdog failed; continuing")
             await asyncio.sleep(self.settings.group_check_s)
 
     async def _trimmer(self) -> None:
         while True:
-            try:
-                trimmed = []
-                for part in self.parts:
-                    for stream, retention, respect in part.trims:
-                        removed = await transport.trim(self.redis, stream, retention, respect_groups=respect)
-                        if removed:
-                            trimmed.append(f"{removed} from {stream}")
-                if trimmed:
-                    log.debug("trimmed %s", ", ".join(trimmed))
-            except (RedisConnectionError, RedisTimeoutError) as exc:
-                self._lost(exc)
-                log.debug("trimmer: redis unavailable: %s", exc)
-            except RedisError as exc:
-                log.warning("trimmer: %s", exc)
-            except Exception:
-                log.exception("trimmer failed; continuing")
+            # Two steps, each failing alone: a server that refuses one (an ACL without the reaper's commands)
+            # must not stop the other.
+            for step, run in (("reaper", self._reap), ("trimmer", self._trim)):
+                try:
+                    await run()
+                except (RedisConnectionError, RedisTimeoutError) as exc:
+                    self._lost(exc)
+                    log.debug("%s: redis unavailable: %s", step, exc)
+                except RedisError as exc:
+                    log.warning("%s: %s", step, self._sentence(exc))
+                except Exception:
+                    log.exception("%s failed; continuing", step)
             await asyncio.sleep(self.settings.trim_interval_s)
+
+    async def _trim(self) -> None:
+        trimmed = []
+        for part in self.parts:
+            for stream, retention, respect in part.trims:
+                removed = await transport.trim(self.redis, stream, retention, respect_groups=respect)
+                if removed:
+                    trimmed.append(f"{removed} from {stream}")
+        if trimmed:
+            log.debug("trimmed %s", ", ".join(trimmed))
 
     async def _gauges(self) -> None:
         """Refresh the lag, pending and stream-length gauges every `metrics_interval_s` (services.metrics)."""
@@ -339,19 +348,68 @@ class Runtime:
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 self._lost(exc)
             except RedisError as exc:
-                log.warning("metrics gauges: %s", exc)
+                log.warning("metrics gauges: %s", self._sentence(exc))
             except Exception:
                 log.exception("metrics gauges failed; continuing")
             await asyncio.sleep(self.settings.metrics_interval_s)
 
+    async def _reap(self) -> None:
+        """Delete the dead consumers of every group this runtime reads (services.reaper)."""
+        idle_ms = int(self.settings.consumer_expiry_s * 1000)
+        for worker, _ in self._subscribers:
+            gone = await reaper.reap(self.redis, worker.stream, worker.group, idle_ms=idle_ms,
+                                     keep=worker.consumer, heartbeat_of=self._heartbeat_of)
+            if gone:
+                log.info("deleted %d dead consumer(s) from group %s on %s: %s", len(gone), worker.group,
+                         worker.stream, ", ".join(gone))
+
+    def _heartbeat_of(self, consumer: str) -> str | None:
+        """The liveness key of a consumer named by a runtime (`<service>-<consumer_name>`), else None."""
+        for service in service_names():
+            if consumer.startswith(f"{service}-"):
+                return self.keys.heartbeat(f"{service}:{consumer.removeprefix(f'{service}-')}")
+        return None
+
     def _beat_keys(self) -> list[str]:
         return [self.keys.heartbeat(f"{part.name}:{self.settings.consumer_name}") for part in self.parts]
+
+    def _broker_logger(self) -> logging.Logger:
+        """FastStream's logger for this runtime's broker: `pheromone.faststream`, filtered.
+
+        FastStream logs every message (and every task callback) at INFO; our loops log lifecycle events
+        themselves, so it only passes warnings and errors. And while Redis is away each subscriber logs every
+        failed read ("Message fetch error") with its traceback, about once a second: those records are dropped
+        and count as this runtime losing Redis (`_lost`), so an outage is the runtime's one "redis lost" line
+        and one "redis regained" line. A logger of this runtime's own (a child of the named one, which
+        handlers and levels configured for `pheromone.faststream` still reach), so two runtimes in one process
+        never mark each other lost.
+        """
+        named = logging.getLogger("pheromone.faststream")
+        own = logging.Logger(named.name, logging.WARNING)
+        own.parent = named
+        own.addFilter(self._connection_errors)
+        return own
+
+    def _connection_errors(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, RedisConnectionError | RedisTimeoutError | ConnectionError | TimeoutError):
+            self._lost(exc)
+            return False
+        if isinstance(exc, StreamGroupNotFoundError):
+            # Its message says it all; the watchdog recreates the group and restarts the subscriber.
+            record.exc_info, record.exc_text = None, None
+        return True
+
+    def _sentence(self, exc: BaseException) -> str:
+        """A Redis error as one line naming the server and what to change, never the password (e.g. an ACL
+        user missing a command: `connection.describe`)."""
+        return connection.describe(exc, self.redis_url)
 
     def _lost(self, exc: Exception) -> None:
         if self._redis_ok:
             self._redis_ok = False
             self.metrics.redis_up.set(0)
-            log.warning("redis lost (%s); services wait for it", exc)
+            log.warning("redis lost (%s); services wait for it", self._sentence(exc))
 
     def _regained(self) -> None:
         if not self._redis_ok:

@@ -261,6 +261,9 @@ class Settings(BaseSettings):
     dead_retention_s: Annotated[float, Field(gt=0)] = DEAD_RETENTION_S
     heartbeat_ttl_s: Annotated[float, Field(gt=0, le=3_600)] | None = None
     """A service's liveness key expires this long after its last beat; None: 3 x group_check_s, at least 3 s."""
+    consumer_expiry_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    """A group's consumer with no pending entries, no live heartbeat and idle this long is deleted from its
+    group (services.reaper; checked at start and every trim_interval_s)."""
     metrics_port: Annotated[int, Field(ge=0, le=65_535)] = 0
     """Serve Prometheus metrics over HTTP on this port (`/metrics`); 0: no metrics server."""
     metrics_addr: str = "127.0.0.1"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from redis.exceptions import RedisError
 from rich.console import Console
 
 from services import connection
+from services.query import finite
 from services.settings import Settings
 
 console = Console()
@@ -101,4 +101,5 @@ def require_store(s: Settings) -> Path:
 
 
 def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+    # Standard JSON: a non-finite aggregate (rows stored before numbers were bounded) prints as null.
+    sys.stdout.write(finite.dumps(value, indent=2) + "\n")

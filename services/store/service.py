@@ -6,9 +6,11 @@ Subscribers (one FastStream batch subscriber each, group `store`):
     or on the loop's thread when the store is alone in its process (`serve --only store`, `Store(on_loop=)`);
   - ack policy: manual; entries are acked only after the commit that contains them;
   - idempotency key: the envelope's `event_id` (the ledger's primary key);
-  - failures: unparsable entries and events a projection refuses go to `{prefix}:dead` at once with the
-    reason; a failed batch stays pending and is retried one entry at a time by the retrier, dead-lettered
-    after `max_deliveries`; a locked or unwritable database leaves entries pending until it is back.
+  - failures: unparsable entries, events a projection refuses, and events whose projection fails (the store
+    then applies the batch event by event, `Store._project_isolated`) go to `{prefix}:dead` at once with the
+    reason, while the rest of their batch commits; a batch that fails otherwise stays pending and is retried
+    one entry at a time by the retrier, dead-lettered after `max_deliveries`; a locked or unwritable database
+    leaves entries pending until it is back.
 It also trims the dead-letter stream to `dead_retention_s`.
 """
 

@@ -82,7 +82,8 @@ async def test_status_reports_known_lag_pending_dead_letters_store_and_spool(
     assert stream(report, "ingest")["length"] == 1 + 3 + 7
     assert stream(report, "ingest")["oldest_age_s"] >= stream(report, "ingest")["newest_age_s"] >= 0
     assert stream(report, "ratelimits")["length"] == 0 and stream(report, "ratelimits")["oldest_age_s"] is None
-    assert group(report, "ingest", "store") == {"stream": "ingest", "group": "store", "consumers": 2,
+    # One consumer: the stuck one. The store stopped cleanly and deleted its own (it held nothing).
+    assert group(report, "ingest", "store") == {"stream": "ingest", "group": "store", "consumers": 1,
                                                 "lag": 5, "pending": 2}
     assert group(report, "ratelimits", "store")["lag"] == 0
     assert report["dead_letters"] == 1 and stream(report, "dead")["length"] == 1
