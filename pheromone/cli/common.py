@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,13 +14,38 @@ from typing import Annotated, Any
 import typer
 from pydantic import SecretStr, ValidationError
 from redis.exceptions import RedisError
+from rich import table as rich_table
+from rich.cells import cell_len
 from rich.console import Console
 
 from services import connection
 from services.settings import Settings
 
-console = Console()
-err = Console(stderr=True)
+PIPE_WIDTH = 10_000
+"""The width output gets when it is not a terminal (a pipe, a file, a log): wide enough that no line is wrapped
+and no table cell is cut, since nothing there reflows text the way a terminal's reader can resize. `COLUMNS`
+still wins when set."""
+
+
+def _console(*, stderr: bool = False) -> Console:
+    console = Console(stderr=stderr)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPE_WIDTH
+    return console
+
+
+console = _console()
+err = _console(stderr=True)
+
+
+class Table(rich_table.Table):
+    """rich's table, at least as wide as its title, so that a title is never wrapped over a narrow table."""
+
+    def __init__(self, *headers: Any, **kwargs: Any) -> None:
+        title = kwargs.get("title")
+        if isinstance(title, str) and kwargs.get("min_width") is None:
+            kwargs["min_width"] = cell_len(title)
+        super().__init__(*headers, **kwargs)
 
 RedisUrlOpt = Annotated[
     str | None, typer.Option("--redis-url", help="Redis URL (env PHEROMONE_REDIS_URL); none: embedded server")
@@ -56,8 +82,9 @@ def settings(
 
 
 @contextlib.contextmanager
-def redis_url_for(s: Settings) -> Iterator[str]:
-    """The configured Redis URL, or the embedded server's (reused if running, else started and stopped).
+def redis_url_for(s: Settings, *, announce: bool = True) -> Iterator[str]:
+    """The configured Redis URL, or the embedded server's (reused if running, else started and stopped; with
+    `announce`, a line on stderr says so, since the server's data directory may not be where one expected).
 
     A configured URL carries the auth and TLS settings (`services.connection.settings_url`) and is checked
     with one PING first, so bad credentials or certificates are one line, not a traceback; a Redis error
@@ -75,7 +102,7 @@ def redis_url_for(s: Settings) -> Iterator[str]:
     from services.embedded import ensure_server
 
     url, owned = ensure_server(s.data_dir)
-    if owned is not None:
+    if owned is not None and announce:
         err.print(f"[dim]no Redis configured: started embedded Valkey at {url} (data in {s.data_dir})[/dim]")
     try:
         with _redis_errors(url):

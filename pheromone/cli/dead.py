@@ -6,7 +6,6 @@ import asyncio
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from contracts.streams import Keys
 from pheromone.cli.common import (
@@ -15,6 +14,7 @@ from pheromone.cli.common import (
     JsonOpt,
     PrefixOpt,
     RedisUrlOpt,
+    Table,
     console,
     print_json,
     redis_url_for,

@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from contracts import EventQuery
 from pheromone.cli.common import (
@@ -17,6 +16,7 @@ from pheromone.cli.common import (
     DataDirOpt,
     DbOpt,
     JsonOpt,
+    Table,
     console,
     print_json,
     require_store,

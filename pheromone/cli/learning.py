@@ -11,9 +11,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from pheromone.cli.common import CliError, DataDirOpt, DbOpt, JsonOpt, console, print_json, require_store, settings
+from pheromone.cli.common import (
+    CliError,
+    DataDirOpt,
+    DbOpt,
+    JsonOpt,
+    Table,
+    console,
+    print_json,
+    require_store,
+    settings,
+)
 from pheromone.cli.patterns import patterns_app
 from pheromone.cli.reads import fmt, kv_table, parse_args, query_store, read_store
 from services.query import learning as q

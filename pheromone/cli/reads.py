@@ -15,9 +15,8 @@ from urllib.parse import quote
 
 import aiosqlite
 from pydantic import ValidationError
-from rich.table import Table
 
-from pheromone.cli.common import CliError, require_store, settings
+from pheromone.cli.common import CliError, Table, require_store, settings
 from services.query import learning as q
 from services.settings import LearningSettings
 

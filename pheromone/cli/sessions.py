@@ -20,7 +20,6 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import TypeAdapter, ValidationError
-from rich.table import Table
 
 from contracts import Envelope
 from contracts.sessions import AutonomyMode, EditStatus, PlaybookWritten, SessionTrigger, TriggerKind
@@ -33,6 +32,7 @@ from pheromone.cli.common import (
     JsonOpt,
     PrefixOpt,
     RedisUrlOpt,
+    Table,
     console,
     print_json,
     redis_url_for,
@@ -162,7 +162,7 @@ def list_(workspace: WorkspaceOpt = None,
     if as_json:
         print_json(rows)
         return
-    table = Table(box=None, pad_edge=False)
+    table = Table(title="Learning sessions (newest first)", title_justify="left")
     for name in ("session", "workspace", "status", "trigger", "applied", "staged", "rejected", "val before/after"):
         table.add_column(name, no_wrap=name != "workspace")
     for r in rows:
@@ -322,6 +322,11 @@ def playbook(workspace: WorkspaceOpt = None,
         books = {w: render_playbook(view.hand(w), view.guidance(w).learned) for w in names}
     if as_json:
         print_json(books if workspace is None else {"workspace": workspace, "markdown": books[workspace]})
+        return
+    if not books:  # nothing to print verbatim: say why rather than print nothing
+        console.print(f"no playbook yet in {s.store_path}: no hand-written text was set and no learning session has "
+                      "applied a playbook edit (`pheromone sessions list`); `pheromone playbook --workspace W` "
+                      "prints what a job of W is served, `--set FILE` writes its hand-written text", highlight=False)
         return
     for w, text in books.items():
         if workspace is None:
