@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -60,6 +60,29 @@ class CliError(Exception):
     """A user-facing failure: printed as one line, exit status 2."""
 
 
+_PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
+"""What pydantic puts before the message of a validator's ValueError or assert: noise to a user."""
+
+
+def invalid(exc: ValidationError, names: Mapping[str, str] | None = None, *, what: str = "") -> str:
+    """A pydantic error as one sentence: `invalid --kind 'bogus': input should be …`.
+
+    The first error is named by the option it came from (`names` maps a field path such as `time_range` to
+    the options that fill it, else `--field-name`; list positions are dropped), with the value given when it
+    is short enough to show; `what` replaces the option (e.g. `setting batch_size`).
+    """
+    first = exc.errors(include_url=False)[0]
+    path = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
+    name = what or (names or {}).get(path) or (f"--{path.replace('_', '-')}" if path else "arguments")
+    msg = first["msg"]
+    for prefix in _PYDANTIC_PREFIXES:
+        msg = msg.removeprefix(prefix)
+    given = first.get("input")
+    shown = (f" {given!r}" if isinstance(given, str | int | float) and not isinstance(given, bool)
+             and len(repr(given)) <= 60 else "")
+    return f"invalid {name}{shown}: {msg[:1].lower()}{msg[1:]}"
+
+
 def settings(
     redis_url: str | None = None, data_dir: Path | None = None, db: Path | None = None, prefix: str | None = None
 ) -> Settings:
@@ -76,15 +99,15 @@ def settings(
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(map(str, first["loc"]))  # empty for a rule across settings (e.g. auth without a URL)
-        raise CliError(f"invalid setting{' ' + where if where else 's'}: {first['msg']}") from exc
+        where = ".".join(map(str, exc.errors(include_url=False)[0]["loc"]))  # empty: a rule across settings
+        raise CliError(invalid(exc, what=f"setting {where}" if where else "settings")) from exc
 
 
 @contextlib.contextmanager
 def redis_url_for(s: Settings, *, announce: bool = True) -> Iterator[str]:
     """The configured Redis URL, or the embedded server's (reused if running, else started and stopped; with
-    `announce`, a line on stderr says so, since the server's data directory may not be where one expected).
+    `announce` and a terminal, a line on stderr says so, since its data directory may not be the one expected;
+    stderr that is not a terminal gets errors only, one line each).
 
     A configured URL carries the auth and TLS settings (`services.connection.settings_url`) and is checked
     with one PING first, so bad credentials or certificates are one line, not a traceback; a Redis error
@@ -102,7 +125,7 @@ def redis_url_for(s: Settings, *, announce: bool = True) -> Iterator[str]:
     from services.embedded import ensure_server
 
     url, owned = ensure_server(s.data_dir)
-    if owned is not None and announce:
+    if owned is not None and announce and err.is_terminal:
         err.print(f"[dim]no Redis configured: started embedded Valkey at {url} (data in {s.data_dir})[/dim]")
     try:
         with _redis_errors(url):

@@ -211,9 +211,9 @@ def wait(
     db: DbOpt = None,
 ) -> None:
     """The learned wait before retrying after an error code (and model)."""
-    r = query_store(
-        db, data_dir, q.wait, parse_args(q.WaitArgs, error_code=error_code, model=model, static_seconds=static)
-    )
+    args = parse_args(q.WaitArgs, {"error_code": "error code"}, error_code=error_code, model=model,
+                      static_seconds=static)
+    r = query_store(db, data_dir, q.wait, args)
     if as_json:
         print_json(r)
         return
@@ -361,6 +361,7 @@ def trajectory(
     """The evolution trajectory and its recurring issue classes."""
     args = parse_args(
         q.TrajectoryArgs,
+        {"": "--from/--to"},
         start_cycle=start,
         end_cycle=end,
         window_cycles=window,

@@ -119,7 +119,7 @@ IdArg = Annotated[str, typer.Argument(help="Pattern id (or a unique prefix of it
 @patterns_app.command("show")
 def show(pattern_id: IdArg, as_json: JsonOpt = False, data_dir: DataDirOpt = None, db: DbOpt = None) -> None:
     """One pattern: scores, provenance, transitions, success factors and the "why" analysis."""
-    r = query_store(db, data_dir, q.pattern, parse_args(q.PatternArgs, id=pattern_id))
+    r = query_store(db, data_dir, q.pattern, parse_args(q.PatternArgs, {"id": "pattern id"}, id=pattern_id))
     if as_json:
         print_json(r)
         return

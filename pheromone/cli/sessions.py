@@ -34,6 +34,7 @@ from pheromone.cli.common import (
     RedisUrlOpt,
     Table,
     console,
+    invalid,
     print_json,
     redis_url_for,
     require_store,
@@ -132,7 +133,7 @@ def workspace_name(workspace: str) -> str:
     try:
         return _WORKSPACE.validate_python(workspace)
     except ValidationError as exc:
-        raise CliError(f"invalid --workspace {workspace!r}: {exc.errors(include_url=False)[0]['msg']}") from exc
+        raise CliError(invalid(exc, what="--workspace")) from exc
 
 
 def _actor(actor: str | None) -> str:
@@ -218,6 +219,7 @@ def run(workspace: Annotated[str, typer.Option("--workspace", "-w", help="Worksp
     if not 0 <= wait <= 3600:
         raise CliError("--wait must be in [0, 3600] seconds")
     s = settings(redis_url, data_dir, db, prefix)
+    workspace = workspace_name(workspace)
     trigger = SessionTrigger(trigger=TriggerKind.ON_DEMAND, scope=workspace, autonomy=autonomy,
                              requested_by=_actor(None))
     env = Envelope(workspace=workspace, job="cli", payload=trigger)
@@ -291,7 +293,9 @@ def flag(record_id: Annotated[str, typer.Argument(help="Execution id or event id
          data_dir: DataDirOpt = None, db: DbOpt = None, prefix: PrefixOpt = None) -> None:
     """Flag a record as a failure and ask for a session in its workspace (a user-flag trigger)."""
     s = settings(redis_url, data_dir, db, prefix)
-    if workspace is None:
+    if workspace is not None:
+        workspace = workspace_name(workspace)
+    else:
         with _view(s) as view:
             workspace = view.workspace_of(record_id)
         if workspace is None:
