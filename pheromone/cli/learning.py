@@ -62,9 +62,13 @@ def entropy(
         print_json(r)
         return
     c = r["current"]
-    verdict = (
-        "[red]below threshold: low diversity[/red]" if c["threshold_exceeded"] else "[green]healthy[/green]"
-    )
+    if not r["enough_data"]:
+        verdict = (f"[yellow]not enough data: {c['total_applications']} pattern application(s); diversity is "
+                   f"judged from {r['min_applications']}[/yellow]")
+    elif c["threshold_exceeded"]:
+        verdict = "[red]below threshold: low diversity[/red]"
+    else:
+        verdict = "[green]healthy[/green]"
     console.print(
         kv_table(
             "Pattern entropy (now)",
@@ -331,17 +335,17 @@ def stats(
         )
     console.print(table)
     w = r["optimal_window"]
-    console.print(
-        kv_table(
-            "Optimal execution window (UTC hours)",
-            {
-                "optimal hours": ", ".join(map(str, w["optimal_hours"])) or "none yet",
-                "avoid hours": ", ".join(map(str, w["avoid_hours"])) or "none",
-                "confidence": w["confidence"],
-                "samples": w["sample_count"],
-            },
-        )
-    )
+    if w["enough_data"]:
+        window: dict[str, Any] = {
+            "optimal hours": ", ".join(map(str, w["optimal_hours"])) or "none",
+            "avoid hours": ", ".join(map(str, w["avoid_hours"])) or "none",
+            "confidence": w["confidence"],
+        }
+    else:
+        window = {"optimal hours": f"not enough data: {w['measured_hours']} hour(s) of the day with "
+                                   f"{w['min_samples_per_hour']}+ recoveries, needs {w['min_hours']}"}
+    window |= {"hours measured": w["measured_hours"], "recoveries": w["sample_count"]}
+    console.print(kv_table("Optimal execution window (UTC hours)", window))
 
 
 def trajectory(

@@ -166,7 +166,7 @@ def show(pattern_id: IdArg, as_json: JsonOpt = False, data_dir: DataDirOpt = Non
                 "key conditions": "; ".join(why["key_conditions"]),
                 "confidence": why["confidence"],
                 "observations": why["observation_count"],
-                "recommendations": "; ".join(why["recommendations"]),
+                "recommendations": "; ".join(why["recommendations"]) or "none",
             },
         )
     )

@@ -420,6 +420,9 @@ async def entropy(db: aiosqlite.Connection, a: EntropyArgs, s: LearningSettings)
     result: dict[str, Any] = {
         "current": current.model_dump(mode="json"),
         "threshold": s.entropy_alert_threshold,
+        # Too few applications to judge diversity by (the entropy service does not respond below this either).
+        "min_applications": s.entropy_min_applications,
+        "enough_data": current.total_applications >= s.entropy_min_applications,
     }
     if a.history:
         async with db.execute(ENTROPY_HISTORY, (a.limit,)) as cur:
