@@ -86,8 +86,9 @@ async def _run(s: Any, url: str, seconds: float, workspaces: int, jobs: int, rat
                 next_at += period
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
+        # A progress bar is for a terminal: on a pipe or a log it would only leave a blank line on stderr.
         progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[n]} events"),
-                            TimeElapsedColumn(), console=err, disable=quiet, transient=True)
+                            TimeElapsedColumn(), console=err, disable=quiet or not err.is_terminal, transient=True)
         with progress:
             task = progress.add_task(f"{len(sims)} jobs in {workspaces} workspaces", total=seconds, n=0)
             runner = asyncio.gather(*(run_job(i) for i in range(len(sims))))
