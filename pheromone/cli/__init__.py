@@ -44,7 +44,8 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except ValidationError as exc:  # before ValueError: pydantic's ValidationError is a ValueError
-        fail(invalid(exc, what=".".join(map(str, exc.errors(include_url=False)[0]["loc"])) or exc.title))
+        where = ".".join(map(str, exc.errors(include_url=False)[0]["loc"])) or exc.title
+        fail(invalid(exc, what=where, show_input=False))  # from anywhere: the value could be a secret
     except (CliError, PheromoneError, ValueError, OSError, sqlite3.Error) as exc:
         fail(str(exc))
     except KeyboardInterrupt:

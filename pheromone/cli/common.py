@@ -64,12 +64,14 @@ _PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
 """What pydantic puts before the message of a validator's ValueError or assert: noise to a user."""
 
 
-def invalid(exc: ValidationError, names: Mapping[str, str] | None = None, *, what: str = "") -> str:
+def invalid(exc: ValidationError, names: Mapping[str, str] | None = None, *, what: str = "",
+            show_input: bool = True) -> str:
     """A pydantic error as one sentence: `invalid --kind 'bogus': input should be …`.
 
     The first error is named by the option it came from (`names` maps a field path such as `time_range` to
     the options that fill it, else `--field-name`; list positions are dropped), with the value given when it
-    is short enough to show; `what` replaces the option (e.g. `setting batch_size`).
+    is short enough to show and `show_input` (never for settings: a URL or a password may be among them);
+    `what` replaces the option (e.g. `setting batch_size`).
     """
     first = exc.errors(include_url=False)[0]
     path = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
@@ -78,7 +80,7 @@ def invalid(exc: ValidationError, names: Mapping[str, str] | None = None, *, wha
     for prefix in _PYDANTIC_PREFIXES:
         msg = msg.removeprefix(prefix)
     given = first.get("input")
-    shown = (f" {given!r}" if isinstance(given, str | int | float) and not isinstance(given, bool)
+    shown = (f" {given!r}" if show_input and isinstance(given, str | int | float) and not isinstance(given, bool)
              and len(repr(given)) <= 60 else "")
     return f"invalid {name}{shown}: {msg[:1].lower()}{msg[1:]}"
 
@@ -100,7 +102,7 @@ def settings(
         return Settings(**overrides)
     except ValidationError as exc:
         where = ".".join(map(str, exc.errors(include_url=False)[0]["loc"]))  # empty: a rule across settings
-        raise CliError(invalid(exc, what=f"setting {where}" if where else "settings")) from exc
+        raise CliError(invalid(exc, what=f"setting {where}" if where else "settings", show_input=False)) from exc
 
 
 @contextlib.contextmanager
