@@ -28,9 +28,9 @@ from typing import Any, Self
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, TypeAdapter
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.asyncio.retry import Retry
 
 # Real-time coordination (docs/COORDINATION.md): rate limits, broadcast subscriptions.
 from contracts import (
