@@ -99,11 +99,17 @@ class LearningSettings(BaseModel):
     evening_start_hour: Annotated[int, Field(ge=0, le=23)] = 17
     night_start_hour: Annotated[int, Field(ge=0, le=23)] = 21
     why_min_observations: _Count = 5
-    """Below this many observations the "why" analysis says it needs more data."""
+    """Below this many observations the "why" analysis says it needs more data and recommends nothing else;
+    a factor value is recommended ("best applied during …") only with at least this many applications."""
     why_full_confidence_observations: _Count = 10
+    why_min_lift: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
+    """A factor value is recommended only when its success rate beats the pattern's by at least this much."""
 
     # Executions: optimal window from recoveries per hour of day
     window_min_samples: _Count = 3
+    window_min_hours: Annotated[int, Field(ge=1, le=24)] = 2
+    """No optimal or avoid hours (and confidence 0) until at least this many hours of the day have
+    `window_min_samples` recoveries each: one hour alone is no window to choose from."""
     window_good_rate: _Unit = 0.7
     window_avoid_rate: _Unit = 0.3
     window_full_confidence_samples: _Count = 50
@@ -136,6 +142,9 @@ class LearningSettings(BaseModel):
     # Entropy and the exploration budget
     entropy_alert_threshold: _Unit = 0.3
     """The one diversity-index threshold: below it the population is collapsing (alert, budget boost)."""
+    entropy_min_applications: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+    """Diversity is judged (the entropy service's response, the `entropy` read's verdict) only with at least
+    this many applications: a handful is noise, not collapse, and an empty population has diversity 0."""
     budget_initial: _Unit = 0.15
     budget_floor: _Unit = 0.05
     budget_ceiling: _Unit = 0.50
@@ -148,7 +157,8 @@ class CoordinationSettings(BaseModel):
 
     Values producers compute (a rate limit's expiry factor, a discovery's default TTL) are constants in
     `contracts.streams`, because jobs build those records without settings. The entropy threshold and the
-    budget rules are `LearningSettings`' (`entropy_alert_threshold`, `budget_*`): one rule, one place.
+    budget rules are `LearningSettings`' (`entropy_alert_threshold`, `entropy_min_applications`, `budget_*`):
+    one rule, one place.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -157,8 +167,6 @@ class CoordinationSettings(BaseModel):
     """K: the entropy service evaluates diversity after every K pattern applications (fleet-wide)."""
     entropy_check_interval_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
     """T: ... and at least every T seconds while applications arrive (one replica per interval)."""
-    entropy_min_applications: Annotated[int, Field(ge=1, le=1_000_000)] = 100
-    """No response while the population has fewer applications than this: a handful is noise, not collapse."""
     entropy_cooldown_s: Annotated[float, Field(gt=0, le=7 * 86_400)] = 600.0
     """After a response, no other for this long: the response lock's TTL, shared by every replica."""
     max_quarantine_revisits: Annotated[int, Field(ge=0, le=1_000)] = 3

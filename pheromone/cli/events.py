@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from pydantic import ValidationError
 
 from contracts import EventQuery
 from pheromone.cli.common import (
@@ -17,12 +17,18 @@ from pheromone.cli.common import (
     DataDirOpt,
     DbOpt,
     JsonOpt,
+    Table,
     console,
+    invalid,
     print_json,
     require_store,
     settings,
 )
 from services.store.reader import Reader
+
+QUERY_OPTIONS = {"kinds": "--kind", "correlation_id": "--correlation", "time_range": "--since/--until",
+                 "time_range.start": "--since", "time_range.end": "--until"}
+"""EventQuery's fields by the options that fill them."""
 
 
 def events(
@@ -43,17 +49,20 @@ def events(
     def aware(value: datetime | None) -> datetime | None:
         return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
-    query = EventQuery.model_validate(
-        {
-            "workspace": workspace,
-            "job": job,
-            "kinds": kind or [],
-            "correlation_id": correlation,
-            "time_range": {"start": aware(since), "end": aware(until)} if since or until else None,
-            "limit": limit,
-        },
-        strict=False,
-    )
+    try:
+        query = EventQuery.model_validate(
+            {
+                "workspace": workspace,
+                "job": job,
+                "kinds": kind or [],
+                "correlation_id": correlation,
+                "time_range": {"start": aware(since), "end": aware(until)} if since or until else None,
+                "limit": limit,
+            },
+            strict=False,
+        )
+    except ValidationError as exc:
+        raise CliError(invalid(exc, QUERY_OPTIONS)) from exc
     path = require_store(settings(data_dir=data_dir, db=db))
     if not path.is_file():  # aiosqlite would print its worker thread's traceback for a directory
         raise CliError(f"cannot read the store {path}: not a file")

@@ -20,7 +20,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from rich.markup import escape
-from rich.table import Table
 
 from contracts.streams import Keys
 from pheromone.cli.common import (
@@ -30,6 +29,7 @@ from pheromone.cli.common import (
     JsonOpt,
     PrefixOpt,
     RedisUrlOpt,
+    Table,
     console,
     err,
     print_json,
