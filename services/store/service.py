@@ -45,4 +45,5 @@ async def build(ctx: ServiceContext) -> ServiceParts:
             (keys.dead, s.dead_retention_s, False),
         ],
         close=store.close,
+        single_writer=True,  # one active store writer, replicas are standbys (services.writer)
     )
