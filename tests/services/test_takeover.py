@@ -1,0 +1,110 @@
+"""A store keeps its stream's order across a crash: what a dead consumer had read and not acked is applied
+before anything newer, so sessions end as they would have without the crash, with nothing dead-lettered.
+
+The crash is made certain rather than hoped for: a consumer of the store group reads a batch (XREADGROUP),
+beats like a service (its liveness key, with a short TTL) and then stops for good without acking. The events
+say nothing of their predecessors (`from_status` unset, as older producers send them), so only the order of
+application can get them right, and the retrier is kept out of it (`claim_idle_ms` of a minute).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from contracts import Envelope
+from contracts.sessions import SessionTransitioned
+from contracts.streams import GROUP_STORE, Keys
+from services.store.db import Store
+from tests.services import helpers as h
+from tests.services.conftest import StartRuntime
+
+SESSIONS = 30
+SCOPES = 3
+PATH = ("triggered", "harvesting", "diagnosing", "planning", "completed")
+DEAD = "store-crashed-1"
+"""The dead consumer's name in the group; its liveness key is `{prefix}:alive:store:crashed-1`."""
+CLAIM_IDLE_MS = 60_000
+"""Longer than the test: the retrier cannot be what applies the dead consumer's entries."""
+
+
+def stream_events() -> list[Envelope]:
+    """Sessions one after another in a few scopes (a scope holds one active session at a time), with the
+    abandoned-session shape too: every third session is failed by its successor's consolidator right before
+    the successor's first event."""
+    out: list[Envelope] = []
+    for i in range(SESSIONS):
+        scope, sid = f"ws-{i % SCOPES}", f"s-{i:03d}"
+        path: tuple[str, ...] = PATH[:2] if i % 3 == 1 else PATH
+        out += [h.envelope(SessionTransitioned(session_id=sid, scope=scope, to_status=to,  # type: ignore[arg-type]
+                                               trigger="on_demand" if to == "triggered" else None), workspace=scope)
+                for to in path]
+        if i % 3 == 1:  # abandoned in harvesting: the next session of its scope fails it before it starts
+            out.append(h.envelope(SessionTransitioned(session_id=sid, scope=scope, to_status="failed",  # type: ignore[arg-type]
+                                                      reason="abandoned"), workspace=scope))
+    return _interleave(out)
+
+
+def _interleave(events: list[Envelope]) -> list[Envelope]:
+    """The scopes' streams merged round-robin, each scope's own order kept."""
+    by_scope: dict[str, list[Envelope]] = {}
+    for e in events:
+        by_scope.setdefault(e.workspace, []).append(e)
+    lanes = list(by_scope.values())
+    out: list[Envelope] = []
+    while any(lanes):
+        for lane in lanes:
+            if lane:
+                out.append(lane.pop(0))
+    return out
+
+
+async def control(tmp_path: Path, events: list[Envelope]) -> list[tuple[str, str]]:
+    async with Store(tmp_path / "control.db") as store:
+        result = await store.apply([(e, e.model_dump_json()) for e in events])
+        assert result.rejected == []
+    return h.query(tmp_path / "control.db", "SELECT session_id, status FROM session_state ORDER BY 1")
+
+
+async def test_a_dead_consumers_batch_is_applied_before_anything_newer(
+    start_runtime: StartRuntime, db: Path, prefix: str, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    keys = Keys(prefix)
+    events = stream_events()
+    expected = await control(tmp_path, events)
+    assert {status for _, status in expected} == {"completed", "failed"}
+    await h.xadd_raw(redis, keys.ingest, [h.entry(e) for e in events])
+    await redis.xgroup_create(keys.ingest, GROUP_STORE, id="0", mkstream=True)
+
+    # The crash: a consumer that beats, reads a batch from the middle of sessions, and is never heard of again.
+    await redis.set(keys.heartbeat("store:crashed-1"), b"{}", px=1_500)
+    read = await redis.xreadgroup(GROUP_STORE, DEAD, {keys.ingest: ">"}, count=len(events) // 3)
+    assert len(read[0][1]) == len(events) // 3
+
+    await start_runtime(services=("store",), claim_idle_ms=CLAIM_IDLE_MS)
+    await h.eventually(lambda: h.group_caught_up(redis, keys.ingest), timeout=20, what="every entry applied")
+    assert await h.dead_letters(redis, prefix) == []
+    assert h.query(db, "SELECT session_id, status FROM session_state ORDER BY 1") == expected
+    # Not merely the same end: the ledger holds the stream in its order, the dead consumer's batch first.
+    assert h.query(db, "SELECT event_id FROM ledger ORDER BY seq") == [(e.event_id,) for e in events]
+    consumers = {c["name"]: c["pending"] for c in await redis.xinfo_consumers(keys.ingest, GROUP_STORE)}
+    assert consumers[DEAD.encode()] == 0
+
+
+async def test_a_live_consumers_batch_is_left_to_it(
+    start_runtime: StartRuntime, db: Path, prefix: str, redis: aioredis.Redis
+) -> None:
+    """A consumer whose liveness key is there still owns what it read: the writer waits for its acks (here:
+    for its entries to go idle, as it never acks) before it reads anything newer."""
+    keys = Keys(prefix)
+    events = stream_events()
+    await h.xadd_raw(redis, keys.ingest, [h.entry(e) for e in events])
+    await redis.xgroup_create(keys.ingest, GROUP_STORE, id="0", mkstream=True)
+    await redis.set(keys.heartbeat("store:crashed-1"), b"{}", px=60_000)
+    await redis.xreadgroup(GROUP_STORE, DEAD, {keys.ingest: ">"}, count=len(events) // 3)
+
+    await start_runtime(services=("store",), claim_idle_ms=1_500)
+    await h.eventually(lambda: h.group_caught_up(redis, keys.ingest), timeout=20, what="every entry applied")
+    assert await h.dead_letters(redis, prefix) == []
+    assert h.query(db, "SELECT event_id FROM ledger ORDER BY seq") == [(e.event_id,) for e in events]
