@@ -79,7 +79,7 @@ class WriterLease:
 
     async def holder(self) -> str | None:
         value = await self._redis.get(self.key)
-        return None if value is None else value.decode(errors="replace")
+        return None if value is None else value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 async def is_gone(redis: aioredis.Redis, keys: Keys, service: str, consumer: str) -> bool:
@@ -102,8 +102,10 @@ async def left_pending(worker: GroupWorker, keys: Keys) -> tuple[list[tuple[byte
         owned = name == worker.consumer or await is_gone(r, keys, worker.service, name)
         rows = await r.xpending_range(stream, group, min="-", max="+", count=info["pending"], consumername=name)
         for row in rows:
-            if owned or row["time_since_delivered"] >= worker.claim_idle_ms:
-                mine.append((row["message_id"], int(row["times_delivered"])))
+            if owned or int(row["time_since_delivered"]) >= worker.claim_idle_ms:
+                entry_id = row["message_id"]
+                mine.append((entry_id if isinstance(entry_id, bytes) else str(entry_id).encode(),
+                             int(row["times_delivered"])))
             else:
                 busy = True
     mine.sort(key=lambda item: transport.id_key(item[0]))
