@@ -1,7 +1,7 @@
 """Hosts services in one process on one FastStream broker, plus the upkeep FastStream does not do.
 
 For each `GroupWorker` a service declares, the runtime registers a FastStream batch subscriber (the group's
-reader) and runs three loops of its own:
+reader) and runs loops of its own:
 
 - **retrier**: `GroupWorker.claim_pending()` every quarter of `claim_idle_ms` (FastStream's `min_idle_time`
   claimer reads one entry at a time and knows nothing of delivery counts or dead letters);
@@ -11,6 +11,9 @@ reader) and runs three loops of its own:
   logs losing and regaining Redis once each;
 - **trimmer**: every `trim_interval_s`, XTRIM MINID by age on the streams the services own, never past an
   entry some group still needs (`transport.trim`);
+- **writer** (only for a service that declares `single_writer`, the store): takes and renews the service's
+  writer lease; while this process holds it, takes over what dead consumers left pending and only then starts
+  the service's subscribers and lets its retriers run (`services.writer`); without it, the service waits;
 - **gauges** (only with `metrics_port`): every `metrics_interval_s`, the lag, pending and length gauges of the
   runtime's `services.metrics.Metrics`, which `/metrics` serves (docs/OPERATIONS.md).
 
