@@ -40,21 +40,15 @@ log = logging.getLogger(__name__)
 
 HOLD = """
 local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
 """
 """Take the lease if it is free, renew it if it is ours (one atomic step): 1 if we hold it now, else 0.
 
-    if GET(lease) == me:  PEXPIRE(lease, ttl)           -- renew
-    elif lease is free:   SET(lease, me, PX ttl)        -- take
-    else:                 someone else is the writer
+    if lease is held by another:  return 0              -- someone else is the writer
+    SET(lease, me, PX ttl)                              -- take, or renew (with SET, not PEXPIRE: the commands
+    return 1                                               pheromone needs stay those of docs/SECURITY.md)
 """
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -95,12 +89,14 @@ async def left_pending(worker: GroupWorker, keys: Keys) -> tuple[list[tuple[byte
     r, stream, group = worker.redis, worker.stream, worker.group
     mine: list[tuple[bytes, int]] = []
     busy = False
-    for info in await r.xinfo_consumers(stream, group):
-        if not info["pending"]:
+    summary = await r.xpending(stream, group)
+    for info in summary["consumers"] or ():
+        count = int(info["pending"])
+        if not count:
             continue
         name = info["name"].decode() if isinstance(info["name"], bytes) else str(info["name"])
         owned = name == worker.consumer or await is_gone(r, keys, worker.service, name)
-        rows = await r.xpending_range(stream, group, min="-", max="+", count=info["pending"], consumername=name)
+        rows = await r.xpending_range(stream, group, min="-", max="+", count=count, consumername=name)
         for row in rows:
             if owned or int(row["time_since_delivered"]) >= worker.claim_idle_ms:
                 entry_id = row["message_id"]
