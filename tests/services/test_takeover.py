@@ -1,5 +1,7 @@
 """A store keeps its stream's order across a crash: what a dead consumer had read and not acked is applied
-before anything newer, so sessions end as they would have without the crash, with nothing dead-lettered.
+before anything newer, so sessions end as they would have without the crash, with nothing dead-lettered. And
+the writer lease: a standby reads nothing until the writer gives the lease back, a writer that finds the lease
+taken stops reading.
 
 The crash is made certain rather than hoped for: a consumer of the store group reads a batch (XREADGROUP),
 beats like a service (its liveness key, with a short TTL) and then stops for good without acking. The events
@@ -107,4 +109,48 @@ async def test_a_live_consumers_batch_is_left_to_it(
     await start_runtime(services=("store",), claim_idle_ms=1_500)
     await h.eventually(lambda: h.group_caught_up(redis, keys.ingest), timeout=20, what="every entry applied")
     assert await h.dead_letters(redis, prefix) == []
+    assert h.query(db, "SELECT event_id FROM ledger ORDER BY seq") == [(e.event_id,) for e in events]
+
+
+async def test_a_standby_reads_nothing_and_takes_over_at_once_when_the_writer_stops(
+    start_runtime: StartRuntime, db: Path, prefix: str, redis: aioredis.Redis
+) -> None:
+    keys = Keys(prefix)
+    writer = await start_runtime(services=("store",), consumer="one", heartbeat_ttl_s=60)
+    await h.eventually(lambda: writer._writers[0].active, what="the first store writing")
+    standby = await start_runtime(services=("store",), consumer="two")
+    await h.eventually(lambda: redis.exists(keys.heartbeat("store:two")), what="the standby beating")
+    assert await redis.get(keys.writer("store")) == b"store-one"
+
+    events = stream_events()
+    await h.xadd_raw(redis, keys.ingest, [h.entry(e) for e in events[:50]])
+    await h.eventually(lambda: h.group_caught_up(redis, keys.ingest), what="the writer applying")
+    consumers = {c["name"]: c for c in await redis.xinfo_consumers(keys.ingest, GROUP_STORE)}
+    assert set(consumers) == {b"store-one"}, "the standby read from the group"
+
+    await writer.stop()  # gives the lease back: the standby need not wait for it to expire (60 s here)
+    await h.eventually(lambda: standby._writers[0].active, timeout=5, what="the standby writing")
+    await h.xadd_raw(redis, keys.ingest, [h.entry(e) for e in events[50:]])
+    await h.eventually(lambda: h.group_caught_up(redis, keys.ingest), what="the standby applying")
+    assert h.query(db, "SELECT event_id FROM ledger ORDER BY seq") == [(e.event_id,) for e in events]
+    assert await h.dead_letters(redis, prefix) == []
+
+
+async def test_a_writer_that_finds_its_lease_taken_stops_reading_until_it_has_it_again(
+    start_runtime: StartRuntime, db: Path, prefix: str, redis: aioredis.Redis
+) -> None:
+    keys = Keys(prefix)
+    runtime = await start_runtime(services=("store",), consumer="one")
+    writer = runtime._writers[0]
+    await h.eventually(lambda: writer.active, what="writing")
+    await redis.set(keys.writer("store"), b"store-other", px=60_000)  # another process won it meanwhile
+    await h.eventually(lambda: not writer.active and not runtime._subscribers, what="the writer standing down")
+    events = stream_events()[:20]
+    await h.xadd_raw(redis, keys.ingest, [h.entry(e) for e in events])
+    info = {g["name"]: g for g in await redis.xinfo_groups(keys.ingest)}
+    assert info[GROUP_STORE.encode()]["lag"] == len(events) and h.ledger_count(db) == 0
+    assert not writer.held and not runtime._subscribers
+
+    await redis.delete(keys.writer("store"))  # the other one is gone and gave the lease back
+    await h.eventually(lambda: h.group_caught_up(redis, keys.ingest), what="writing again")
     assert h.query(db, "SELECT event_id FROM ledger ORDER BY seq") == [(e.event_id,) for e in events]
