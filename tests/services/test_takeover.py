@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 
 from contracts import Envelope
@@ -69,9 +70,13 @@ async def control(tmp_path: Path, events: list[Envelope]) -> list[tuple[str, str
     return h.query(tmp_path / "control.db", "SELECT session_id, status FROM session_state ORDER BY 1")
 
 
+@pytest.mark.parametrize("restarted_as", [None, "crashed-1"], ids=["new-name", "same-name"])
 async def test_a_dead_consumers_batch_is_applied_before_anything_newer(
-    start_runtime: StartRuntime, db: Path, prefix: str, redis: aioredis.Redis, tmp_path: Path
+    restarted_as: str | None, start_runtime: StartRuntime, db: Path, prefix: str, redis: aioredis.Redis,
+    tmp_path: Path,
 ) -> None:
+    """`same-name`: the store restarts with the dead one's consumer name (`PHEROMONE_CONSUMER`), so the entries
+    are its own pending ones, which a group reader never reads again (`>`): the takeover applies them too."""
     keys = Keys(prefix)
     events = stream_events()
     expected = await control(tmp_path, events)
@@ -84,7 +89,7 @@ async def test_a_dead_consumers_batch_is_applied_before_anything_newer(
     read = await redis.xreadgroup(GROUP_STORE, DEAD, {keys.ingest: ">"}, count=len(events) // 3)
     assert len(read[0][1]) == len(events) // 3
 
-    await start_runtime(services=("store",), claim_idle_ms=CLAIM_IDLE_MS)
+    await start_runtime(services=("store",), claim_idle_ms=CLAIM_IDLE_MS, consumer=restarted_as)
     await h.eventually(lambda: h.group_caught_up(redis, keys.ingest), timeout=20, what="every entry applied")
     assert await h.dead_letters(redis, prefix) == []
     assert h.query(db, "SELECT session_id, status FROM session_state ORDER BY 1") == expected
