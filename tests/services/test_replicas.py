@@ -230,6 +230,9 @@ async def test_replicas_apply_lifecycles_as_one_writer_would_across_a_writer_kil
     assert await h.dead_letters(redis, prefix) == []
     statuses = h.query(db, "SELECT status, COUNT(*) FROM session_state GROUP BY 1")
     assert statuses == [("completed", SESSIONS + REVIEWED)]
+    assert h.query(db, "SELECT status, COUNT(*) FROM session_edits GROUP BY 1 ORDER BY 1") == [
+        ("applied", REVIEWED), ("rejected", REVIEWED)]
+    assert h.query(db, "SELECT quarantine_status, COUNT(*) FROM patterns GROUP BY 1") == [("retired", PATTERNS)]
     assert h.query(db, "SELECT event_id FROM ledger ORDER BY seq") == [(e.event_id,) for e in events]
     codes = replicas.stop_all()
     assert codes == {first: -signal.SIGKILL, **{pid: 0 for pid in codes if pid != first}}, replicas.tails()
