@@ -317,7 +317,7 @@ class Runtime:
         while True:
             try:
                 # A standby claims nothing: only the active writer applies its service's streams.
-                if (writer is None or writer.active) and await worker.claim_pending():
+                if (writer is None or writer.writing) and await worker.claim_pending():
                     continue
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 self._lost(exc)

@@ -7,11 +7,13 @@ new entries (`>`) at once, while the entries a dead one had read stay pending un
 `claim_idle_ms` later. So:
 
 - **Lease.** `{prefix}:writer:<service>` names the active consumer. Each replica runs `Writer.run`: it takes
-  the lease if nobody holds it (SET NX PX), the holder renews it every `renew_s`, and it expires `ttl_ms` after
-  its holder's last renewal (the heartbeat TTL, `Settings.heartbeat_ttl`). Only the holder reads its groups and
-  runs their retriers; a standby only beats and tries the lease. A holder that finds the lease taken by
-  another (it could not renew for a whole TTL) stops reading at once and finishes what it read (drain).
-  A clean stop gives the lease back, so a standby takes over within `renew_s`.
+  the lease if nobody holds it (`HOLD`: one script takes or renews), the holder renews it every `renew_s`, and
+  it expires `ttl_ms` after its holder's last renewal (the heartbeat TTL, `Settings.heartbeat_ttl`). Only the
+  holder reads its groups and runs their retriers; a standby only beats and tries the lease. A holder that
+  finds the lease taken by another (it could not renew for a whole TTL) stops reading at once and finishes
+  what it read (drain); a read still blocked on the server then may deliver one more batch to it, which it
+  does not apply (a stopped FastStream subscriber drops it) and the next writer takes over. A clean stop
+  gives the lease back, so a standby takes over within `renew_s`.
 - **Takeover, before anything newer.** Once it holds the lease, and before it reads a single new entry, the
   writer claims every entry its group's other consumers left pending and applies them, oldest first, then its
   own pending (a restart with a fixed consumer name). A consumer is *gone* when its liveness key
@@ -134,20 +136,36 @@ async def _apply(
     if not entries:
         return 0
     deliveries = [counts.get(entry_id, 1) for entry_id, _ in entries]
-    while still_held():
-        failures = worker.stats.failures
-        await worker.handle_now(entries, deliveries)
-        if worker.stats.failures == failures:
-            break
-        if worker.store_down:
-            await asyncio.sleep(pause_s)  # the store is unavailable: nothing newer may overtake these, so wait
-            continue
-        # One entry failed the batch: apply the rest one at a time, so it alone waits for the retrier.
+    if not await _as_batch(worker, entries, deliveries, pause_s, still_held):
         for entry, count in zip(entries, deliveries, strict=True):
-            await worker.handle_now([entry], [count])
-        break
+            while still_held():
+                await worker.handle_now([entry], [count])
+                if not worker.store_down:
+                    break
+                await asyncio.sleep(pause_s)  # the store is unavailable: nothing newer may overtake these
     worker.stats.claimed += len(entries)
     return len(entries)
+
+
+async def _as_batch(
+    worker: GroupWorker, entries: Sequence[transport.Entry], deliveries: Sequence[int], pause_s: float,
+    still_held: Callable[[], bool],
+) -> bool:
+    """Handle `entries` in one transaction, waiting out an unavailable store; False if the batch failed (one
+    entry made it fail: the caller goes one entry at a time). As a batch, no entry is on its last delivery, so
+    a failed batch dead-letters none (one poison entry would take those that were with it)."""
+    trial = [min(count, worker.max_deliveries - 1) for count in deliveries]
+    if min(trial) < 1:
+        return False
+    while still_held():
+        failures = worker.stats.failures
+        await worker.handle_now(entries, trial)
+        if worker.stats.failures == failures:
+            return True
+        if not worker.store_down:
+            return False
+        await asyncio.sleep(pause_s)  # the store is unavailable: nothing newer may overtake these, so wait
+    return True
 
 
 class Writer:
@@ -173,7 +191,7 @@ class Writer:
         self.held = False
         """The lease is ours (as of the last renewal)."""
         self.active = False
-        """Taken over and reading: the workers' retriers may run."""
+        """Taken over and reading (until its subscribers have stopped)."""
 
     async def run(self) -> None:
         """Take, renew and act on the lease until cancelled. Redis errors propagate (the runtime's loop logs
@@ -213,7 +231,12 @@ class Writer:
             await asyncio.sleep(self.renew_s)
             self.held = await self.lease.hold()
 
+    @property
+    def writing(self) -> bool:
+        """The workers may claim and apply entries: active, and the lease still ours."""
+        return self.active and self.held
+
     async def deactivate(self) -> None:
-        self.active = False
         for worker in self.workers:
             await self._stop(worker)
+        self.active = False

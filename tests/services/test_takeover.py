@@ -11,6 +11,7 @@ application can get them right, and the retrier is kept out of it (`claim_idle_m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,9 @@ import redis.asyncio as aioredis
 from contracts import Envelope
 from contracts.sessions import SessionTransitioned
 from contracts.streams import GROUP_STORE, Keys
+from services.consumer import GroupWorker
 from services.store.db import Store
+from services.writer import take_over
 from tests.services import helpers as h
 from tests.services.conftest import StartRuntime
 
@@ -152,10 +155,42 @@ async def test_a_writer_that_finds_its_lease_taken_stops_reading_until_it_has_it
     await h.eventually(lambda: not writer.active and not runtime._subscribers, what="the writer standing down")
     events = stream_events()[:20]
     await h.xadd_raw(redis, keys.ingest, [h.entry(e) for e in events])
+    # A read still blocked on the server when the subscriber stopped may deliver one batch to it: it is not
+    # applied, it stays pending under this consumer until a writer takes it over.
     info = {g["name"]: g for g in await redis.xinfo_groups(keys.ingest)}
-    assert info[GROUP_STORE.encode()]["lag"] == len(events) and h.ledger_count(db) == 0
+    store = info[GROUP_STORE.encode()]
+    assert store["lag"] + store["pending"] == len(events) and h.ledger_count(db) == 0
     assert not writer.held and not runtime._subscribers
 
     await redis.delete(keys.writer("store"))  # the other one is gone and gave the lease back
     await h.eventually(lambda: h.group_caught_up(redis, keys.ingest), what="writing again")
     assert h.query(db, "SELECT event_id FROM ledger ORDER BY seq") == [(e.event_id,) for e in events]
+
+
+async def test_one_poison_entry_in_a_taken_over_batch_does_not_take_the_others_to_the_dead_letters(
+    prefix: str, redis: aioredis.Redis
+) -> None:
+    """The dead consumer's entries are on their last delivery: the batch that one of them fails dead-letters
+    none, and the entries then go one at a time, so only the poison one is dead-lettered."""
+    keys = Keys(prefix)
+    events = [h.envelope(h.execution()) for _ in range(3)]
+    poison = events[1].event_id
+    applied: list[str] = []
+
+    async def handler(batch: Sequence[tuple[Envelope, bytes]]) -> list[tuple[int, str]]:
+        if any(env.event_id == poison for env, _ in batch):
+            raise ValueError("a projection failed")
+        applied.extend(env.event_id for env, _ in batch)
+        return []
+
+    ids = await h.xadd_raw(redis, keys.ingest, [h.entry(e) for e in events])
+    await redis.xgroup_create(keys.ingest, GROUP_STORE, id="0")
+    await redis.xreadgroup(GROUP_STORE, DEAD, {keys.ingest: ">"})
+    await redis.xclaim(keys.ingest, GROUP_STORE, DEAD, 0, ids, retrycount=4)  # delivered 4 times of 5
+    worker = GroupWorker(service="store", stream=keys.ingest, group=GROUP_STORE, handler=handler, redis=redis,
+                         dead_stream=keys.dead, consumer="store-new", records_poison=True, max_deliveries=5)
+    assert await take_over(worker, keys, 0.01, lambda: True) == 3
+    assert applied == [events[0].event_id, events[2].event_id]
+    letters = await h.dead_letters(redis, prefix)
+    assert [(f[b"id"], f[b"deliveries"]) for _, f in letters] == [(ids[1], b"5")]
+    assert await h.pending(redis, keys.ingest) == 0
