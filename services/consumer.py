@@ -127,6 +127,11 @@ class GroupWorker:
         self._store_down = False  # logged once when the store becomes unavailable, once when it is back
         self._inflight: set[asyncio.Task[None]] = set()
 
+    @property
+    def store_down(self) -> bool:
+        """The last handled batch failed because the store was unavailable (`StoreBusyError`)."""
+        return self._store_down
+
     async def on_batch(self, entries: Sequence[Entry]) -> None:
         """Parse a batch read by the subscriber and hand it on without waiting for its commit.
 

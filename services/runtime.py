@@ -1,7 +1,7 @@
 """Hosts services in one process on one FastStream broker, plus the upkeep FastStream does not do.
 
 For each `GroupWorker` a service declares, the runtime registers a FastStream batch subscriber (the group's
-reader) and runs three loops of its own:
+reader) and runs loops of its own:
 
 - **retrier**: `GroupWorker.claim_pending()` every quarter of `claim_idle_ms` (FastStream's `min_idle_time`
   claimer reads one entry at a time and knows nothing of delivery counts or dead letters);
@@ -13,6 +13,9 @@ reader) and runs three loops of its own:
 - **trimmer**: every `trim_interval_s` (and once at start), deletes the dead consumers of the groups it reads
   (`services.reaper`), then XTRIM MINID by age on the streams the services own, never past an entry some
   group still needs (`transport.trim`);
+- **writer** (only for a service that declares `single_writer`, the store): takes and renews the service's
+  writer lease; while this process holds it, takes over what dead consumers left pending and only then starts
+  the service's subscribers and lets its retriers run (`services.writer`); without it, the service waits;
 - **gauges** (only with `metrics_port`): every `metrics_interval_s`, the lag, pending and length gauges of the
   runtime's `services.metrics.Metrics`, which `/metrics` serves (docs/OPERATIONS.md).
 
@@ -48,6 +51,7 @@ from services.consumer import GroupWorker, Handler
 from services.metrics import Metrics, MetricsServer
 from services.settings import Settings
 from services.status import Beat, groups
+from services.writer import Writer, WriterLease
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +95,9 @@ class ServiceParts:
     trims: list[tuple[str, float, bool]] = field(default_factory=list)
     """(stream, retention_s, respect_groups) for the trimmer."""
     close: Callable[[], Awaitable[None]] | None = None
+    single_writer: bool = False
+    """Its workers read only while this process holds the service's writer lease (`services.writer`): their
+    effect follows stream order, so replicas are hot standbys rather than more readers."""
 
 
 ServiceFactory = Callable[[ServiceContext], Awaitable[ServiceParts]]
@@ -148,6 +155,8 @@ class Runtime:
                                   log_level=logging.DEBUG)
         self.parts: list[ServiceParts] = []
         self._subscribers: list[tuple[GroupWorker, Any]] = []
+        self._idle: dict[int, Any] = {}  # a single-writer worker's subscriber while it does not read (by id)
+        self._writers: list[Writer] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self.metrics = Metrics()
@@ -175,7 +184,8 @@ class Runtime:
         for part in self.parts:
             for worker in part.workers:
                 await self._ensure_group(worker)
-                self._subscribers.append((worker, self._subscribe(worker)))
+                if not part.single_writer:
+                    self._subscribers.append((worker, self._subscribe(worker)))
             for source, handler in part.subscriptions:
                 timed = _timed(handler, self.metrics.handler_seconds.labels(part.name, _source_name(source, self.keys)))
                 self.broker.subscriber(list=source, parser=_raw_list_parser, decoder=_raw_body)(timed)
@@ -183,8 +193,12 @@ class Runtime:
         if self.metrics_server is not None:
             self._spawn(self._gauges(), "gauges")
         for part in self.parts:
+            writer = self._writer(part) if part.single_writer else None
+            if writer is not None:
+                self._writers.append(writer)
+                self._spawn(self._lease(writer), f"writer:{part.name}")
             for worker in part.workers:
-                self._spawn(self._retrier(worker), f"retrier:{worker.service}:{worker.stream}")
+                self._spawn(self._retrier(worker, writer), f"retrier:{worker.service}:{worker.stream}")
             for loop in part.loops:
                 self._spawn(loop(), f"loop:{part.name}")
         self._spawn(self._watchdog(), "watchdog")
@@ -217,12 +231,17 @@ class Runtime:
             if part.close is not None:
                 await part.close()
         # Withdraw the heartbeats and the consumers that hold nothing, so `pheromone health` and `status` see
-        # a clean stop at once rather than at their expiry.
+        # a clean stop at once rather than at their expiry, and give writer leases back, so a standby takes
+        # over now rather than when they expire.
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             async with asyncio.timeout(1.0):
+                for writer in self._writers:
+                    if writer.held:
+                        await writer.lease.release()
                 await self.redis.delete(*self._beat_keys())
                 for worker, _ in self._subscribers:
                     await reaper.retire(self.redis, worker.stream, worker.group, worker.consumer)
+        self._writers.clear()
         await self.redis.aclose()
         if self.metrics_server is not None:
             self.metrics_server.close()
@@ -251,6 +270,43 @@ class Runtime:
 
         return sub
 
+    def _writer(self, part: ServiceParts) -> Writer:
+        s = self.settings
+        ttl_ms = int(s.heartbeat_ttl * 1000)
+        owner = f"{part.name}-{s.consumer_name}"
+        return Writer(
+            WriterLease(self.redis, self.keys.writer(part.name), owner, ttl_ms), self.keys, part.workers,
+            self._start_reading, self._stop_reading, renew_s=min(s.group_check_s, s.heartbeat_ttl / 3),
+            pause_s=max(s.poll_ms / 1000, 0.01),
+        )
+
+    async def _lease(self, writer: Writer) -> None:
+        while True:
+            try:
+                await writer.run()
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                self._lost(exc)
+                log.debug("writer %s: redis unavailable: %s", writer.lease.owner, exc)
+            except RedisError as exc:
+                log.warning("writer %s: %s", writer.lease.owner, exc)
+            except Exception:
+                log.exception("writer %s failed; continuing", writer.lease.owner)
+            await asyncio.sleep(writer.renew_s)
+
+    async def _start_reading(self, worker: GroupWorker) -> None:
+        sub = self._idle.pop(id(worker), None) or self._subscribe(worker)
+        await sub.start()
+        self._subscribers.append((worker, sub))
+
+    async def _stop_reading(self, worker: GroupWorker) -> None:
+        for i, (w, sub) in enumerate(self._subscribers):
+            if w is worker:
+                del self._subscribers[i]
+                self._idle[id(worker)] = sub
+                await sub.stop()
+                break
+        await worker.drain()
+
     async def _ensure_group(self, worker: GroupWorker) -> None:
         if await transport.ensure_group(self.redis, worker.stream, worker.group):
             log.info("created group %s on %s", worker.group, worker.stream)
@@ -259,11 +315,12 @@ class Runtime:
         self._tasks.append(asyncio.ensure_future(coro))
         self._tasks[-1].set_name(name)
 
-    async def _retrier(self, worker: GroupWorker) -> None:
+    async def _retrier(self, worker: GroupWorker, writer: Writer | None) -> None:
         pause = max(self.settings.claim_idle_ms / 4000, self.settings.poll_ms / 1000)
         while True:
             try:
-                if await worker.claim_pending():
+                # A standby claims nothing: only the active writer applies its service's streams.
+                if (writer is None or writer.writing) and await worker.claim_pending():
                     continue
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 self._lost(exc)
@@ -283,10 +340,11 @@ class Runtime:
         }
         while True:
             try:
-                for worker, sub in self._subscribers:
+                for worker in (w for part in self.parts for w in part.workers):
                     if await transport.ensure_group(self.redis, worker.stream, worker.group):
                         log.warning("group %s on %s was missing (server flushed?); recreated",
                                     worker.group, worker.stream)
+                for worker, sub in list(self._subscribers):
                     if not sub.running:
                         log.warning("restarting subscriber %s on %s", worker.group, worker.stream)
                         await sub.start()

@@ -259,7 +259,8 @@ class Settings(BaseSettings):
     claim_idle_ms: Annotated[int, Field(ge=100, le=3_600_000)] = 5_000
     """A pending entry idle this long is claimed by the retrier."""
     max_deliveries: Annotated[int, Field(ge=1, le=100)] = 5
-    """After this many deliveries a failing entry goes to the dead-letter stream."""
+    """After this many deliveries a failing entry goes to the dead-letter stream. With `claim_idle_ms`, the bound
+    on how long a lifecycle event that arrived early waits for its predecessor (`services.order`)."""
     group_check_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     trim_interval_s: Annotated[float, Field(gt=0, le=3_600)] = 30.0
     ingest_retention_s: Annotated[float, Field(gt=0)] = INGEST_RETENTION_S
@@ -268,7 +269,8 @@ class Settings(BaseSettings):
     """Age kept on the TTL'd ratelimits and discoveries streams (never trimmed past what a group needs)."""
     dead_retention_s: Annotated[float, Field(gt=0)] = DEAD_RETENTION_S
     heartbeat_ttl_s: Annotated[float, Field(gt=0, le=3_600)] | None = None
-    """A service's liveness key expires this long after its last beat; None: 3 x group_check_s, at least 3 s."""
+    """A service's liveness key expires this long after its last beat; None: 3 x group_check_s, at least 3 s.
+    Also the store writer lease's TTL: how long a killed writer's standby waits (`services.writer`)."""
     consumer_expiry_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
     """A group's consumer with no pending entries, no live heartbeat and idle this long is deleted from its
     group (services.reaper; checked at start and every trim_interval_s)."""

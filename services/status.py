@@ -209,6 +209,12 @@ def spool(directory: Path) -> dict[str, Any]:
     return out
 
 
+async def writer(r: aioredis.Redis, keys: Keys) -> str | None:
+    """The consumer name of the store process that writes (`services.writer`'s lease); None: no store writes."""
+    value = await r.get(keys.writer("store"))
+    return None if value is None else _text(value)
+
+
 async def snapshot(r: aioredis.Redis, keys: Keys, store_path: Path, spool_dir: Path) -> dict[str, Any]:
     """Everything `pheromone status` shows, as one JSON-ready object."""
     now_ms = await server_ms(r)
@@ -220,6 +226,7 @@ async def snapshot(r: aioredis.Redis, keys: Keys, store_path: Path, spool_dir: P
         "groups": [asdict(g) for g in await groups(r, keys)],
         "dead_letters": next(s.length for s in stream_rows if s.name == DEAD),
         "services": [asdict(b) for b in await heartbeats(r, keys)],
+        "store_writer": await writer(r, keys),
         "store": store(store_path),
         "spool": spool(spool_dir),
         "host": os.uname().nodename,

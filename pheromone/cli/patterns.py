@@ -220,7 +220,8 @@ def _transition(
     except IllegalTransition as exc:
         raise CliError(f"{exc} for pattern {pid}") from exc
     record = PatternTransitioned(
-        pattern_id=pid, to_status=to, reason=reason, actor=actor or f"operator:{getpass.getuser()}"
+        pattern_id=pid, to_status=to, reason=reason, actor=actor or f"operator:{getpass.getuser()}",
+        from_status=current,
     )
 
     async def send(url: str) -> tuple[str, dict[str, Any] | None]:

@@ -162,6 +162,7 @@ def _render(report: dict[str, Any]) -> None:
             table.add_row(row["service"], row["consumer"], row["host"] or "?", str(row["pid"] or "?"),
                           _age(row["beat_age_s"]), row["started_at"] or "?")
         console.print(table)
+        console.print(f"store writer: {report['store_writer'] or 'none (no store holds the writer lease)'}")
     st = report["store"]
     if st["exists"]:
         last = st["last_event"]

@@ -85,10 +85,10 @@ async def rollback(view: StoreView, emit: Emit, root: Path, session_id: str, rea
                 by = f"edit {now[1]} of session {now[2]}" if now else "a removal"
                 raise ReviewError(f"cannot roll back {session_id}: {key} was changed since by {by}; "
                                   "roll that back first")
-            events.append(_edit_event(s, edit_id, EditStatus.ROLLED_BACK, why, actor))
+            events.append(_edit_event(s, edit_id, EditStatus.ROLLED_BACK, why, actor, EditStatus.APPLIED))
         elif status == EditStatus.STAGED.value:
-            events.append(_edit_event(s, edit_id, EditStatus.REJECTED, why, actor))
-    events.append(_session_event(s, SessionStatus.ROLLED_BACK, why, actor))
+            events.append(_edit_event(s, edit_id, EditStatus.REJECTED, why, actor, EditStatus.STAGED))
+    events.append(_session_event(s, SessionStatus.ROLLED_BACK, why, actor, state[0]))
     await emit(events)
     await wait_applied(view, events[-1].event_id, timeout_s)
     now_ = datetime.now(UTC)
@@ -122,13 +122,14 @@ def _staged(view: StoreView, root: Path, session_id: str, edit_id: str,
 
 async def _decide(view: StoreView, emit: Emit, root: Path, s: LearningSession, edit: Edit, to: EditStatus,
                   reason: str, actor: str, timeout_s: float) -> LearningSession:
-    events = [_edit_event(s, edit.id, to, reason, actor)]
+    events = [_edit_event(s, edit.id, to, reason, actor, EditStatus.STAGED)]
     statuses = view.edit_statuses(s.id)
     left = [e for e, st in statuses.items() if st is EditStatus.STAGED and e != edit.id]
     state = view.session_status(s.id)
     done = not left and state is not None and state[0] is SessionStatus.AWAITING_REVIEW
     if done:
-        events.append(_session_event(s, SessionStatus.COMPLETED, "every staged edit was reviewed", actor))
+        events.append(_session_event(s, SessionStatus.COMPLETED, "every staged edit was reviewed", actor,
+                                     SessionStatus.AWAITING_REVIEW))
     await emit(events)
     await wait_applied(view, events[-1].event_id, timeout_s)
     now = datetime.now(UTC)
@@ -155,11 +156,15 @@ async def wait_applied(view: StoreView, event_id: str, timeout_s: float) -> None
         await asyncio.sleep(0.05)
 
 
-def _edit_event(s: LearningSession, edit_id: str, to: EditStatus, reason: str, actor: str) -> Envelope:
+def _edit_event(s: LearningSession, edit_id: str, to: EditStatus, reason: str, actor: str,
+                from_status: EditStatus) -> Envelope:
     return Envelope(workspace=s.workspace, job="review", correlation_id=s.id, payload=EditTransitioned(
-        session_id=s.id, edit_id=edit_id, to_status=to, reason=reason[:8000], actor=actor[:256]))
+        session_id=s.id, edit_id=edit_id, to_status=to, reason=reason[:8000], actor=actor[:256],
+        from_status=from_status))
 
 
-def _session_event(s: LearningSession, to: SessionStatus, reason: str, actor: str) -> Envelope:
+def _session_event(s: LearningSession, to: SessionStatus, reason: str, actor: str,
+                   from_status: SessionStatus) -> Envelope:
     return Envelope(workspace=s.workspace, job="review", correlation_id=s.id, payload=SessionTransitioned(
-        session_id=s.id, scope=s.workspace, to_status=to, reason=reason[:8000], actor=actor[:256]))
+        session_id=s.id, scope=s.workspace, to_status=to, reason=reason[:8000], actor=actor[:256],
+        from_status=from_status))

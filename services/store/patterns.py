@@ -45,6 +45,7 @@ from services.learning.lifecycle import (
     is_revisit,
 )
 from services.learning.scores import days_between, effectiveness, priority, trust
+from services.order import check_predecessor
 from services.store.batch import SELECT_COUNTS, Live, PatternBatch, Window, scores
 from services.store.codec import dumps, us
 
@@ -469,6 +470,7 @@ def transition(
         # Retryable: after a crash, redelivery can bring a transition before the pattern's observation.
         raise EventRejected(f"pattern {p.pattern_id!r} is not in the store", retryable=True)
     st = PatternState.from_row(p.pattern_id, row)
+    check_predecessor(f"pattern {p.pattern_id}", st.status, p.from_status, ALLOWED_TRANSITIONS, frozenset())
     try:
         check_transition(st.status, p.to_status)
     except IllegalTransition as exc:

@@ -105,14 +105,17 @@ async def test_status_lists_live_services_with_host_pid_and_beat_age(
 ) -> None:
     import os
 
-    await start_runtime(["store", "query"], heartbeat_ttl_s=5.0)
+    runtime = await start_runtime(["store", "query"], heartbeat_ttl_s=5.0)
+    await eventually(lambda: runtime._writers[0].active, what="the store writing")
     run = await cli("status", "--json")
     assert run.code == 0, run
-    services = {s["service"]: s for s in json.loads(run.out)["services"]}
+    report = json.loads(run.out)
+    services = {s["service"]: s for s in report["services"]}
     assert set(services) == {"store", "query"}
     for beat in services.values():
         assert beat["pid"] == os.getpid() and beat["host"] == os.uname().nodename
         assert 0 <= beat["beat_age_s"] <= 5.0 and beat["started_at"]
+    assert report["store_writer"] == f"store-{os.uname().nodename}-{os.getpid()}"
 
 
 async def test_status_json_never_shows_the_password(private_server: EmbeddedServer, cli: Cli) -> None:
