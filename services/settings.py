@@ -207,7 +207,9 @@ class SessionsSettings(BaseModel):
     min_estimate_runs: _Count = 5
     """Replay estimates a changed outcome only from at least this many comparable train records."""
     min_improvement: Annotated[float, Field(ge=0, le=1)] = 1e-9
-    """The gate accepts an edit only if the val score rises by more than this (strictly better)."""
+    """The gate accepts an edit only if the lower confidence bound of its val gain exceeds this."""
+    gate_alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    """... that bound is one-sided at level 1 - gate_alpha: a useless edit passes about this often."""
     max_cluster_regression: _Unit = 0.02
     """... and no cluster's val score falls by more than this."""
     max_edits: Annotated[int, Field(ge=1, le=1_000)] = 20

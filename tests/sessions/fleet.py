@@ -24,7 +24,8 @@ SHEETS = 60
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 
 
-def fleet(jobs: int = 24, seed: int = 7, workspace: str = WORKSPACE, recoveries: bool = False) -> list[Envelope]:
+def fleet(jobs: int = 24, seed: int = 7, workspace: str = WORKSPACE, recoveries: bool = False,
+          odds: dict[tuple[str, bool], float] = ODDS) -> list[Envelope]:
     rng = random.Random(seed)
     out: list[Envelope] = []
     t = T0
@@ -37,7 +38,7 @@ def fleet(jobs: int = 24, seed: int = 7, workspace: str = WORKSPACE, recoveries:
         for sheet in range(1, SHEETS + 1):
             t += timedelta(seconds=1)
             planted = rng.random() < 0.5
-            ok = rng.random() < ODDS[(model, planted)]
+            ok = rng.random() < odds[(model, planted)]
             exec_id = f"x-{workspace}-{j}-{sheet}"
             out.append(Envelope(workspace=workspace, job=job, occurred_at=t, payload=ExecutionRecord(
                 id=exec_id, workspace_hash=workspace, job_hash=job, sheet_num=sheet, started_at=t,
