@@ -201,9 +201,10 @@ class SessionsSettings(BaseModel):
     min_cluster_runs: _Count = 5
     min_cluster_failures: _Count = 3
     min_rate_gap: _Unit = 0.2
-    """A cluster's failure rate must exceed its comparison group's by this much to count as evidence."""
-    min_failure_rate: _Unit = 0.5
-    """... or, with no comparison group, be at least this."""
+    """A cluster's failure rate must exceed its comparison group's by this much to count as evidence ..."""
+    cluster_alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
+    """... and be significantly above it: one-sided Fisher exact tests, Holm-corrected over a session's
+    candidates, at this family-wise level (a fleet where nothing differs yields a cluster about this often)."""
     min_estimate_runs: _Count = 5
     """Replay estimates a changed outcome only from at least this many comparable train records."""
     min_improvement: Annotated[float, Field(ge=0, le=1)] = 1e-9

@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from contracts.sessions import AutonomyMode, Edit, EditOp, EditPillar, EditRiskTier, EditStatus, FailureCluster, edit_id
-from services.sessions.diagnose import cluster_id
+from services.sessions.diagnose import cluster_id, fisher_greater
 from services.sessions.guidance import Guidance
 from services.sessions.harvest import harvest
 from services.sessions.pipeline import Consolidation, diagnose_step, gate_step, plan_step
@@ -67,6 +69,35 @@ def test_the_planted_cause_is_found_with_rates_from_records() -> None:
     assert x.failure_rate == pytest.approx(x.failures / x.runs)
     assert x.failure_rate > 0.7 and x.baseline_rate is not None and x.baseline_rate < 0.35
     assert all(cl.failures > 0 for cl in c.clusters)  # no cluster without evidence
+
+
+def test_a_fleet_where_nothing_differs_yields_no_cluster() -> None:
+    """Only failed runs carry an error code and every wait is as good as any other: the old rule reported the
+    error code of each model at a 100 % failure rate in every session."""
+    null = {key: 0.7 for key in ODDS}
+    found = []
+    for seed in range(10):
+        events = fleet(jobs=12, seed=seed, odds=null, recoveries=True, recovery_odds=(0.6, 0.6))
+        found += diagnose_step(harvest(list(enumerate(events, 1))), WORKSPACE, "s-1", S).clusters
+    assert found == []
+
+
+def test_an_error_cluster_is_a_model_failing_with_a_code_more_than_the_others() -> None:
+    odds = {("model-a", True): 0.8, ("model-a", False): 0.8, ("model-b", True): 0.4, ("model-b", False): 0.4}
+    c = diagnose_step(harvest(list(enumerate(fleet(odds=odds), 1))), WORKSPACE, "s-1", S)
+    assert [(x.tags, x.model, x.error_code) for x in c.clusters] == [(["error"], "model-b", "validation")]
+    x = c.clusters[0]
+    assert x.failure_rate > 0.5 and x.baseline_rate is not None and x.baseline_rate < 0.3
+
+
+@given(st.integers(0, 12), st.integers(0, 12), st.integers(0, 12), st.integers(0, 12))
+def test_the_fisher_tail_is_the_exact_hypergeometric_tail(a: int, b: int, c: int, d: int) -> None:
+    from math import comb
+
+    hit, rest, fails = a + b, c + d, a + c
+    total = hit + rest
+    exact = sum(comb(fails, k) * comb(total - fails, hit - k) for k in range(a, min(hit, fails) + 1)) / comb(total, hit)
+    assert fisher_greater(a, hit, c, rest) == pytest.approx(exact, rel=1e-9, abs=1e-12)
 
 
 def test_the_statistical_teacher_proposes_the_right_edit_and_the_gate_accepts_it() -> None:
