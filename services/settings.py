@@ -62,13 +62,21 @@ class LearningSettings(BaseModel):
     priority_floor: _Unit = 0.6
     priority_log_divisor: _Pos = 2.0
 
-    # Quarantine lifecycle (automatic transitions need >= min_applications)
+    # Quarantine lifecycle (services/learning/lifecycle.py): automatic moves need >= min_applications, and
+    # bounds of the success rate since the pattern last entered or left quarantine (Wilson, one-sided).
     validate_threshold: _Unit = 0.60
-    """pending & effectiveness >= this -> validated."""
-    quarantine_threshold: _Unit = 0.35
-    """pending & effectiveness < this -> quarantined."""
-    requarantine_threshold: _Unit = 0.30
-    """validated & effectiveness < this -> quarantined."""
+    """pending & effectiveness >= this (and the lower bound > release_threshold) -> validated."""
+    quarantine_threshold: _Unit = 0.5
+    """pending & upper bound of success < this -> quarantined (it fails more often than it succeeds)."""
+    requarantine_threshold: _Unit = 0.45
+    """validated & upper bound of success < this -> quarantined."""
+    release_threshold: _Unit = 0.5
+    """quarantined & lower bound of success since quarantine > this -> pending (probation); also needed to
+    validate."""
+    lifecycle_confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.90
+    """One-sided level of each bound."""
+    lifecycle_min_evidence: _Count = 6
+    """No bound decides before this many applications since the pattern last entered or left quarantine."""
     revisit_grace_applications: _Count = 5
     """A pattern revisited by an entropy response is not re-quarantined for this many further applications."""
 
