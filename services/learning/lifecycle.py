@@ -110,5 +110,6 @@ def automatic_transition(
             return Q, (f"validated pattern degraded: {seen}: success <= {high:.3f} < "
                        f"{s.requarantine_threshold:.2f} ({level} bound)")
     elif low > s.release_threshold:
-        return P, f"probation: {seen} since quarantine, success >= {low:.3f} > {s.release_threshold:.2f} ({level} bound)"
+        return P, (f"probation: {seen} since quarantine, success >= {low:.3f} > {s.release_threshold:.2f} "
+                   f"({level} bound)")
     return None

@@ -25,7 +25,8 @@ T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 
 
 def fleet(jobs: int = 24, seed: int = 7, workspace: str = WORKSPACE, recoveries: bool = False,
-          odds: dict[tuple[str, bool], float] = ODDS, recovery_odds: tuple[float, float] = (0.9, 0.2)) -> list[Envelope]:
+          odds: dict[tuple[str, bool], float] = ODDS,
+          recovery_odds: tuple[float, float] = (0.9, 0.2)) -> list[Envelope]:
     rng = random.Random(seed)
     out: list[Envelope] = []
     t = T0
