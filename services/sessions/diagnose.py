@@ -86,10 +86,10 @@ def diagnose(runs: Sequence[Run], recoveries: Sequence[Recovery], s: SessionsSet
     by_code: dict[tuple[str, str, str | None], list[Recovery]] = defaultdict(list)
     for c in recoveries:
         by_code[(c.workspace, c.error_code, c.model)].append(c)
-    for (ws, code, model), group in sorted(by_code.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")):
-        for wait in sorted({c.wait for c in group})[1:]:
-            short = [c for c in group if c.wait < wait]
-            longer = [c for c in group if c.wait >= wait]
+    for (ws, code, model), recs in sorted(by_code.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")):
+        for wait in sorted({c.wait for c in recs})[1:]:
+            short = [c for c in recs if c.wait < wait]
+            longer = [c for c in recs if c.wait >= wait]
             candidates.append(_Candidate(
                 "recovery", ws, model, code, None, short, _fails(short), len(longer), _fails(longer),
                 f"recoveries from {code} on {model or 'any model'} that wait less than {wait:g}s fail"))
