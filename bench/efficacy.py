@@ -541,7 +541,10 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     rate("quarantine_50pct_100", sum(x["even_100"] for x in life), n)
     driven = [x for x in life if x["recover_quarantined"]]
     rate("recover_30", sum(x["recover_30"] for x in driven), len(driven))
-    gated_delta = [g - r["stress"]["start"][0] for r in results for g in r["stress"]["gated"]]
+    # Scores are sums over subsets in a different order when the guidance differs: a difference below 1e-9 is
+    # rounding, not a change.
+    gated_delta = [0.0 if abs(d) < 1e-9 else d
+                   for r in results for d in (g - r["stress"]["start"][0] for g in r["stress"]["gated"])]
     final_ungated = [r["stress"]["ungated"][-1] - r["stress"]["start"][0] for r in results]
     final_gated = [r["stress"]["gated"][-1] - r["stress"]["start"][0] for r in results]
     statuses: dict[str, dict[str, int]] = {}
@@ -591,6 +594,9 @@ def svg(results: list[dict[str, Any]], path: Path) -> None:
         parts.append(f'<text x="4" y="{xy(0, v).split(",")[1]}">{v:.3f}</text>')
     parts.append(f'<polyline points="{xy(0, start)} {xy(SESSIONS, start)}" stroke="#888" stroke-dasharray="4" '
                  'fill="none"/>')
+    parts.append(f'<text x="{pad + 4}" y="{float(xy(0, start).split(",")[1]) - 6:.1f}" fill="#888">start</text>')
+    for k in (0, 5, 10, 15, 20):
+        parts.append(f'<text x="{xy(k, lo).split(",")[0]}" y="{height - pad + 16}">{k}</text>')
     for arm, colour in (("gated", "#1b7837"), ("ungated", "#b2182b")):
         cols = [sorted(col) for col in series[arm]]
         low = [c[int(0.05 * (len(c) - 1))] for c in cols]
@@ -602,7 +608,8 @@ def svg(results: list[dict[str, Any]], path: Path) -> None:
         parts.append(f'<polyline points="{" ".join(line)}" stroke="{colour}" stroke-width="2" fill="none"/>')
         parts.append(f'<text x="{width - pad - 60}" y="{xy(SESSIONS, mean[-1]).split(",")[1]}" '
                      f'fill="{colour}">{arm}</text>')
-    parts.append(f'<text x="{width / 2 - 30}" y="{height - 12}">session</text></svg>')
+    parts.append(f'<text x="{width / 2 - 30}" y="{height - 8}">session (mean line; band: 5th-95th percentile '
+                 'over seeds)</text></svg>')
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts) + "\n")
 
