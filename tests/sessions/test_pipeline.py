@@ -118,6 +118,8 @@ def test_the_statistical_teacher_proposes_the_right_edit_and_the_gate_accepts_it
     versions = {x.benchmark_version for x in c.gated.snapshots if x.split == "val"}
     assert versions == {snaps[("before", "val")].benchmark_version}  # one locked benchmark per session
     assert c.report is not None and c.report.test_after is not None  # reported, never used to decide
+    assert c.gated.test_effect is not None and c.gated.test_effect.gain > 0
+    assert any(n.startswith("held-out test split: accepted edits change the score by +") for n in c.report.notes)
 
 
 def test_an_edit_supporting_a_staged_edit_is_staged_whatever_its_tier() -> None:
