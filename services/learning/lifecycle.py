@@ -20,6 +20,7 @@ never move automatically.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from math import sqrt
 from statistics import NormalDist
 from typing import TYPE_CHECKING
@@ -67,11 +68,16 @@ def resets_evidence(current: QuarantineStatus, to: QuarantineStatus) -> bool:
     return Q in (current, to)
 
 
+@lru_cache(maxsize=16)
+def _quantile(confidence: float) -> float:
+    return NormalDist().inv_cdf(confidence)
+
+
 def wilson_bounds(successes: int, n: int, confidence: float) -> tuple[float, float]:
     """The Wilson score interval of a success rate, each bound one-sided at `confidence` ((0, 1) if n = 0)."""
     if n <= 0:
         return 0.0, 1.0
-    z = NormalDist().inv_cdf(confidence)
+    z = _quantile(confidence)
     p, z2 = successes / n, z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z * sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
@@ -95,21 +101,35 @@ def automatic_transition(
     ok, n = evidence
     if applications < s.min_applications or n < s.lifecycle_min_evidence or status == R:
         return None
-    low, high = wilson_bounds(ok, n, s.lifecycle_confidence)
-    seen = f"{ok}/{n} successes"
-    level = f"{s.lifecycle_confidence:.0%}"
-    in_grace = applications < grace_until
+    # This runs after every application: the interval is computed only when the observed rate could pass a
+    # bound (the lower bound is below it, the upper above it), and a reason is formatted only for a move.
+    rate, in_grace = ok / n, applications < grace_until
     if status == P:
-        if effectiveness_score >= s.validate_threshold and low > s.release_threshold:
-            return V, (f"effectiveness {effectiveness_score:.3f} >= {s.validate_threshold:.2f}, {seen}: "
-                       f"success >= {low:.3f} > {s.release_threshold:.2f} ({level} bound)")
-        if high < s.quarantine_threshold and not in_grace:
-            return Q, f"{seen}: success <= {high:.3f} < {s.quarantine_threshold:.2f} ({level} bound)"
+        if effectiveness_score >= s.validate_threshold and rate > s.release_threshold:
+            low = wilson_bounds(ok, n, s.lifecycle_confidence)[0]
+            if low > s.release_threshold:
+                return V, (f"effectiveness {effectiveness_score:.3f} >= {s.validate_threshold:.2f}, "
+                           f"{_low(ok, n, low, s)}")
+        if rate < s.quarantine_threshold and not in_grace:
+            high = wilson_bounds(ok, n, s.lifecycle_confidence)[1]
+            if high < s.quarantine_threshold:
+                return Q, _high(ok, n, high, s.quarantine_threshold, s)
     elif status == V:
-        if high < s.requarantine_threshold and not in_grace:
-            return Q, (f"validated pattern degraded: {seen}: success <= {high:.3f} < "
-                       f"{s.requarantine_threshold:.2f} ({level} bound)")
-    elif low > s.release_threshold:
-        return P, (f"probation: {seen} since quarantine, success >= {low:.3f} > {s.release_threshold:.2f} "
-                   f"({level} bound)")
+        if rate < s.requarantine_threshold and not in_grace:
+            high = wilson_bounds(ok, n, s.lifecycle_confidence)[1]
+            if high < s.requarantine_threshold:
+                return Q, f"validated pattern degraded: {_high(ok, n, high, s.requarantine_threshold, s)}"
+    elif rate > s.release_threshold:
+        low = wilson_bounds(ok, n, s.lifecycle_confidence)[0]
+        if low > s.release_threshold:
+            return P, f"probation since quarantine: {_low(ok, n, low, s)}"
     return None
+
+
+def _low(ok: int, n: int, low: float, s: LearningSettings) -> str:
+    level = f"{s.lifecycle_confidence:.0%}"
+    return f"{ok}/{n} successes: success >= {low:.3f} > {s.release_threshold:.2f} ({level} bound)"
+
+
+def _high(ok: int, n: int, high: float, threshold: float, s: LearningSettings) -> str:
+    return f"{ok}/{n} successes: success <= {high:.3f} < {threshold:.2f} ({s.lifecycle_confidence:.0%} bound)"

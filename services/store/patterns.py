@@ -376,6 +376,7 @@ def _rule(
         evidence = (st.successes - st.base_successes, n - st.base_apps)
         move = automatic_transition(st.status, n, eff, st.grace_until, s, evidence=evidence)
         if move is not None:
+            check_transition(st.status, move[0])  # a rule's move obeys the same table as everyone's
             _write_transition(
                 conn, st, move[0], move[1], actor="rule", key=f"{event_id}/{st.id}", seq=seq, at=at, s=s
             )

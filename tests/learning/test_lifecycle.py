@@ -119,3 +119,12 @@ def test_automatic_moves_are_always_legal_and_need_evidence(
             assert high < max(S.quarantine_threshold, S.requarantine_threshold)  # evidence says bad
         else:
             assert low > S.release_threshold  # evidence says good
+
+
+@given(st.integers(0, 500), st.integers(0, 500), st.floats(0.51, 0.999))
+def test_the_observed_rate_is_inside_its_interval(ok: int, more: int, confidence: float) -> None:
+    """What lets the rule skip the interval when the observed rate cannot pass a bound."""
+    n = ok + more
+    low, high = wilson_bounds(ok, n, confidence)
+    if n:
+        assert low - 1e-12 <= ok / n <= high + 1e-12
