@@ -44,6 +44,11 @@ class ReviewError(ValueError):
 async def approve(view: StoreView, emit: Emit, root: Path, session_id: str, edit_id: str, actor: str,
                   timeout_s: float = 10.0) -> LearningSession:
     s, edit = _staged(view, root, session_id, edit_id, EditStatus.APPLIED)
+    parent = view.edit_statuses(session_id).get(edit.supports) if edit.supports else None
+    if edit.supports and parent is not EditStatus.APPLIED:
+        state = parent.value if parent else "not in the store"
+        raise ReviewError(f"edit {edit_id} supports edit {edit.supports}, which is {state}: "
+                          "it can only apply once that edit is applied")
     current = view.conn.execute("SELECT value FROM guidance WHERE workspace = ? AND pillar = ? AND key = ?",
                                 (edit.workspace, edit.pillar.value, key_of(edit))).fetchone()
     try:
@@ -58,7 +63,14 @@ async def reject(view: StoreView, emit: Emit, root: Path, session_id: str, edit_
     if not reason.strip():
         raise ReviewError("a rejection needs a reason (--reason)")
     s, edit = _staged(view, root, session_id, edit_id, EditStatus.REJECTED)
-    return await _decide(view, emit, root, s, edit, EditStatus.REJECTED, reason, actor, timeout_s)
+    # The staged edits that support it (and theirs) go with it: none of them may apply without it.
+    statuses = view.edit_statuses(session_id)
+    gone = {edit.id}
+    for o in s.outcomes:  # plan order: an edit comes after the one it supports
+        if o.edit.supports in gone and statuses.get(o.edit.id) is EditStatus.STAGED:
+            gone.add(o.edit.id)
+    followers = [o.edit for o in s.outcomes if o.edit.id in gone - {edit.id}]
+    return await _decide(view, emit, root, s, edit, EditStatus.REJECTED, reason, actor, timeout_s, followers)
 
 
 async def rollback(view: StoreView, emit: Emit, root: Path, session_id: str, reason: str, actor: str,
@@ -121,10 +133,13 @@ def _staged(view: StoreView, root: Path, session_id: str, edit_id: str,
 
 
 async def _decide(view: StoreView, emit: Emit, root: Path, s: LearningSession, edit: Edit, to: EditStatus,
-                  reason: str, actor: str, timeout_s: float) -> LearningSession:
+                  reason: str, actor: str, timeout_s: float, followers: Sequence[Edit] = ()) -> LearningSession:
     events = [_edit_event(s, edit.id, to, reason, actor, EditStatus.STAGED)]
+    events += [_edit_event(s, f.id, to, f"supports {edit.id}, rejected: {reason}", actor, EditStatus.STAGED)
+               for f in followers]
+    decided = {edit.id} | {f.id for f in followers}
     statuses = view.edit_statuses(s.id)
-    left = [e for e, st in statuses.items() if st is EditStatus.STAGED and e != edit.id]
+    left = [e for e, st in statuses.items() if st is EditStatus.STAGED and e not in decided]
     state = view.session_status(s.id)
     done = not left and state is not None and state[0] is SessionStatus.AWAITING_REVIEW
     if done:
@@ -133,9 +148,10 @@ async def _decide(view: StoreView, emit: Emit, root: Path, s: LearningSession, e
     await emit(events)
     await wait_applied(view, events[-1].event_id, timeout_s)
     now = datetime.now(UTC)
-    outcomes = [EditOutcome.model_validate({**o.model_dump(), "status": to, "reason": reason[:8192],
+    outcomes = [EditOutcome.model_validate({**o.model_dump(), "status": to, "reason": (
+                    reason if o.edit.id == edit.id else f"supports {edit.id}, rejected: {reason}")[:8192],
                                             "decided_by": actor, "decided_at": now})
-                if o.edit.id == edit.id else o for o in s.outcomes]
+                if o.edit.id in decided else o for o in s.outcomes]
     update: dict[str, object] = {"outcomes": outcomes}
     if done:
         update.update(status=SessionStatus.COMPLETED)
