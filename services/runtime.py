@@ -40,7 +40,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts.streams import Keys
-from services import connection, transport
+from services import asyncapi, connection, transport
 from services.consumer import GroupWorker, Handler
 from services.metrics import Metrics, MetricsServer
 from services.settings import Settings
@@ -178,7 +178,9 @@ class Runtime:
                 self._subscribers.append((worker, self._subscribe(worker)))
             for source, handler in part.subscriptions:
                 timed = _timed(handler, self.metrics.handler_seconds.labels(part.name, _source_name(source, self.keys)))
-                self.broker.subscriber(list=source, parser=_raw_list_parser, decoder=_raw_body)(timed)
+                doc = asyncapi.LIST_READERS[_source_name(source, self.keys)]
+                self.broker.subscriber(list=source, parser=_raw_list_parser, decoder=_raw_body,
+                                       title=doc.title, description=doc.description)(timed)
         await self.broker.start()
         if self.metrics_server is not None:
             self._spawn(self._gauges(), "gauges")
@@ -230,6 +232,7 @@ class Runtime:
 
     def _subscribe(self, worker: GroupWorker) -> Any:
         s = self.settings
+        doc = asyncapi.reader(worker.stream.removeprefix(f"{self.keys.prefix}:"), worker.group)
         sub = self.broker.subscriber(
             stream=StreamSub(
                 worker.stream, group=worker.group, consumer=worker.consumer, batch=True,
@@ -238,6 +241,7 @@ class Runtime:
             parser=_raw_batch_parser,
             decoder=_no_decoder,
             ack_policy=AckPolicy.MANUAL,
+            title=doc.title, description=doc.description,
         )
 
         @sub

@@ -14,6 +14,8 @@ from pheromone.cli.common import (
     DataDirOpt,
     DbOpt,
     JsonOpt,
+    PrefixOpt,
+    RedisUrlOpt,
     console,
     print_json,
     require_store,
@@ -66,3 +68,17 @@ def schema(
     print_json({n: m.model_json_schema() for n, m in sorted(models.items())})
 
 
+
+
+def asyncapi(
+    redis_url: RedisUrlOpt = None,
+    prefix: PrefixOpt = None,
+) -> None:
+    """Print the AsyncAPI 3.0 document of every stream, group and list (JSON; `serve --http-port` serves it too)."""
+    from importlib.metadata import version
+
+    from services import asyncapi as spec
+    from services.connection import settings_url
+
+    s = settings(redis_url, prefix=prefix)
+    print_json(spec.document(s.prefix, settings_url(s) or "redis://localhost:6379", version("pheromone")))
