@@ -11,8 +11,9 @@ reader) and runs three loops of its own:
   logs losing and regaining Redis once each;
 - **trimmer**: every `trim_interval_s`, XTRIM MINID by age on the streams the services own, never past an
   entry some group still needs (`transport.trim`);
-- **gauges** (only with `metrics_port`): every `metrics_interval_s`, the lag, pending and length gauges of the
-  runtime's `services.metrics.Metrics`, which `/metrics` serves (docs/OPERATIONS.md).
+- **gauges**: every `metrics_interval_s`, the lag, pending and length gauges of the runtime's
+  `services.metrics.Metrics`, which `/metrics` serves (docs/OPERATIONS.md), and `groups`, which `problems()`
+  (the HTTP side's `/readyz`) holds against the health bounds.
 
 Services are built by factories in `SERVICES`; `pheromone serve --only NAME` hosts one of them.
 """
@@ -44,7 +45,7 @@ from services import asyncapi, connection, transport
 from services.consumer import GroupWorker, Handler
 from services.metrics import Metrics, MetricsServer
 from services.settings import Settings
-from services.status import Beat, groups
+from services.status import Beat, GroupStatus, groups
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,9 @@ class Runtime:
         self.metrics = Metrics()
         self.metrics_server: MetricsServer | None = None
         self._redis_ok = True  # the last Redis call of an upkeep loop worked: "lost" and "regained" log once
+        self._beat_at: float | None = None  # monotonic time of the watchdog's last written heartbeat
+        self.groups: list[GroupStatus] = []
+        """The groups on the streams this runtime reads, as the gauge loop last read them."""
         self._started_ms = int(time.time() * 1000)
 
     async def start(self) -> None:
@@ -182,8 +186,7 @@ class Runtime:
                 self.broker.subscriber(list=source, parser=_raw_list_parser, decoder=_raw_body,
                                        title=doc.title, description=doc.description)(timed)
         await self.broker.start()
-        if self.metrics_server is not None:
-            self._spawn(self._gauges(), "gauges")
+        self._spawn(self._gauges(), "gauges")
         for part in self.parts:
             for worker in part.workers:
                 self._spawn(self._retrier(worker), f"retrier:{worker.service}:{worker.stream}")
@@ -197,6 +200,7 @@ class Runtime:
                  f", metrics on {self.settings.metrics_addr}:{self.metrics_server.port}" if self.metrics_server else "")
 
     async def stop(self) -> None:
+        was_started, self._started = self._started, False  # not ready from the first moment of a stop
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -226,9 +230,8 @@ class Runtime:
         if self.metrics_server is not None:
             self.metrics_server.close()
             self.metrics_server = None
-        if self._started:
+        if was_started:
             log.info("services stopped: %s", ", ".join(self.names))
-        self._started = False
 
     def _subscribe(self, worker: GroupWorker) -> Any:
         s = self.settings
@@ -295,6 +298,7 @@ class Runtime:
                     for key, part in zip(self._beat_keys(), self.parts, strict=True):
                         pipe.set(key, beats[part.name], px=ttl_ms)
                     await pipe.execute()
+                self._beat_at = time.monotonic()
                 self._regained()
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 self._lost(exc)
@@ -335,6 +339,7 @@ class Runtime:
                 # thread) then sees one refresh's lag and stream lengths together, never half of each.
                 found = await groups(self.redis, self.keys, short)
                 lengths = [await self.redis.xlen(key) for key in names]
+                self.groups = found
                 for g in found:
                     m.lag.labels(g.stream, g.group).set(-1 if g.lag is None else g.lag)
                     m.pending.labels(g.stream, g.group).set(g.pending)
@@ -347,6 +352,32 @@ class Runtime:
             except Exception:
                 log.exception("metrics gauges failed; continuing")
             await asyncio.sleep(self.settings.metrics_interval_s)
+
+    def problems(self) -> list[str]:
+        """Why this process is not ready ([] when it is): not started, Redis lost, no heartbeat written within
+        its TTL, a reader stopped, or one of its groups past `health_max_lag` / `health_max_pending` (as the
+        gauge loop last read them). In memory only: `/readyz` costs no Redis call."""
+        s = self.settings
+        if not self._started:
+            return ["not started (or stopping)"]
+        out = []
+        if not self._redis_ok:
+            out.append("redis unreachable")
+        age = None if self._beat_at is None else time.monotonic() - self._beat_at
+        if age is None or age > s.heartbeat_ttl:
+            out.append("no heartbeat written yet" if age is None else f"last heartbeat written {age:.1f}s ago")
+        for worker, sub in self._subscribers:
+            if not sub.running:
+                out.append(f"reader of group {worker.group} on {worker.stream} is stopped")
+        own = {(w.stream.removeprefix(f"{self.keys.prefix}:"), w.group) for w, _ in self._subscribers}
+        for g in self.groups:
+            if (g.stream, g.group) not in own:
+                continue
+            if g.lag is not None and g.lag > s.health_max_lag:
+                out.append(f"group {g.group} on {g.stream}: lag {g.lag} > {s.health_max_lag}")
+            if g.pending > s.health_max_pending:
+                out.append(f"group {g.group} on {g.stream}: {g.pending} pending > {s.health_max_pending}")
+        return out
 
     def _beat_keys(self) -> list[str]:
         return [self.keys.heartbeat(f"{part.name}:{self.settings.consumer_name}") for part in self.parts]
