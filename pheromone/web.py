@@ -52,10 +52,14 @@ class HttpSide:
         self._sampler = asyncio.create_task(self._sample(), name="dashboard-sampler")
 
     async def close(self) -> None:
-        if self._sampler is not None:
-            self._sampler.cancel()
+        if (task := self._sampler) is not None:
+            # As in Runtime.stop: Python 3.11's wait_for (redis-py's timeouts) can swallow a cancellation, so
+            # cancel until the task has ended.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=0.1)
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._sampler
+                await task
             self._sampler = None
         await self.server.close()
 

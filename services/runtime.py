@@ -11,7 +11,7 @@ reader) and runs three loops of its own:
   logs losing and regaining Redis once each;
 - **trimmer**: every `trim_interval_s`, XTRIM MINID by age on the streams the services own, never past an
   entry some group still needs (`transport.trim`);
-- **gauges**: every `metrics_interval_s`, the lag, pending and length gauges of the runtime's
+- **gauges**: every `metrics_interval_s`, the lag, pending, length and spool gauges of the runtime's
   `services.metrics.Metrics`, which `/metrics` serves (docs/OPERATIONS.md), and `groups`, which `problems()`
   (the HTTP side's `/readyz`) holds against the health bounds.
 
@@ -45,7 +45,7 @@ from services import asyncapi, connection, transport
 from services.consumer import GroupWorker, Handler
 from services.metrics import Metrics, MetricsServer
 from services.settings import Settings
-from services.status import Beat, GroupStatus, groups
+from services.status import Beat, GroupStatus, groups, spool
 
 log = logging.getLogger(__name__)
 
@@ -339,12 +339,15 @@ class Runtime:
                 # thread) then sees one refresh's lag and stream lengths together, never half of each.
                 found = await groups(self.redis, self.keys, short)
                 lengths = [await self.redis.xlen(key) for key in names]
+                spooled = await asyncio.to_thread(spool, self.settings.data_dir / "spool")
                 self.groups = found
                 for g in found:
                     m.lag.labels(g.stream, g.group).set(-1 if g.lag is None else g.lag)
                     m.pending.labels(g.stream, g.group).set(g.pending)
                 for name, length in zip(short, lengths, strict=True):
                     m.stream_length.labels(name).set(length)
+                m.spool_events.set(spooled["events"])
+                m.spool_bytes.set(spooled["bytes"])
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 self._lost(exc)
             except RedisError as exc:
