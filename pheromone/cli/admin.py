@@ -57,8 +57,21 @@ def _contract_models() -> dict[str, type[BaseModel]]:
 
 def schema(
     name: Annotated[str | None, typer.Argument(help="One contract (default: all)")] = None,
+    queries: Annotated[
+        bool, typer.Option("--queries", help="The query operations' argument and result schemas instead")
+    ] = False,
 ) -> None:
     """Print the JSON Schema of every wire contract (for producers in other languages)."""
+    if queries:
+        from services.query.schemas import query_schemas
+
+        found = query_schemas()
+        if name is not None:
+            if name not in found["operations"]:
+                raise CliError(f"unknown query {name!r}; choose from: {', '.join(found['operations'])}")
+            found["operations"] = {name: found["operations"][name]}
+        print_json(found)
+        return
     models = _contract_models()
     if name is not None:
         if name not in models:
