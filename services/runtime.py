@@ -45,7 +45,7 @@ from services import asyncapi, connection, transport
 from services.consumer import GroupWorker, Handler
 from services.metrics import Metrics, MetricsServer
 from services.settings import Settings
-from services.status import Beat, GroupStatus, groups, spool
+from services.status import Beat, GroupStatus, client_name, groups, spool
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,9 @@ class Runtime:
         self.redis_url = redis_url
         self.names = tuple(services or service_names())
         self.keys = Keys(settings.prefix)
-        self.redis: aioredis.Redis = connection.redis_client(redis_url)
+        # Named, so `pheromone health` can see this process's connection vanish the moment it dies.
+        self.redis: aioredis.Redis = connection.redis_client(
+            redis_url, client_name=client_name(os.uname().nodename, os.getpid()))
         # FastStream logs every message (and every task callback) at INFO; our loops log lifecycle events
         # themselves, so its logger only passes warnings and errors (fetch errors, NOGROUP).
         fs_log = logging.getLogger("pheromone.faststream")

@@ -199,3 +199,39 @@ async def test_the_compose_probe_passes_when_ready_and_fails_when_the_process_is
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+async def test_a_killed_process_is_down_at_once_and_its_restart_up_at_once(
+    start_runtime: StartRuntime, cli: Cli, cli_env: dict[str, str], prefix: str, redis: aioredis.Redis
+) -> None:
+    # A 60 s heartbeat: the killed process's key outlives this test, so only its closed connection tells.
+    env = {**cli_env, "PHEROMONE_HEARTBEAT_TTL_S": "60", "PHEROMONE_GROUP_CHECK_S": "0.2"}
+
+    async def start() -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            str(PHEROMONE), "serve", "--only", "coordinator", "--quiet", env=env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        key = f"{Keys(prefix).heartbeat('coordinator')}:{os.uname().nodename}-{proc.pid}"
+        await eventually(lambda: redis.exists(key), timeout=30, what="coordinator beating")
+        return proc
+
+    first = await start()
+    second: asyncio.subprocess.Process | None = None
+    try:
+        assert (await cli("health", "--service", "coordinator")).code == 0
+        first.send_signal(signal.SIGKILL)
+        await first.wait()
+        dead_key = f"{Keys(prefix).heartbeat('coordinator')}:{os.uname().nodename}-{first.pid}"
+        down = await cli("health", "--service", "coordinator")
+        assert down.code == 1 and "service coordinator is down" in down.err, down
+        assert await redis.exists(dead_key) == 1, "told from the connection, not from an expired heartbeat"
+        status = json.loads((await cli("status", "--json")).out)
+        (dead,) = [s for s in status["services"] if s["pid"] == first.pid]
+        assert dead["connected"] is False
+        second = await start()
+        up = await cli("health", "--service", "coordinator")
+        assert up.code == 0, up  # the restarted process counts although the dead one's key is still there
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.returncode is None:
+                proc.kill()
+                await proc.wait()
