@@ -90,7 +90,7 @@ class Dashboard:
                  "reported_by": s.reported_by}
                 for s in await ratelimits.active(r, self.keys)
             ],
-            "services": [asdict(b) for b in await status.heartbeats(r, self.keys)],
+            "services": await self._services(),
             "dead_letters": {
                 "count": next(s["length"] for s in streams if s["name"] == DEAD),
                 "newest": [{k.decode(): v.decode(errors="replace") for k, v in fields.items()
@@ -114,6 +114,14 @@ class Dashboard:
                              "history": [(_ts(h["recorded_at"]), h["budget_value"])
                                          for h in reversed(budget["history"])]}
         return out
+
+
+    async def _services(self) -> list[dict[str, Any]]:
+        try:
+            return [asdict(b) for b in await status.heartbeats(r=self.redis, keys=self.keys)]
+        except ResponseError as exc:  # a least-privilege user without SCAN (docs/SECURITY.md): say so, go on
+            return [{"service": f"unavailable: {exc}", "consumer": "", "host": None, "pid": None,
+                     "beat_age_s": None, "started_at": None, "connected": None}]
 
 
 def _ts(iso: str) -> float:
