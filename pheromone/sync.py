@@ -187,6 +187,10 @@ class SyncSubscription:
         """The next message; TimeoutError after `timeout` seconds, StopAsyncIteration once closed."""
         return self._loop.run(self._sub.get(timeout))
 
+    def live(self, timeout: float | None = None) -> None:
+        """Block until the reader has caught up with the broadcast stream (`Subscription.live`)."""
+        self._loop.run(self._sub.live(timeout))
+
     def close(self) -> None:
         if not self._loop.loop.is_closed():
             self._loop.call(self._sub.close)

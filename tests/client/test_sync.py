@@ -101,6 +101,7 @@ def test_a_subscription_is_an_iterator(services: None, redis_url: str, prefix: s
     with client(redis_url, prefix, tmp_path, job="listener") as listener, \
             client(redis_url, prefix, tmp_path, job="finder") as finder:
         sub = listener.subscribe(kinds={"discovery"}, timeout=1.0)
+        sub.live(timeout=10)  # the reader has caught up: the discovery below arrives live
         finder.publish_discovery("retry_pattern", "jitter", 0.8, context_tags=["api"])
         finder.flush()
         got = []
