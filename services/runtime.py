@@ -16,8 +16,9 @@ reader) and runs loops of its own:
 - **writer** (only for a service that declares `single_writer`, the store): takes and renews the service's
   writer lease; while this process holds it, takes over what dead consumers left pending and only then starts
   the service's subscribers and lets its retriers run (`services.writer`); without it, the service waits;
-- **gauges** (only with `metrics_port`): every `metrics_interval_s`, the lag, pending and length gauges of the
-  runtime's `services.metrics.Metrics`, which `/metrics` serves (docs/OPERATIONS.md).
+- **gauges**: every `metrics_interval_s`, the lag, pending, length and spool gauges of the runtime's
+  `services.metrics.Metrics`, which `/metrics` serves (docs/OPERATIONS.md), and `groups`, which `problems()`
+  (the HTTP side's `/readyz`) holds against the health bounds.
 
 Services are built by factories in `SERVICES`; `pheromone serve --only NAME` hosts one of them.
 """
@@ -46,11 +47,11 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts.streams import Keys
-from services import connection, reaper, transport
+from services import asyncapi, connection, reaper, transport
 from services.consumer import GroupWorker, Handler
 from services.metrics import Metrics, MetricsServer
 from services.settings import Settings
-from services.status import Beat, groups
+from services.status import Beat, GroupStatus, client_name, groups, spool
 from services.writer import Writer, WriterLease
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,9 @@ class Runtime:
         self.redis_url = redis_url
         self.names = tuple(services or service_names())
         self.keys = Keys(settings.prefix)
-        self.redis: aioredis.Redis = connection.redis_client(redis_url)
+        # Named, so `pheromone health` can see this process's connection vanish the moment it dies.
+        self.redis: aioredis.Redis = connection.redis_client(
+            redis_url, client_name=client_name(os.uname().nodename, os.getpid()))
         self.broker = RedisBroker(**connection.broker_options(redis_url), logger=self._broker_logger(),
                                   log_level=logging.DEBUG)
         self.parts: list[ServiceParts] = []
@@ -162,6 +165,9 @@ class Runtime:
         self.metrics = Metrics()
         self.metrics_server: MetricsServer | None = None
         self._redis_ok = True  # the last Redis call of an upkeep loop worked: "lost" and "regained" log once
+        self._beat_at: float | None = None  # monotonic time of the watchdog's last written heartbeat
+        self.groups: list[GroupStatus] = []
+        """The groups on the streams this runtime reads, as the gauge loop last read them."""
         self._started_ms = int(time.time() * 1000)
 
     async def start(self) -> None:
@@ -188,10 +194,11 @@ class Runtime:
                     self._subscribers.append((worker, self._subscribe(worker)))
             for source, handler in part.subscriptions:
                 timed = _timed(handler, self.metrics.handler_seconds.labels(part.name, _source_name(source, self.keys)))
-                self.broker.subscriber(list=source, parser=_raw_list_parser, decoder=_raw_body)(timed)
+                doc = asyncapi.LIST_READERS[_source_name(source, self.keys)]
+                self.broker.subscriber(list=source, parser=_raw_list_parser, decoder=_raw_body,
+                                       title=doc.title, description=doc.description)(timed)
         await self.broker.start()
-        if self.metrics_server is not None:
-            self._spawn(self._gauges(), "gauges")
+        self._spawn(self._gauges(), "gauges")
         for part in self.parts:
             writer = self._writer(part) if part.single_writer else None
             if writer is not None:
@@ -209,6 +216,7 @@ class Runtime:
                  f", metrics on {self.settings.metrics_addr}:{self.metrics_server.port}" if self.metrics_server else "")
 
     async def stop(self) -> None:
+        was_started, self._started = self._started, False  # not ready from the first moment of a stop
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -246,12 +254,12 @@ class Runtime:
         if self.metrics_server is not None:
             self.metrics_server.close()
             self.metrics_server = None
-        if self._started:
+        if was_started:
             log.info("services stopped: %s", ", ".join(self.names))
-        self._started = False
 
     def _subscribe(self, worker: GroupWorker) -> Any:
         s = self.settings
+        doc = asyncapi.reader(worker.stream.removeprefix(f"{self.keys.prefix}:"), worker.group)
         sub = self.broker.subscriber(
             stream=StreamSub(
                 worker.stream, group=worker.group, consumer=worker.consumer, batch=True,
@@ -260,6 +268,7 @@ class Runtime:
             parser=_raw_batch_parser,
             decoder=_no_decoder,
             ack_policy=AckPolicy.MANUAL,
+            title=doc.title, description=doc.description,
         )
 
         @sub
@@ -352,6 +361,7 @@ class Runtime:
                     for key, part in zip(self._beat_keys(), self.parts, strict=True):
                         pipe.set(key, beats[part.name], px=ttl_ms)
                     await pipe.execute()
+                self._beat_at = time.monotonic()
                 self._regained()
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 self._lost(exc)
@@ -398,11 +408,15 @@ class Runtime:
                 # thread) then sees one refresh's lag and stream lengths together, never half of each.
                 found = await groups(self.redis, self.keys, short)
                 lengths = [await self.redis.xlen(key) for key in names]
+                spooled = await asyncio.to_thread(spool, self.settings.data_dir / "spool")
+                self.groups = found
                 for g in found:
                     m.lag.labels(g.stream, g.group).set(-1 if g.lag is None else g.lag)
                     m.pending.labels(g.stream, g.group).set(g.pending)
                 for name, length in zip(short, lengths, strict=True):
                     m.stream_length.labels(name).set(length)
+                m.spool_events.set(spooled["events"])
+                m.spool_bytes.set(spooled["bytes"])
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 self._lost(exc)
             except RedisError as exc:
@@ -427,6 +441,32 @@ class Runtime:
             if consumer.startswith(f"{service}-"):
                 return self.keys.heartbeat(f"{service}:{consumer.removeprefix(f'{service}-')}")
         return None
+
+    def problems(self) -> list[str]:
+        """Why this process is not ready ([] when it is): not started, Redis lost, no heartbeat written within
+        its TTL, a reader stopped, or one of its groups past `health_max_lag` / `health_max_pending` (as the
+        gauge loop last read them). In memory only: `/readyz` costs no Redis call."""
+        s = self.settings
+        if not self._started:
+            return ["not started (or stopping)"]
+        out = []
+        if not self._redis_ok:
+            out.append("redis unreachable")
+        age = None if self._beat_at is None else time.monotonic() - self._beat_at
+        if age is None or age > s.heartbeat_ttl:
+            out.append("no heartbeat written yet" if age is None else f"last heartbeat written {age:.1f}s ago")
+        for worker, sub in self._subscribers:
+            if not sub.running:
+                out.append(f"reader of group {worker.group} on {worker.stream} is stopped")
+        own = {(w.stream.removeprefix(f"{self.keys.prefix}:"), w.group) for w, _ in self._subscribers}
+        for g in self.groups:
+            if (g.stream, g.group) not in own:
+                continue
+            if g.lag is not None and g.lag > s.health_max_lag:
+                out.append(f"group {g.group} on {g.stream}: lag {g.lag} > {s.health_max_lag}")
+            if g.pending > s.health_max_pending:
+                out.append(f"group {g.group} on {g.stream}: {g.pending} pending > {s.health_max_pending}")
+        return out
 
     def _beat_keys(self) -> list[str]:
         return [self.keys.heartbeat(f"{part.name}:{self.settings.consumer_name}") for part in self.parts]

@@ -295,6 +295,11 @@ class Settings(BaseSettings):
     """Address the metrics server binds; `0.0.0.0` to be scraped from other hosts (containers)."""
     metrics_interval_s: Annotated[float, Field(gt=0, le=3_600)] = 5.0
     """How often the lag and pending gauges are refreshed from Redis."""
+    http_port: Annotated[int, Field(ge=0, le=65_535)] = 0
+    """`pheromone serve`'s HTTP side on this port: /healthz, /readyz, /metrics, /asyncapi.json and the dashboard
+    at /; 0: off."""
+    http_addr: str = "127.0.0.1"
+    """Address the HTTP side binds; `0.0.0.0` in a container, to be probed and scraped from outside it."""
     health_max_lag: Annotated[int, Field(ge=0)] = 100_000
     """`pheromone health` fails when a group has more unread entries than this."""
     health_max_pending: Annotated[int, Field(ge=0)] = 10_000

@@ -31,6 +31,7 @@ app.command("demo")(demo.demo)
 app.command("events")(events.events)
 app.command("rebuild")(admin.rebuild)
 app.command("schema")(admin.schema)
+app.command("asyncapi")(admin.asyncapi)
 app.add_typer(dead.app, name="dead")
 learning.register(app)  # patterns, entropy, budget, drift, wait, escalations, executions, trajectory, export
 app.command("ratelimits")(coordination.ratelimits)

@@ -808,6 +808,7 @@ def _op(fn: Reading, model: type[Args]) -> Callable[[Any, dict[str, Any]], Await
             raise LookupError(str(exc)) from exc
 
     run.__name__ = fn.__name__
+    run.args_model = model  # type: ignore[attr-defined]  # `pheromone schema --queries` exports its schema
     return run
 
 

@@ -30,8 +30,9 @@ from tests.services.helpers import (
 from tests.support import eventually, settings
 
 PHEROMONE_COMMANDS = (
-    # connection set-up (redis-py): HELLO/AUTH are always allowed; CLIENT SETINFO names the library
-    "ping", "client|setinfo",
+    # connection set-up (redis-py): HELLO/AUTH are always allowed; CLIENT SETINFO names the library; a
+    # runtime names its connections (CLIENT SETNAME) so status and health see a killed one go at once
+    "ping", "client|setinfo", "client|setname",
     # streams: producers, consumer groups, retrier, dead letters, trimming, broadcast readers
     "xadd", "xreadgroup", "xread", "xack", "xclaim", "xpending", "xgroup|create", "xinfo|groups", "xinfo|stream",
     "xinfo|consumers", "xgroup|delconsumer", "xtrim", "xrange", "xrevrange", "xdel", "xlen",
