@@ -442,6 +442,11 @@ class Runtime:
                 return self.keys.heartbeat(f"{service}:{consumer.removeprefix(f'{service}-')}")
         return None
 
+    @property
+    def writing(self) -> bool:
+        """Each single-writer service of this runtime holds its lease and reads (False on a standby)."""
+        return all(w.writing for w in self._writers)
+
     def problems(self) -> list[str]:
         """Why this process is not ready ([] when it is): not started, Redis lost, no heartbeat written within
         its TTL, a reader stopped, or one of its groups past `health_max_lag` / `health_max_pending` (as the

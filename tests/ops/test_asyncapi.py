@@ -23,6 +23,7 @@ from services import asyncapi
 from services.runtime import service_names
 from tests.cli.helpers import PHEROMONE
 from tests.ops.conftest import StartRuntime
+from tests.support import eventually
 
 SCHEMA = json.loads((Path(__file__).with_name("asyncapi-3.0.0.schema.json")).read_text())
 VALIDATOR = jsonschema.Draft7Validator(SCHEMA)
@@ -104,6 +105,7 @@ def test_an_undocumented_reader_is_refused() -> None:
 
 async def test_a_running_runtime_subscribes_only_documented_channels(start_runtime: StartRuntime) -> None:
     runtime = await start_runtime(list(service_names()))
+    await eventually(lambda: runtime.writing, what="the store holding its writer lease and reading")
     live = json.loads(AsyncAPI(runtime.broker).to_specification().to_json())
     documented = asyncapi.document(runtime.keys.prefix)
     live_channels = channels_by_binding(live)

@@ -106,7 +106,7 @@ async def test_status_lists_live_services_with_host_pid_and_beat_age(
     import os
 
     runtime = await start_runtime(["store", "query"], heartbeat_ttl_s=5.0)
-    await eventually(lambda: runtime._writers[0].active, what="the store writing")
+    await eventually(lambda: runtime.writing, what="the store writing")
     run = await cli("status", "--json")
     assert run.code == 0, run
     report = json.loads(run.out)
