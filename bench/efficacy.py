@@ -18,7 +18,8 @@ Per seed (every figure is over `--seeds` seeds, with a 95 % interval):
    Recall: the planted causes a session reports as clusters. The same pipeline in `tiered` autonomy counts
    applied edits that support a staged one (must be 0). A **null fleet** (nothing differs) counts sessions
    that report a cluster or accept an edit.
-2. **Gate power.** One model, a pattern applied in 30 % of runs whose removal changes the fleet's success by
+2. **Gate power** (`GATE_TRIALS` sessions per seed and size). One model, a pattern applied in 30 % of runs
+   whose removal changes the fleet's success by
    -10 (clearly harmful), -2 (subtle), 0 (useless) or +5 points (helpful); a scripted teacher proposes to
    block it; the gate decides, for fleets of 250, 1,000 and 4,000 runs per session window.
 3. **Lifecycle.** Applications of patterns of known true success through a real store: quarantined within
@@ -264,6 +265,9 @@ def efficacy(seed: int, tmp: Path) -> dict[str, Any]:
 EXPOSURE = 0.3
 EDIT_EFFECTS = {"harmful": -0.10, "subtle": -0.02, "useless": 0.0, "helpful": 0.05}
 SIZES = (250, 1_000, 4_000)
+GATE_TRIALS = {250: 10, 1_000: 10, 4_000: 3}
+"""Gate sessions per seed and size: a rate near the gate's nominal level needs thousands of trials to be told
+from its target, and one trial per seed would leave a 200-seed run's interval three points wide."""
 TARGET = pattern_id(PTYPE, "scripted target")
 OTHER = pattern_id(PTYPE, "scripted bystander")
 
@@ -306,8 +310,11 @@ def gate_power(seed: int) -> dict[str, Any]:
     rng = random.Random(f"gate-{seed}")
     out: dict[str, Any] = {}
     for size in SIZES:
+        out[f"n_{size}"] = GATE_TRIALS[size]
         for kind in EDIT_EFFECTS:
-            out[f"{kind}_{size}"], out[f"val_{size}"] = gate_trial(kind, size, rng)
+            trials = [gate_trial(kind, size, rng) for _ in range(GATE_TRIALS[size])]
+            out[f"{kind}_{size}"] = sum(accepted for accepted, _ in trials)
+            out[f"val_{size}"] = statistics.fmean(val for _, val in trials)
     return out
 
 
@@ -533,7 +540,7 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     for size in SIZES:
         for kind in EDIT_EFFECTS:
             key = f"accept_{kind}" if size == 1_000 else f"accept_{kind}_{size}"
-            rate(key, sum(r["gate"][f"{kind}_{size}"] for r in results), n)
+            rate(key, sum(r["gate"][f"{kind}_{size}"] for r in results), sum(r["gate"][f"n_{size}"] for r in results))
     life = [r["lifecycle"] for r in results]
     rate("quarantine_good_100", sum(x["good_100"] for x in life), n)
     rate("quarantine_bad_15", sum(x["bad_15"] for x in life), n)
