@@ -100,3 +100,21 @@ async def runtimes() -> AsyncIterator[Runtimes]:
         yield pool
     finally:
         await pool.stop_all()
+
+
+async def run_process(*args: str, timeout: float, cwd: Path | None = None, env: dict[str, str] | None = None,
+                      stderr: bool = True) -> str:
+    """Run a program to its end within `timeout` seconds (killed if not); its stdout, asserting exit 0."""
+    proc = await asyncio.create_subprocess_exec(
+        *args, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE if stderr else asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, f"{' '.join(args)} -> exit {proc.returncode}\n{out.decode()}{(err or b'').decode()}"
+    return out.decode()

@@ -23,7 +23,7 @@ from pheromone import Pheromone
 from tests.cli.helpers import PHEROMONE
 from tests.ops.test_http import get
 from tests.ops.test_metrics import execution, free_port
-from tests.support import eventually
+from tests.support import eventually, run_process
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -40,19 +40,7 @@ def chromium() -> str:
 
 async def browse(browser: str, *args: str) -> str:
     with tempfile.TemporaryDirectory() as profile:
-        proc = await asyncio.create_subprocess_exec(
-            browser, *FLAGS, f"--user-data-dir={profile}", *args,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        )
-        try:
-            async with asyncio.timeout(60):
-                out, _ = await proc.communicate()
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    assert proc.returncode == 0, f"chromium exit {proc.returncode}"
-    return out.decode()
+        return await run_process(browser, *FLAGS, f"--user-data-dir={profile}", *args, timeout=60, stderr=False)
 
 
 def cell(dom: str, key: str) -> str:

