@@ -166,7 +166,7 @@ class Pheromone:
         self._spool = Spool(spool_dir or self._data_dir / "spool", max_bytes=max_spool_bytes)
         self._buffer_size, self._batch_size = buffer_size, batch_size
         self._close_timeout = close_timeout
-        # The envelope's JSON around its event id, time, correlation id and payload (`_frame`).
+        # The envelope's JSON around its event id, time, correlation id and payload (`emit()`).
         self._envelope_head = f'{{"schema_version":{SCHEMA_VERSION},"event_id":"'.encode()
         self._envelope_scope = (
             f',"workspace":{json.dumps(workspace)},"job":{json.dumps(job)},"correlation_id":'.encode()
@@ -271,9 +271,7 @@ class Pheromone:
         """Queue one record for the store and return its event id at once. Never waits on the network."""
         if not self._open:
             raise ClientClosedError("emit() on a client that is not open; use `async with Pheromone(...)`")
-        route = self._routes.get(type(record))
-        if route is None:
-            route = self._route(record)
+        route = self._routes.get(type(record)) or self._route(record)
         # The record validated itself when it was built and workspace/job were checked in __init__; only the
         # caller's extras need validating here.
         event_id = new_id()
@@ -284,7 +282,13 @@ class Pheromone:
             when = extras.occurred_at or datetime.now(UTC)
             occurred = when.isoformat().replace("+00:00", "Z").encode()
             correlation = b"null" if extras.correlation_id is None else b'"%s"' % extras.correlation_id.encode()
-        self._buffer.append(self._frame(route, event_id.encode(), occurred, correlation, record))
+        # The event's XADD command; its envelope JSON is byte for byte `Envelope.model_dump_json()` (tested).
+        # Bytes only: the buffer holds nothing the garbage collector tracks, and the record is not kept.
+        head, tail, to_json = route
+        payload = to_json(record)
+        self._buffer.append(b'%s$%d\r\n%s%s","occurred_at":"%s"%s%s,"payload":%s}%s' % (
+            head, self._envelope_fixed + len(occurred) + len(correlation) + len(payload), self._envelope_head,
+            event_id.encode(), occurred, self._envelope_scope, correlation, payload, tail))
         self.stats.emitted += 1
         # While Redis is away, spill every batch_size events rather than at buffer_size: small spills keep each
         # emit() short.
@@ -297,14 +301,6 @@ class Pheromone:
             assert self._loop is not None
             self._loop.call_soon(self._kick)
         return event_id
-
-    def _frame(self, route: _Route, event_id: bytes, occurred: bytes, correlation: bytes, record: Payload) -> bytes:
-        """The XADD command of one event; its envelope JSON is byte for byte `Envelope.model_dump_json()`."""
-        head, tail, to_json = route
-        payload = to_json(record)
-        size = self._envelope_fixed + len(occurred) + len(correlation) + len(payload)
-        return b'%s$%d\r\n%s%s","occurred_at":"%s"%s%s,"payload":%s}%s' % (
-            head, size, self._envelope_head, event_id, occurred, self._envelope_scope, correlation, payload, tail)
 
     def _route(self, record: object) -> _Route:
         if not isinstance(record, PAYLOAD_TYPES):
