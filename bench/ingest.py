@@ -250,6 +250,14 @@ class Ticker:
             self.late.append(late)
             self.net.append(max(0.0, late - wait))
 
+    async def running(self, timeout: float = 30.0) -> None:
+        """Once its first message has arrived (the ticker process takes a while to start)."""
+        deadline = time.monotonic() + timeout
+        while not self.late:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the ticker process sent nothing")
+            await asyncio.sleep(0.01)
+
     def reset(self) -> None:
         self.late.clear()
         self.net.clear()
@@ -273,6 +281,7 @@ def producer_main(url: str, prefix: str, tmp: str, index: int, n: int, rate: flo
                            batch_size=1000, buffer_size=200_000)
         await client.open()
         ticker = Ticker(tick_s)
+        await ticker.running()
         conn.send("ready")
         await asyncio.to_thread(conn.recv)  # "go"
         latencies: list[int] = []
