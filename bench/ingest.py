@@ -14,12 +14,15 @@ Runs, in one invocation and on one private Valkey server:
 
 Each producer emits its share of the fleet's mix (records built before the start, so only emit() is timed)
 as fast as it can, yielding to its event loop every `--yield-every` emits as a job doing other work would.
-In each producer, beside emit()'s own latency, a ticker on the job's event loop (`--tick-ms`) records how
-late it runs while the job emits: the stall a job's other work (streaming tokens, serving requests) would
-feel. Part of a stall can be the OS running another process (the producers, Redis and the store share the
-cores): each tick also reads how long the loop's thread waited for a CPU meanwhile
-(/proc/self/task/<tid>/schedstat), and `loop_stall_net` is the lateness without that wait, the part this
-process caused (its own work, the client's sender thread holding the GIL).
+In each producer, beside emit()'s own latency, a ticker on the job's event loop (`--tick-ms`; N producers
+tick every N x that, so the machine handles as many ticks with 16 producers as with one) records how late
+the loop handles a message (a pipe written by a ticker process) while the job emits: the stall a job's other
+work (streaming tokens, serving requests) would feel. Each run is measured twice: as fast as the producers can
+emit, then for `--paced-seconds` at the rate that run measured (the pipeline at capacity). Part of a stall
+can be the OS running another process (the producers, Redis and the store share the cores): each tick also
+reads how long the loop's thread waited for a CPU meanwhile (/proc/self/task/<tid>/schedstat), and
+`loop_stall_net` is the lateness without that wait, the part this process caused (its own work, the
+client's sender thread holding the GIL).
 
 Throughput is events / (first emit -> the last event committed in the ledger). It prints events/s for each
 run, ingest as a fraction of the limit, the ratio to the naive consumer, and first a machine reference (the
@@ -407,7 +410,7 @@ async def produce(url: str, prefix: str, tmp: Path, producers: int, n: int, a: a
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=producer_main, daemon=True,
                            args=(url, prefix, str(tmp), i, n // producers, rate / producers, a.yield_every,
-                                 a.tick_ms / 1000, child))
+                                 a.tick_ms * producers / 1000, child))
         proc.start()
         pipes.append(parent)
         procs.append(proc)
@@ -562,7 +565,9 @@ async def main() -> None:
     ap.add_argument("--limit-events", type=int, default=100_000, help="messages/rows for the raw limits")
     ap.add_argument("--producers", default="1,4,8,16", help="producer process counts, comma-separated")
     ap.add_argument("--yield-every", type=int, default=20, help="emits between two turns of a job's loop")
-    ap.add_argument("--tick-ms", type=float, default=0.5, help="the stall ticker's period")
+    ap.add_argument("--tick-ms", type=float, default=0.5,
+                    help="the stall ticker's period with one producer; N producers tick every N x this, so that "
+                         "the ticks a second on the machine stay the same")
     ap.add_argument("--paced-seconds", type=float, default=3.0,
                     help="after each run, emit this long at the rate it measured (0: skip)")
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")

@@ -346,7 +346,6 @@ class Pheromone:
         with self._lock:
             return self._spool.backlog_bytes()
 
-
     # -- queries -------------------------------------------------------------------------------------
 
     async def events(self, query: EventQuery | None = None, *, timeout: float = 10.0) -> list[Envelope]:
