@@ -312,8 +312,8 @@ async def rate_limits(
         r = aioredis.Redis.from_url(url)
         last = b"$"
         try:
-            while True:
-                for _, entries in await r.xread({c.keys.ratelimits: last}, block=0):
+            while not watching.is_set():
+                for _, entries in await r.xread({c.keys.ratelimits: last}, block=100):
                     now = time.time()
                     for eid, fields in entries:
                         in_stream.setdefault(json.loads(fields[b"e"])["payload"]["model"], now)
@@ -321,6 +321,7 @@ async def rate_limits(
         finally:
             await r.aclose()
 
+    watching = asyncio.Event()  # set: stop watching
     watcher = asyncio.create_task(stream_watch())
     await asyncio.sleep(0.1)  # the XREAD is waiting
     try:
@@ -346,9 +347,8 @@ async def rate_limits(
             ref_visible[label] = [b - a for a, b in zip(ref_sent, await recv(conn, "seen"), strict=True)]
         result = await recv(conn, "checks", timeout=300)
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        watching.set()
+        await watcher
         await c.close()
         ref.close()
         proc.join(10)

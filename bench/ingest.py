@@ -57,7 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from contracts import Envelope, Payload, new_id  # noqa: E402
-from pheromone.client import Pheromone, command  # noqa: E402
+from pheromone.client import Pheromone  # noqa: E402
 from pheromone.simulate import fleet  # noqa: E402
 from services.embedded import EmbeddedServer  # noqa: E402
 
@@ -96,6 +96,11 @@ def pct(values: list[float], q: float) -> float:
 
 
 # -- the machine's raw limits --------------------------------------------------------------------------------
+
+
+def command(*args: bytes) -> bytes:
+    """One Redis command in RESP (here rather than imported, so this file also runs against older clients)."""
+    return b"*%d\r\n%s" % (len(args), b"".join([b"$%d\r\n%s\r\n" % (len(a), a) for a in args]))
 
 
 def _replies(sock: Any, reader: Any, count: int) -> list[Any]:
