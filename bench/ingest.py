@@ -117,18 +117,20 @@ def _replies(sock: Any, reader: Any, count: int) -> list[Any]:
 
 
 def _raw_socket(url: str) -> Any:
-    from services.connection import blocking_connection
+    """A plain socket to the benchmark's own server (loopback, no password, no TLS)."""
+    import socket
+    from urllib.parse import urlsplit
 
-    conn = blocking_connection(url, socket_timeout=30)
-    conn.connect()
-    return conn
+    parts = urlsplit(url)
+    sock = socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=30)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def redis_writer(url: str, stream: str, bodies: list[bytes], batch: int, conn: Connection) -> None:
     import hiredis
 
-    link = _raw_socket(url)
-    sock, reader = link._sock, hiredis.Reader()
+    sock, reader = _raw_socket(url), hiredis.Reader()
     frames = [command(b"XADD", stream.encode(), b"*", b"e", body, b"k", b"execution") for body in bodies]
     conn.send("ready")
     conn.recv()
@@ -143,8 +145,7 @@ def redis_writer(url: str, stream: str, bodies: list[bytes], batch: int, conn: C
 def redis_reader(url: str, stream: str, total: int, batch: int, conn: Connection) -> None:
     import hiredis
 
-    link = _raw_socket(url)
-    sock, reader = link._sock, hiredis.Reader()
+    sock, reader = _raw_socket(url), hiredis.Reader()
     sock.sendall(command(b"XGROUP", b"CREATE", stream.encode(), b"g", b"0", b"MKSTREAM"))
     _replies(sock, reader, 1)
     conn.send("ready")
@@ -173,9 +174,11 @@ def redis_limit(url: str, bodies: list[bytes]) -> dict[str, float]:
     writer = ctx.Process(target=redis_writer, args=(url, stream, bodies, 1000, w_child), daemon=True)
     reader = ctx.Process(target=redis_reader, args=(url, stream, len(bodies), 1000, r_child), daemon=True)
     reader.start()
-    assert r_parent.recv() == "ready"
     writer.start()
-    assert w_parent.recv() == "ready"
+    for pipe in (r_parent, w_parent):
+        if not pipe.poll(60):
+            raise TimeoutError("a Redis limit process did not start")
+        assert pipe.recv() == "ready"
     w_parent.send("go")
     r_parent.send("go")
     t0, t_added = w_parent.recv()
