@@ -16,7 +16,7 @@ from contracts.events import (
     Payload,
     parse_envelope,
 )
-from contracts.queries import EventQuery, TimeRange
+from contracts.queries import EventQuery, QueryReply, QueryRequest, TimeRange
 from contracts.records import (
     AdjustmentType,
     DriftMetrics,
@@ -105,6 +105,8 @@ __all__ = [
     "Payload",
     "PlaybookWritten",
     "QuarantineStatus",
+    "QueryReply",
+    "QueryRequest",
     "RateLimitEvent",
     "ReplayResult",
     "SessionDigest",

@@ -80,6 +80,10 @@ class PatternTransitioned(Contract):
     to_status: Annotated[QuarantineStatus, Field(strict=False)]
     reason: Text
     actor: Name
+    from_status: Annotated[QuarantineStatus, Field(strict=False)] | None = None
+    """The status the sender saw the pattern in. The store applies the event only from it: from a status that
+    can still lead there the event is early and waits; from one that cannot, it is refused. None: the sender
+    does not say (the move is checked against whatever status the pattern has)."""
 
 
 class EscalationOutcomeRecorded(Contract):

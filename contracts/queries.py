@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
@@ -39,3 +39,27 @@ class EventQuery(Contract):
     correlation_id: Identifier | None = None
     job: Identifier | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_QUERY_LIMIT)] = 100
+
+
+
+REPLY_KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}:reply:[0-9a-f]{32}$"
+"""A reply key: `{prefix}:reply:` and 32 lowercase hex digits; the query service writes no other key."""
+
+
+class QueryRequest(Contract):
+    """The JSON a client RPUSHes onto `{prefix}:queries` (docs/WIRE.md); at most MAX_REQUEST_BYTES."""
+
+    op: Annotated[str, Field(min_length=1, max_length=64,
+                             description="The operation (`pheromone schema --queries` lists them and their arguments)")]
+    args: dict[str, Any] = Field(default_factory=dict, description="The operation's arguments")
+    reply: Annotated[str, Field(pattern=REPLY_KEY_PATTERN, description=(
+        "The one-off list the answer is pushed to: `{prefix}:reply:` and 32 lowercase hex digits, new per request; "
+        "it expires 60 s after the answer"))]
+
+
+class QueryReply(Contract):
+    """The JSON the query service LPUSHes onto the request's `reply` list: a result, or a one-line error."""
+
+    ok: bool
+    result: Any = Field(default=None, description="The operation's result, when `ok`")
+    error: str | None = Field(default=None, description="Why the query failed, when not `ok`")

@@ -31,6 +31,7 @@ from contracts.types import (
     Name,
     NonNegFloat,
     NonNegInt,
+    PositiveInt,
     Ratio,
     ShortList,
     Tags,
@@ -273,7 +274,7 @@ class DriftMetrics(Contract):
     type: Literal["drift"] = "drift"
     pattern_id: Identifier
     pattern_name: Name
-    window_size: Annotated[int, Field(ge=1)]
+    window_size: PositiveInt
     effectiveness_before: Ratio
     effectiveness_after: Ratio
     grounding_confidence_avg: Ratio
@@ -289,7 +290,7 @@ class EpistemicDriftMetrics(Contract):
     type: Literal["epistemic_drift"] = "epistemic_drift"
     pattern_id: Identifier
     pattern_name: Name
-    window_size: Annotated[int, Field(ge=1)]
+    window_size: PositiveInt
     confidence_before: Ratio
     confidence_after: Ratio
     belief_change: Annotated[float, Field(ge=-1.0, le=1.0)]

@@ -372,6 +372,11 @@ class SessionTransitioned(Contract):
     trigger: _Trigger | None = None
     watermark: NonNegInt | None = None
     """On the move to `diagnosing`: the last ledger seq the session harvested."""
+    from_status: _Session | None = None
+    """The status the sender moved the session from. The store applies the event only in that status; in an
+    earlier one the event is early and waits for its predecessor, in a later or another one it is refused.
+    None: a session's first event (to `triggered`), or a sender that does not say (the move is checked
+    against whatever status the session has)."""
 
 
 class EditTransitioned(Contract):
@@ -385,6 +390,10 @@ class EditTransitioned(Contract):
     edit: Edit | None = None
     reason: Text = ""
     actor: Name = "consolidator"
+    from_status: _EditStatus | None = None
+    """The status the sender moved the edit from (`staged` for an approval, `applied` for a rollback), with the
+    same meaning as `SessionTransitioned.from_status`. None: an edit's first event, or a sender that does not
+    say."""
 
 
 class PlaybookWritten(Contract):

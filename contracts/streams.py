@@ -139,6 +139,10 @@ class Keys:
     def heartbeat(self, service: str) -> str:
         return f"{self.prefix}:alive:{service}"
 
+    def writer(self, service: str) -> str:
+        """The lease naming a service's one active writer (`services.writer`): the store's consumers take turns."""
+        return f"{self.prefix}:writer:{service}"
+
     # -- real-time coordination (docs/COORDINATION.md) ------------------------------------------------
 
     def rate_limit(self, model: str, error_code: str | None = None) -> str:

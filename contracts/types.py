@@ -4,6 +4,10 @@ Each type states its bounds once, so a producer in any language can check its ev
 (`pheromone schema`) before sending; the 2000-01-01 floor on timestamps is enforced by pydantic only:
 
 - text fields have a maximum length (oversized input is rejected, never truncated);
+- numbers are bounded, so every value a contract accepts can be stored and printed as standard JSON: integers
+  lie in [-MAX_INT, MAX_INT] (2**53: exact in a JSON reader's double, and a sum of 1,024 of them still fits
+  SQLite's signed 64 bits), floats are finite and lie in [-MAX_FLOAT, MAX_FLOAT] (1e12: a sum or mean over any
+  number of rows a store can hold stays finite). `tests/contracts/test_numbers.py` checks every numeric field;
 - floats are finite (NaN and infinities are rejected by `allow_inf_nan=False` on every model);
 - timestamps are timezone-aware, normalised to UTC, and later than 2000-01-01 (seed 003's system defaulted
   to 1970: a placeholder epoch is a bug, not a time);
@@ -22,6 +26,10 @@ MAX_TEXT = 8_192
 MAX_NAME = 256
 MAX_LIST = 256
 MIN_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_INT = 2**53
+"""The largest integer any field accepts (see the module docstring)."""
+MAX_FLOAT = 1e12
+"""The largest magnitude any float field accepts: seconds (31,700 years), lines of code, entropies."""
 
 
 def _utc(value: datetime) -> datetime:
@@ -68,12 +76,15 @@ Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
 Clamped01 = Annotated[float, AfterValidator(_clamp01)]
 """A score the seed clamps to [0, 1]."""
 
-ClampedNonNeg = Annotated[float, AfterValidator(_clamp_nonneg)]
-ClampedNonNegInt = Annotated[int, AfterValidator(_clamp_nonneg_int)]
-ClampedMin1Int = Annotated[int, AfterValidator(_clamp_min1)]
+# The seed clamps the low end only; the high end is rejected like any other bound (`le` is checked before the
+# clamp, so a value below the floor is still clamped, never rejected).
+ClampedNonNeg = Annotated[float, Field(le=MAX_FLOAT), AfterValidator(_clamp_nonneg)]
+ClampedNonNegInt = Annotated[int, Field(le=MAX_INT), AfterValidator(_clamp_nonneg_int)]
+ClampedMin1Int = Annotated[int, Field(le=MAX_INT), AfterValidator(_clamp_min1)]
 
-NonNegInt = Annotated[int, Field(ge=0, le=2**53)]
-NonNegFloat = Annotated[float, Field(ge=0.0, le=1e12)]
+NonNegInt = Annotated[int, Field(ge=0, le=MAX_INT)]
+PositiveInt = Annotated[int, Field(ge=1, le=MAX_INT)]
+NonNegFloat = Annotated[float, Field(ge=0.0, le=MAX_FLOAT)]
 
 
 class Contract(BaseModel):

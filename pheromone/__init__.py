@@ -1,6 +1,7 @@
 """pheromone: a shared, message-driven learning store for fleets of concurrent AI-agent jobs.
 
-Jobs use `Pheromone`; records and queries come from `contracts` and are re-exported here.
+Jobs use `Pheromone` (asyncio) or `SyncPheromone` (blocking, for code without an event loop); records and
+queries come from `contracts` and are re-exported here.
 """
 
 from contracts import EventQuery, TimeRange
@@ -8,6 +9,7 @@ from contracts.broadcast import BroadcastKind, BroadcastMessage, RateLimitStatus
 from pheromone.client import ClientStats, Pheromone
 from pheromone.errors import ClientClosedError, ClientError, FlushTimeout, QueryError, QueryTimeout
 from pheromone.subscriptions import Subscription
+from pheromone.sync import SyncPheromone, SyncSubscription
 
 __all__ = [
     "BroadcastKind",
@@ -22,5 +24,7 @@ __all__ = [
     "QueryTimeout",
     "RateLimitStatus",
     "Subscription",
+    "SyncPheromone",
+    "SyncSubscription",
     "TimeRange",
 ]

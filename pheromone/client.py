@@ -227,7 +227,12 @@ class Pheromone:
             health_check_interval=10,
         )
         self._spool.open()
-        self.queries = QueryClient(self._redis, self.keys)
+        if self._server is None:
+            self.queries = QueryClient(self._redis, self.keys)
+        else:  # nothing can have been serving a server this client just started: say so if a query times out
+            self.queries = QueryClient(self._redis, self.keys, unanswered=(
+                f"no server was running for {self._data_dir}, so this client started one, and no services run on "
+                "it; start `pheromone serve` first (in another terminal, with the same PHEROMONE_DATA_DIR)"))
         self._loop = asyncio.get_running_loop()
         self._stop.clear()
         self._parked = True

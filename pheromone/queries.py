@@ -23,12 +23,15 @@ from contracts.streams import Keys
 from pheromone.errors import QueryError, QueryTimeout
 
 _ENVELOPES = TypeAdapter(list[Envelope])
+NOT_RUNNING = "is `pheromone serve` running against this server and prefix?"
+"""What a `QueryTimeout` suggests: queries are answered by the query service, which `pheromone serve` runs."""
 
 
 class QueryClient:
-    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, *, unanswered: str = NOT_RUNNING) -> None:
         self._redis = redis
         self._keys = keys
+        self._unanswered = unanswered
 
     async def call(self, op: str, args: dict[str, Any], *, timeout: float = 10.0) -> Any:
         reply = f"{self._keys.prefix}:reply:{uuid.uuid4().hex}"
@@ -50,7 +53,7 @@ class QueryClient:
                 if answer is not None:
                     break
             else:
-                raise QueryTimeout(f"no query service answered {op!r} within {timeout:g}s (is it running?)")
+                raise QueryTimeout(f"no query service answered {op!r} within {timeout:g}s: {self._unanswered}")
         except RedisError as exc:
             raise QueryError(f"query {op!r} failed: {type(exc).__name__}: {exc}") from exc
         body = json.loads(answer[1])

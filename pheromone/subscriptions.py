@@ -1,6 +1,7 @@
 """Broadcast subscriptions: any number of filtered async iterators fed by one reader per process.
 
     async with client.subscribe(kinds={"discovery"}, tags={"api"}, min_effectiveness=0.6) as sub:
+        await sub.live(timeout=5)      # optional: the reader has caught up; what follows is live
         async for msg in sub:          # contracts.broadcast.BroadcastMessage
             ...
 
@@ -111,6 +112,17 @@ class Subscription:
         """The next message; TimeoutError after `timeout` seconds, StopAsyncIteration once closed."""
         async with asyncio.timeout(timeout):  # not wait_for: no task per call, cancellation kept (bpo-42130)
             return await self.__anext__()
+
+    async def live(self, timeout: float | None = None) -> None:
+        """Wait until the process's reader has caught up with the broadcast stream: every unexpired message it
+        held is then queued here (`pending()`), and what comes next is delivered as it is published.
+        TimeoutError after `timeout` seconds (Redis unreachable, for one)."""
+        async with asyncio.timeout(timeout):
+            await self._hub.caught_up.wait()
+
+    @property
+    def is_live(self) -> bool:
+        return self._hub.caught_up.is_set()
 
     def pending(self) -> int:
         """Messages queued and not yet taken (some may expire before they are)."""

@@ -28,6 +28,8 @@ from typing import NamedTuple
 
 import redis.asyncio as aioredis
 from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts import Envelope, parse_envelope
 from contracts.streams import FIELD, FIELD_KIND
@@ -125,6 +127,11 @@ class GroupWorker:
         self._store_down = False  # logged once when the store becomes unavailable, once when it is back
         self._inflight: set[asyncio.Task[None]] = set()
 
+    @property
+    def store_down(self) -> bool:
+        """The last handled batch failed because the store was unavailable (`StoreBusyError`)."""
+        return self._store_down
+
     async def on_batch(self, entries: Sequence[Entry]) -> None:
         """Parse a batch read by the subscriber and hand it on without waiting for its commit.
 
@@ -148,8 +155,11 @@ class GroupWorker:
         self._slots.release()
         if not task.cancelled() and (exc := task.exception()) is not None:
             # Acks or dead letters could not be written (Redis away): the entries stay pending and the
-            # retrier takes them again; the store's event_id key makes the second application a no-op.
-            log.warning("%s: batch left pending: %s", self.service, describe(exc))
+            # retrier takes them again; the store's event_id key makes the second application a no-op. Redis
+            # being away is the runtime's one "redis lost" line, not a line per batch.
+            lost = isinstance(exc, RedisConnectionError | RedisTimeoutError | ConnectionError | TimeoutError)
+            log.log(logging.DEBUG if lost else logging.WARNING, "%s: batch left pending: %s", self.service,
+                    describe(exc))
 
     async def handle_now(self, entries: Sequence[Entry], deliveries: Sequence[int] | None) -> None:
         """Parse, apply, dead-letter and ack one batch before returning (the retrier's path)."""

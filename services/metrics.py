@@ -16,6 +16,8 @@ runtimes can live in one process (tests) without sharing counters. `serve()` exp
     pheromone_rate_limits_announced_total            rate-limit notices the coordinator announced
     pheromone_entropy_responses_total                entropy responses the entropy service made
     pheromone_redis_up                               gauge: 1 while the watchdog reaches Redis
+    pheromone_spool_events, pheromone_spool_bytes    gauges: what local clients spooled under the data
+                                                     directory's spool/ and have not sent yet
 
 Cost on the ingest path: a GroupWorker updates its pre-bound children once per batch (a few lock-protected
 adds), never per event; the gauges are refreshed by a timer loop (`Settings.metrics_interval_s`).
@@ -71,6 +73,9 @@ class Metrics:
         self.entropy_responses = Counter("pheromone_entropy_responses", "Entropy responses made", registry=r)
         self.redis_up = Gauge("pheromone_redis_up", "1 while the runtime's watchdog reaches Redis", registry=r)
         self.redis_up.set(1)
+        self.spool_events = Gauge("pheromone_spool_events", "Events clients spooled under this host's data directory "
+                                  "(spool/) and have not sent yet", registry=r)
+        self.spool_bytes = Gauge("pheromone_spool_bytes", "Bytes of those spooled events", registry=r)
 
     def worker(self, service: str, stream: str) -> WorkerMetrics:
         return WorkerMetrics(

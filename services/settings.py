@@ -62,13 +62,21 @@ class LearningSettings(BaseModel):
     priority_floor: _Unit = 0.6
     priority_log_divisor: _Pos = 2.0
 
-    # Quarantine lifecycle (automatic transitions need >= min_applications)
+    # Quarantine lifecycle (services/learning/lifecycle.py): automatic moves need >= min_applications, and
+    # bounds of the success rate since the pattern last entered or left quarantine (Wilson, one-sided).
     validate_threshold: _Unit = 0.60
-    """pending & effectiveness >= this -> validated."""
-    quarantine_threshold: _Unit = 0.35
-    """pending & effectiveness < this -> quarantined."""
-    requarantine_threshold: _Unit = 0.30
-    """validated & effectiveness < this -> quarantined."""
+    """pending & effectiveness >= this (and the lower bound > release_threshold) -> validated."""
+    quarantine_threshold: _Unit = 0.5
+    """pending & upper bound of success < this -> quarantined (it fails more often than it succeeds)."""
+    requarantine_threshold: _Unit = 0.45
+    """validated & upper bound of success < this -> quarantined."""
+    release_threshold: _Unit = 0.5
+    """quarantined & lower bound of success since quarantine > this -> pending (probation); also needed to
+    validate."""
+    lifecycle_confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.90
+    """One-sided level of each bound."""
+    lifecycle_min_evidence: _Count = 6
+    """No bound decides before this many applications since the pattern last entered or left quarantine."""
     revisit_grace_applications: _Count = 5
     """A pattern revisited by an entropy response is not re-quarantined for this many further applications."""
 
@@ -99,11 +107,17 @@ class LearningSettings(BaseModel):
     evening_start_hour: Annotated[int, Field(ge=0, le=23)] = 17
     night_start_hour: Annotated[int, Field(ge=0, le=23)] = 21
     why_min_observations: _Count = 5
-    """Below this many observations the "why" analysis says it needs more data."""
+    """Below this many observations the "why" analysis says it needs more data and recommends nothing else;
+    a factor value is recommended ("best applied during …") only with at least this many applications."""
     why_full_confidence_observations: _Count = 10
+    why_min_lift: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
+    """A factor value is recommended only when its success rate beats the pattern's by at least this much."""
 
     # Executions: optimal window from recoveries per hour of day
     window_min_samples: _Count = 3
+    window_min_hours: Annotated[int, Field(ge=1, le=24)] = 2
+    """No optimal or avoid hours (and confidence 0) until at least this many hours of the day have
+    `window_min_samples` recoveries each: one hour alone is no window to choose from."""
     window_good_rate: _Unit = 0.7
     window_avoid_rate: _Unit = 0.3
     window_full_confidence_samples: _Count = 50
@@ -136,6 +150,9 @@ class LearningSettings(BaseModel):
     # Entropy and the exploration budget
     entropy_alert_threshold: _Unit = 0.3
     """The one diversity-index threshold: below it the population is collapsing (alert, budget boost)."""
+    entropy_min_applications: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+    """Diversity is judged (the entropy service's response, the `entropy` read's verdict) only with at least
+    this many applications: a handful is noise, not collapse, and an empty population has diversity 0."""
     budget_initial: _Unit = 0.15
     budget_floor: _Unit = 0.05
     budget_ceiling: _Unit = 0.50
@@ -148,7 +165,8 @@ class CoordinationSettings(BaseModel):
 
     Values producers compute (a rate limit's expiry factor, a discovery's default TTL) are constants in
     `contracts.streams`, because jobs build those records without settings. The entropy threshold and the
-    budget rules are `LearningSettings`' (`entropy_alert_threshold`, `budget_*`): one rule, one place.
+    budget rules are `LearningSettings`' (`entropy_alert_threshold`, `entropy_min_applications`, `budget_*`):
+    one rule, one place.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -157,8 +175,6 @@ class CoordinationSettings(BaseModel):
     """K: the entropy service evaluates diversity after every K pattern applications (fleet-wide)."""
     entropy_check_interval_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
     """T: ... and at least every T seconds while applications arrive (one replica per interval)."""
-    entropy_min_applications: Annotated[int, Field(ge=1, le=1_000_000)] = 100
-    """No response while the population has fewer applications than this: a handful is noise, not collapse."""
     entropy_cooldown_s: Annotated[float, Field(gt=0, le=7 * 86_400)] = 600.0
     """After a response, no other for this long: the response lock's TTL, shared by every replica."""
     max_quarantine_revisits: Annotated[int, Field(ge=0, le=1_000)] = 3
@@ -193,21 +209,29 @@ class SessionsSettings(BaseModel):
     """After a cluster trigger, no other for the same (workspace, model) for this long (lock TTL)."""
     lock_ttl_s: Annotated[float, Field(gt=0, le=86_400)] = 900.0
     """The per-scope session lock's TTL: a session that dies holding it frees its scope after this long."""
-    val_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.2
-    test_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.2
+    val_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.3
+    """The gate decides on val, so its power grows with it: 30 % of a 1,000-run window (~280 runs) lets a
+    5-point gain through ~85 % of the time, 20 % only ~70 % (bench/RESULTS.md, "Learning efficacy")."""
+    test_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.1
+    """Test only reports the accepted edits' effect: no decision reads it."""
     dreams_per_task: Annotated[int, Field(ge=0, le=10)] = 1
     """Dream (resampled) variants of each real train task, for the teacher only."""
     max_harvest_events: Annotated[int, Field(ge=1, le=10_000_000)] = 500_000
     min_cluster_runs: _Count = 5
     min_cluster_failures: _Count = 3
     min_rate_gap: _Unit = 0.2
-    """A cluster's failure rate must exceed its comparison group's by this much to count as evidence."""
-    min_failure_rate: _Unit = 0.5
-    """... or, with no comparison group, be at least this."""
+    """A cluster's failure rate must exceed its comparison group's by this much to count as evidence ..."""
+    cluster_alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
+    """... and be significantly above it: one-sided Fisher exact tests, Holm-corrected over a session's
+    candidates, at this family-wise level (a fleet where nothing differs yields a cluster about this often)."""
     min_estimate_runs: _Count = 5
     """Replay estimates a changed outcome only from at least this many comparable train records."""
     min_improvement: Annotated[float, Field(ge=0, le=1)] = 1e-9
-    """The gate accepts an edit only if the val score rises by more than this (strictly better)."""
+    """The gate accepts an edit only if the lower confidence bound of its val gain exceeds this."""
+    gate_alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.035
+    """... that bound is one-sided at level 1 - gate_alpha: a useless edit passes about this often. Chosen so that
+    bench/efficacy.py's useless and helpful (+5 points) rates at 1,000 runs both clear their targets with their
+    intervals, not only their means (bench/RESULTS.md)."""
     max_cluster_regression: _Unit = 0.02
     """... and no cluster's val score falls by more than this."""
     max_edits: Annotated[int, Field(ge=1, le=1_000)] = 20
@@ -251,7 +275,8 @@ class Settings(BaseSettings):
     claim_idle_ms: Annotated[int, Field(ge=100, le=3_600_000)] = 5_000
     """A pending entry idle this long is claimed by the retrier."""
     max_deliveries: Annotated[int, Field(ge=1, le=100)] = 5
-    """After this many deliveries a failing entry goes to the dead-letter stream."""
+    """After this many deliveries a failing entry goes to the dead-letter stream. With `claim_idle_ms`, the bound
+    on how long a lifecycle event that arrived early waits for its predecessor (`services.order`)."""
     group_check_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     trim_interval_s: Annotated[float, Field(gt=0, le=3_600)] = 30.0
     ingest_retention_s: Annotated[float, Field(gt=0)] = INGEST_RETENTION_S
@@ -260,13 +285,22 @@ class Settings(BaseSettings):
     """Age kept on the TTL'd ratelimits and discoveries streams (never trimmed past what a group needs)."""
     dead_retention_s: Annotated[float, Field(gt=0)] = DEAD_RETENTION_S
     heartbeat_ttl_s: Annotated[float, Field(gt=0, le=3_600)] | None = None
-    """A service's liveness key expires this long after its last beat; None: 3 x group_check_s, at least 3 s."""
+    """A service's liveness key expires this long after its last beat; None: 3 x group_check_s, at least 3 s.
+    Also the store writer lease's TTL: how long a killed writer's standby waits (`services.writer`)."""
+    consumer_expiry_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    """A group's consumer with no pending entries, no live heartbeat and idle this long is deleted from its
+    group (services.reaper; checked at start and every trim_interval_s)."""
     metrics_port: Annotated[int, Field(ge=0, le=65_535)] = 0
     """Serve Prometheus metrics over HTTP on this port (`/metrics`); 0: no metrics server."""
     metrics_addr: str = "127.0.0.1"
     """Address the metrics server binds; `0.0.0.0` to be scraped from other hosts (containers)."""
     metrics_interval_s: Annotated[float, Field(gt=0, le=3_600)] = 5.0
     """How often the lag and pending gauges are refreshed from Redis."""
+    http_port: Annotated[int, Field(ge=0, le=65_535)] = 0
+    """`pheromone serve`'s HTTP side on this port: /healthz, /readyz, /metrics, /asyncapi.json and the dashboard
+    at /; 0: off."""
+    http_addr: str = "127.0.0.1"
+    """Address the HTTP side binds; `0.0.0.0` in a container, to be probed and scraped from outside it."""
     health_max_lag: Annotated[int, Field(ge=0)] = 100_000
     """`pheromone health` fails when a group has more unread entries than this."""
     health_max_pending: Annotated[int, Field(ge=0)] = 10_000

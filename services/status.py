@@ -7,7 +7,9 @@ report. Nothing here writes to Redis, the store or a spool.
   not acknowledged);
 - `heartbeats()`: the liveness keys `{prefix}:alive:<service>:<consumer>` the runtime's watchdog refreshes;
   each holds a `Beat` (JSON) and expires `heartbeat_ttl_s` after the last beat, so an existing key is a live
-  service, and its age is read from its remaining TTL (no clock of another host involved);
+  service, and its age is read from its remaining TTL (no clock of another host involved); and whether the
+  beating process still holds its named Redis connection (`client_name`), which tells a killed process at
+  once;
 - `store()`: the SQLite file's size, its WAL's, the ledger count and the last applied event;
 - `spool()`: events spooled by local clients and not yet sent (`pheromone.spool`'s file format);
 - `problems()`: what makes `pheromone health` fail.
@@ -57,6 +59,24 @@ class Liveness:
     """Seconds since the last beat; None if the key has no readable value or TTL."""
     started_at: str | None
     """When the service started, by its host's clock."""
+    connected: bool | None = None
+    """Whether the process still holds its named connection to Redis (`client_name`): a killed process's
+    connections close with it, so False tells a dead process at once, before its heartbeat expires. None when
+    the server would not list its clients (an ACL without CLIENT LIST) or the beat is unreadable."""
+
+
+def client_name(host: str, pid: int) -> str:
+    """The name a runtime's Redis connections carry (CLIENT SETNAME), so `heartbeats()` can find them."""
+    return f"pheromone:{host}:{pid}"
+
+
+async def connected_names(r: aioredis.Redis) -> set[str] | None:
+    """Names of the clients connected to the server; None if it refuses to list them."""
+    try:
+        clients = await r.client_list(_type="normal")
+    except ResponseError:
+        return None
+    return {str(c.get("name", "")) for c in clients}
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +160,7 @@ async def heartbeats(r: aioredis.Redis, keys: Keys) -> list[Liveness]:
             pipe.get(key)
             pipe.pttl(key)
         replies = await pipe.execute()
+    names = await connected_names(r)
     out = []
     for key, value, pttl in zip(found, replies[::2], replies[1::2], strict=True):
         if value is None:
@@ -153,7 +174,8 @@ async def heartbeats(r: aioredis.Redis, keys: Keys) -> list[Liveness]:
         age_ms = beat.ttl_ms - int(pttl) if int(pttl) >= 0 else None
         out.append(Liveness(service, consumer, beat.host, beat.pid,
                             None if age_ms is None else max(0, age_ms) / 1000,
-                            datetime.fromtimestamp(beat.started_ms / 1000, UTC).isoformat()))
+                            datetime.fromtimestamp(beat.started_ms / 1000, UTC).isoformat(),
+                            None if names is None else client_name(beat.host, beat.pid) in names))
     return out
 
 
@@ -209,6 +231,12 @@ def spool(directory: Path) -> dict[str, Any]:
     return out
 
 
+async def writer(r: aioredis.Redis, keys: Keys) -> str | None:
+    """The consumer name of the store process that writes (`services.writer`'s lease); None: no store writes."""
+    value = await r.get(keys.writer("store"))
+    return None if value is None else _text(value)
+
+
 async def snapshot(r: aioredis.Redis, keys: Keys, store_path: Path, spool_dir: Path) -> dict[str, Any]:
     """Everything `pheromone status` shows, as one JSON-ready object."""
     now_ms = await server_ms(r)
@@ -220,6 +248,7 @@ async def snapshot(r: aioredis.Redis, keys: Keys, store_path: Path, spool_dir: P
         "groups": [asdict(g) for g in await groups(r, keys)],
         "dead_letters": next(s.length for s in stream_rows if s.name == DEAD),
         "services": [asdict(b) for b in await heartbeats(r, keys)],
+        "store_writer": await writer(r, keys),
         "store": store(store_path),
         "spool": spool(spool_dir),
         "host": os.uname().nodename,
@@ -237,12 +266,14 @@ def problems(
 ) -> list[str]:
     """One line per reason the expected services are not healthy; [] when they are.
 
-    A service is up when it has a live heartbeat (on `host`, if given); each of its groups must have at most
+    A service is up when it has a live heartbeat (on `host`, if given) from a process still connected (a beat
+    whose process's connections are gone is a dead process's, however fresh); each of its groups must have at most
     `max_lag` unread and `max_pending` unacknowledged entries. An unknown lag (None) is not held against it.
     """
     out = []
     for name in expected:
-        beats = [b for b in services if b.service == name and (host is None or b.host == host)]
+        beats = [b for b in services if b.service == name and (host is None or b.host == host)
+                 and b.connected is not False]
         if not beats:
             where = f" on host {host}" if host is not None else ""
             out.append(f"service {name} is down: no heartbeat{where}")

@@ -62,3 +62,17 @@ def test_ingest_bench_reports_every_figure() -> None:
     assert result["emit_calls"] == 1_500, "emit() is timed in the store-alone run"
     assert set(result["targets_met"]) == {"loop_stall_p99_ms", "loop_stall_max_ms", "emit_p99_us", "limit_fraction",
                                           "ratio"}
+
+
+def test_efficacy_bench_reports_every_figure(tmp_path: Path) -> None:
+    """A few seeds through the real store and pipeline: the JSON line has every key the issue lists, and the
+    stress picture is written."""
+    picture = tmp_path / "stress.svg"
+    result = run_bench("bench/efficacy.py", "--seeds", "2", "--workers", "1", "--json", "--svg", str(picture))
+    for key in ("lift", "lift_ci_low", "oracle_lift", "lift_share", "recall", "null_false_rate", "accept_harmful",
+                "accept_subtle", "accept_useless", "accept_helpful", "applied_on_staged", "quarantine_good_100",
+                "quarantine_bad_15", "recover_30", "stress_gated_min_delta", "seeds"):
+        assert key in result, key
+    assert result["seeds"] == 2 and result["applied_on_staged"] == 0
+    assert 0 <= result["recall"] <= 1 and result["oracle_lift"] > 0
+    assert picture.read_text().startswith("<svg") and "gated" in picture.read_text()

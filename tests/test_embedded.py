@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import redis
 from redis.asyncio import Redis as AsyncRedis
 
 from services.embedded import (
+    STOP_TIMEOUT,
     EmbeddedServer,
     EmbeddedServerError,
     ensure_server,
@@ -221,3 +223,55 @@ async def test_shared_fixtures(redis: AsyncRedis, prefix: str, redis_server: Emb
     assert redis_server.running
     await redis.set(f"{prefix}:k", "v")
     assert await redis.get(f"{prefix}:k") == b"v"
+
+
+def test_a_refused_shutdown_falls_straight_through_to_sigterm(tmp_path: Path) -> None:
+    server = EmbeddedServer(tmp_path, persist=True)
+    server.start()
+    pid = server.pid
+    assert pid is not None
+    client = _client(server.url)
+    try:
+        client.config_set("requirepass", "secret")  # SHUTDOWN without the password is now refused
+    finally:
+        client.close()
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < STOP_TIMEOUT / 2  # not the full wait for a SHUTDOWN that never came
+    assert not server.running and not _alive(pid)
+
+
+STARTER = """
+import sys
+from pathlib import Path
+from services.embedded import EmbeddedServer
+
+server = EmbeddedServer(Path(sys.argv[1]), persist=True)
+server.start()
+print(server.pid, flush=True)
+sys.stdin.read()  # until the test kills this process
+"""
+
+
+def test_an_embedded_server_stops_when_its_starter_is_killed(tmp_path: Path) -> None:
+    starter = subprocess.Popen([sys.executable, "-c", STARTER, str(tmp_path)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, cwd=Path(__file__).parents[1])
+    try:
+        assert starter.stdout is not None
+        pid = int(starter.stdout.readline())
+        assert _alive(pid)
+        starter.kill()  # SIGKILL: no handler, no atexit, no stop()
+        starter.wait()
+        deadline = time.monotonic() + 5.0
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not _alive(pid), "the server outlived the process that started it"
+        # Stopped gracefully (SIGTERM), so its AOF is complete: its log says it is ready to exit.
+        assert "ready to exit" in (tmp_path / "server.log").read_text()
+    finally:
+        starter.kill()
+        starter.wait()
+        if starter.stdin is not None:
+            starter.stdin.close()
+        if starter.stdout is not None:
+            starter.stdout.close()

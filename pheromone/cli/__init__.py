@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 
 from pheromone.cli import admin, coordination, dead, demo, events, learning, serve, sessions, status
-from pheromone.cli.common import CliError, err
+from pheromone.cli.common import CliError, err, invalid
 from services.errors import PheromoneError
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ app.command("demo")(demo.demo)
 app.command("events")(events.events)
 app.command("rebuild")(admin.rebuild)
 app.command("schema")(admin.schema)
+app.command("asyncapi")(admin.asyncapi)
 app.add_typer(dead.app, name="dead")
 learning.register(app)  # patterns, entropy, budget, drift, wait, escalations, executions, trajectory, export
 app.command("ratelimits")(coordination.ratelimits)
@@ -44,8 +45,8 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except ValidationError as exc:  # before ValueError: pydantic's ValidationError is a ValueError
-        first = exc.errors(include_url=False)[0]
-        fail(f"{'.'.join(map(str, first['loc'])) or exc.title}: {first['msg']}")
+        where = ".".join(map(str, exc.errors(include_url=False)[0]["loc"])) or exc.title
+        fail(invalid(exc, what=where, show_input=False))  # from anywhere: the value could be a secret
     except (CliError, PheromoneError, ValueError, OSError, sqlite3.Error) as exc:
         fail(str(exc))
     except KeyboardInterrupt:

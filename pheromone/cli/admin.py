@@ -14,6 +14,8 @@ from pheromone.cli.common import (
     DataDirOpt,
     DbOpt,
     JsonOpt,
+    PrefixOpt,
+    RedisUrlOpt,
     console,
     print_json,
     require_store,
@@ -55,8 +57,21 @@ def _contract_models() -> dict[str, type[BaseModel]]:
 
 def schema(
     name: Annotated[str | None, typer.Argument(help="One contract (default: all)")] = None,
+    queries: Annotated[
+        bool, typer.Option("--queries", help="The query operations' argument and result schemas instead")
+    ] = False,
 ) -> None:
     """Print the JSON Schema of every wire contract (for producers in other languages)."""
+    if queries:
+        from services.query.schemas import query_schemas
+
+        found = query_schemas()
+        if name is not None:
+            if name not in found["operations"]:
+                raise CliError(f"unknown query {name!r}; choose from: {', '.join(found['operations'])}")
+            found["operations"] = {name: found["operations"][name]}
+        print_json(found)
+        return
     models = _contract_models()
     if name is not None:
         if name not in models:
@@ -66,3 +81,17 @@ def schema(
     print_json({n: m.model_json_schema() for n, m in sorted(models.items())})
 
 
+
+
+def asyncapi(
+    redis_url: RedisUrlOpt = None,
+    prefix: PrefixOpt = None,
+) -> None:
+    """Print the AsyncAPI 3.0 document of every stream, group and list (JSON; `serve --http-port` serves it too)."""
+    from importlib.metadata import version
+
+    from services import asyncapi as spec
+    from services.connection import settings_url
+
+    s = settings(redis_url, prefix=prefix)
+    print_json(spec.document(s.prefix, settings_url(s) or "redis://localhost:6379", version("pheromone")))

@@ -4,22 +4,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from pydantic import SecretStr, ValidationError
 from redis.exceptions import RedisError
+from rich import table as rich_table
+from rich.cells import cell_len
 from rich.console import Console
 
 from services import connection
+from services.query import finite
 from services.settings import Settings
 
-console = Console()
-err = Console(stderr=True)
+PIPE_WIDTH = 10_000
+"""The width output gets when it is not a terminal (a pipe, a file, a log): wide enough that no line is wrapped
+and no table cell is cut, since nothing there reflows text the way a terminal's reader can resize. `COLUMNS`
+still wins when set."""
+
+
+def _console(*, stderr: bool = False) -> Console:
+    console = Console(stderr=stderr)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPE_WIDTH
+    return console
+
+
+console = _console()
+err = _console(stderr=True)
+
+
+class Table(rich_table.Table):
+    """rich's table, at least as wide as its title, so that a title is never wrapped over a narrow table."""
+
+    def __init__(self, *headers: Any, **kwargs: Any) -> None:
+        title = kwargs.get("title")
+        if isinstance(title, str) and kwargs.get("min_width") is None:
+            kwargs["min_width"] = cell_len(title)
+        super().__init__(*headers, **kwargs)
 
 RedisUrlOpt = Annotated[
     str | None, typer.Option("--redis-url", help="Redis URL (env PHEROMONE_REDIS_URL); none: embedded server")
@@ -32,6 +58,31 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 class CliError(Exception):
     """A user-facing failure: printed as one line, exit status 2."""
+
+
+_PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
+"""What pydantic puts before the message of a validator's ValueError or assert: noise to a user."""
+
+
+def invalid(exc: ValidationError, names: Mapping[str, str] | None = None, *, what: str = "",
+            show_input: bool = True) -> str:
+    """A pydantic error as one sentence: `invalid --kind 'bogus': input should be …`.
+
+    The first error is named by the option it came from (`names` maps a field path such as `time_range` to
+    the options that fill it, else `--field-name`; list positions are dropped), with the value given when it
+    is short enough to show and `show_input` (never for settings: a URL or a password may be among them);
+    `what` replaces the option (e.g. `setting batch_size`).
+    """
+    first = exc.errors(include_url=False)[0]
+    path = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
+    name = what or (names or {}).get(path) or (f"--{path.replace('_', '-')}" if path else "arguments")
+    msg = first["msg"]
+    for prefix in _PYDANTIC_PREFIXES:
+        msg = msg.removeprefix(prefix)
+    given = first.get("input")
+    shown = (f" {given!r}" if show_input and isinstance(given, str | int | float) and not isinstance(given, bool)
+             and len(repr(given)) <= 60 else "")
+    return f"invalid {name}{shown}: {msg[:1].lower()}{msg[1:]}"
 
 
 def settings(
@@ -50,14 +101,15 @@ def settings(
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(map(str, first["loc"]))  # empty for a rule across settings (e.g. auth without a URL)
-        raise CliError(f"invalid setting{' ' + where if where else 's'}: {first['msg']}") from exc
+        where = ".".join(map(str, exc.errors(include_url=False)[0]["loc"]))  # empty: a rule across settings
+        raise CliError(invalid(exc, what=f"setting {where}" if where else "settings", show_input=False)) from exc
 
 
 @contextlib.contextmanager
-def redis_url_for(s: Settings) -> Iterator[str]:
-    """The configured Redis URL, or the embedded server's (reused if running, else started and stopped).
+def redis_url_for(s: Settings, *, announce: bool = True) -> Iterator[str]:
+    """The configured Redis URL, or the embedded server's (reused if running, else started and stopped; with
+    `announce` and a terminal, a line on stderr says so, since its data directory may not be the one expected;
+    stderr that is not a terminal gets errors only, one line each).
 
     A configured URL carries the auth and TLS settings (`services.connection.settings_url`) and is checked
     with one PING first, so bad credentials or certificates are one line, not a traceback; a Redis error
@@ -75,7 +127,7 @@ def redis_url_for(s: Settings) -> Iterator[str]:
     from services.embedded import ensure_server
 
     url, owned = ensure_server(s.data_dir)
-    if owned is not None:
+    if owned is not None and announce and err.is_terminal:
         err.print(f"[dim]no Redis configured: started embedded Valkey at {url} (data in {s.data_dir})[/dim]")
     try:
         with _redis_errors(url):
@@ -101,4 +153,5 @@ def require_store(s: Settings) -> Path:
 
 
 def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+    # Standard JSON: a non-finite aggregate (rows stored before numbers were bounded) prints as null.
+    sys.stdout.write(finite.dumps(value, indent=2) + "\n")

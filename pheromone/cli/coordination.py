@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from rich.markup import escape
-from rich.table import Table
 
 from contracts.broadcast import RateLimitStatus
 from contracts.streams import Keys
@@ -15,6 +14,7 @@ from pheromone.cli.common import (
     JsonOpt,
     PrefixOpt,
     RedisUrlOpt,
+    Table,
     console,
     print_json,
     redis_url_for,

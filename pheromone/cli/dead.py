@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Annotated, Any, cast
 
 import typer
-from rich.table import Table
 
 from contracts.streams import Keys
 from pheromone.cli.common import (
@@ -15,6 +15,7 @@ from pheromone.cli.common import (
     JsonOpt,
     PrefixOpt,
     RedisUrlOpt,
+    Table,
     console,
     print_json,
     redis_url_for,
@@ -22,6 +23,15 @@ from pheromone.cli.common import (
 )
 from services.connection import redis_client
 from services.transport import Entry
+
+STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+
+
+def is_stream_id(text: str) -> bool:
+    """A Redis stream entry id as XADD makes them: milliseconds-sequence, each an unsigned 64-bit integer."""
+    match = STREAM_ID.fullmatch(text)
+    return match is not None and all(int(part) < 2**64 for part in match.groups())
+
 
 app = typer.Typer(help="Dead letters: entries that could not be parsed or applied.", no_args_is_help=True)
 
@@ -77,6 +87,10 @@ def replay(
     """Put dead letters back on their original stream (byte for byte) and remove them from the dead stream."""
     if not ids and not all_:
         raise CliError("name dead-letter ids to replay, or pass --all")
+    for dead_id in ids or ():
+        if not is_stream_id(dead_id):  # else Redis answers "ResponseError: Invalid stream ID ..."
+            raise CliError(f"{dead_id!r} is not a dead-letter id (ids look like 1700000000000-0: the dead_id "
+                           "column of `pheromone dead list`)")
     s = settings(redis_url, data_dir, prefix=prefix)
     keys = Keys(s.prefix)
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from pydantic import ValidationError
 
 from contracts import EventQuery
 from pheromone.cli.common import (
@@ -17,12 +17,18 @@ from pheromone.cli.common import (
     DataDirOpt,
     DbOpt,
     JsonOpt,
+    Table,
     console,
+    invalid,
     print_json,
     require_store,
     settings,
 )
 from services.store.reader import Reader
+
+QUERY_OPTIONS = {"kinds": "--kind", "correlation_id": "--correlation", "time_range": "--since/--until",
+                 "time_range.start": "--since", "time_range.end": "--until"}
+"""EventQuery's fields by the options that fill them."""
 
 
 def events(
@@ -32,40 +38,60 @@ def events(
     correlation: Annotated[str | None, typer.Option("--correlation", help="Only this correlation id")] = None,
     since: Annotated[datetime | None, typer.Option("--since", help="From this time (ISO 8601, UTC if naive)")] = None,
     until: Annotated[datetime | None, typer.Option("--until", help="Up to this time (ISO 8601)")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many (newest)")] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many (newest; with --after, oldest)")] = 50,
+    after: Annotated[
+        int | None,
+        typer.Option("--after", min=0, show_default=False,
+                     help="Page through the ledger: the oldest events after this cursor (0: from the start); "
+                          "prints the next cursor"),
+    ] = None,
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Show ledger events, newest last."""
+    """Show ledger events, newest last; `--after CURSOR` pages forward through all of them.
+
+    With `--after`, `--json` prints `{"events": [...], "next_after": N, "more": bool}`; pass `next_after` to
+    the next call (the cursor is the ledger's position, so pages neither skip nor repeat while events arrive).
+    """
     from datetime import UTC
 
     def aware(value: datetime | None) -> datetime | None:
         return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
-    query = EventQuery.model_validate(
-        {
-            "workspace": workspace,
-            "job": job,
-            "kinds": kind or [],
-            "correlation_id": correlation,
-            "time_range": {"start": aware(since), "end": aware(until)} if since or until else None,
-            "limit": limit,
-        },
-        strict=False,
-    )
+    try:
+        query = EventQuery.model_validate(
+            {
+                "workspace": workspace,
+                "job": job,
+                "kinds": kind or [],
+                "correlation_id": correlation,
+                "time_range": {"start": aware(since), "end": aware(until)} if since or until else None,
+                "limit": limit,
+            },
+            strict=False,
+        )
+    except ValidationError as exc:
+        raise CliError(invalid(exc, QUERY_OPTIONS)) from exc
     path = require_store(settings(data_dir=data_dir, db=db))
     if not path.is_file():  # aiosqlite would print its worker thread's traceback for a directory
         raise CliError(f"cannot read the store {path}: not a file")
 
-    async def run() -> list[str]:
+    async def run() -> tuple[list[tuple[int, str]], bool]:
         async with Reader(path) as reader:
-            return await reader.events(query)
+            if after is not None:
+                return await reader.page(query, after)
+            return [(0, body) for body in await reader.events(query)], False
 
     try:
-        bodies = asyncio.run(run())
+        rows, more = asyncio.run(run())
     except sqlite3.Error as exc:
         raise CliError(f"cannot read the store {path}: {exc}") from exc
+    bodies = [body for _, body in rows]
+    next_after = rows[-1][0] if rows else after
+    if as_json and after is not None:
+        print_json({"events": [json.loads(b) for b in bodies], "next_after": next_after, "more": more})
+        return
     if as_json:
         print_json([json.loads(b) for b in bodies])
         return
@@ -76,3 +102,5 @@ def events(
                       e.get("correlation_id") or "")
     console.print(table)
     console.print(f"[dim]{len(bodies)} event(s)[/dim]")
+    if after is not None:
+        console.print(f"[dim]next page: --after {next_after}{'' if more else ' (none yet)'}[/dim]")

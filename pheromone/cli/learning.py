@@ -11,9 +11,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from pheromone.cli.common import CliError, DataDirOpt, DbOpt, JsonOpt, console, print_json, require_store, settings
+from pheromone.cli.common import (
+    CliError,
+    DataDirOpt,
+    DbOpt,
+    JsonOpt,
+    Table,
+    console,
+    print_json,
+    require_store,
+    settings,
+)
 from pheromone.cli.patterns import patterns_app
 from pheromone.cli.reads import fmt, kv_table, parse_args, query_store, read_store
 from services.query import learning as q
@@ -53,9 +62,13 @@ def entropy(
         print_json(r)
         return
     c = r["current"]
-    verdict = (
-        "[red]below threshold: low diversity[/red]" if c["threshold_exceeded"] else "[green]healthy[/green]"
-    )
+    if not r["enough_data"]:
+        verdict = (f"[yellow]not enough data: {c['total_applications']} pattern application(s); diversity is "
+                   f"judged from {r['min_applications']}[/yellow]")
+    elif c["threshold_exceeded"]:
+        verdict = "[red]below threshold: low diversity[/red]"
+    else:
+        verdict = "[green]healthy[/green]"
     console.print(
         kv_table(
             "Pattern entropy (now)",
@@ -202,9 +215,9 @@ def wait(
     db: DbOpt = None,
 ) -> None:
     """The learned wait before retrying after an error code (and model)."""
-    r = query_store(
-        db, data_dir, q.wait, parse_args(q.WaitArgs, error_code=error_code, model=model, static_seconds=static)
-    )
+    args = parse_args(q.WaitArgs, {"error_code": "error code"}, error_code=error_code, model=model,
+                      static_seconds=static)
+    r = query_store(db, data_dir, q.wait, args)
     if as_json:
         print_json(r)
         return
@@ -322,17 +335,17 @@ def stats(
         )
     console.print(table)
     w = r["optimal_window"]
-    console.print(
-        kv_table(
-            "Optimal execution window (UTC hours)",
-            {
-                "optimal hours": ", ".join(map(str, w["optimal_hours"])) or "none yet",
-                "avoid hours": ", ".join(map(str, w["avoid_hours"])) or "none",
-                "confidence": w["confidence"],
-                "samples": w["sample_count"],
-            },
-        )
-    )
+    if w["enough_data"]:
+        window: dict[str, Any] = {
+            "optimal hours": ", ".join(map(str, w["optimal_hours"])) or "none",
+            "avoid hours": ", ".join(map(str, w["avoid_hours"])) or "none",
+            "confidence": w["confidence"],
+        }
+    else:
+        window = {"optimal hours": f"not enough data: {w['measured_hours']} hour(s) of the day with "
+                                   f"{w['min_samples_per_hour']}+ recoveries, needs {w['min_hours']}"}
+    window |= {"hours measured": w["measured_hours"], "recoveries": w["sample_count"]}
+    console.print(kv_table("Optimal execution window (UTC hours)", window))
 
 
 def trajectory(
@@ -352,6 +365,7 @@ def trajectory(
     """The evolution trajectory and its recurring issue classes."""
     args = parse_args(
         q.TrajectoryArgs,
+        {"": "--from/--to"},
         start_cycle=start,
         end_cycle=end,
         window_cycles=window,

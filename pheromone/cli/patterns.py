@@ -15,16 +15,18 @@ from typing import Annotated, Any
 
 import aiosqlite
 import typer
-from rich.table import Table
+from rich.measure import Measurement
 
 from contracts import PatternTransitioned, QuarantineStatus
 from pheromone.cli.common import (
+    PIPE_WIDTH,
     CliError,
     DataDirOpt,
     DbOpt,
     JsonOpt,
     PrefixOpt,
     RedisUrlOpt,
+    Table,
     console,
     print_json,
     redis_url_for,
@@ -80,9 +82,18 @@ def patterns(
     if as_json:
         print_json(rows)
         return
-    # Ids are shown as their first 14 characters (a unique prefix in practice; `show` accepts prefixes, and
-    # --json prints them whole) so that the table stays readable in 80 columns.
-    table = Table(box=None, pad_edge=False)
+    table = _patterns_table(rows, compact=False)
+    if Measurement.get(console, console.options.update_width(PIPE_WIDTH), table).minimum > console.width:
+        table = _patterns_table(rows, compact=True)
+    console.print(table)
+    console.print(f"[dim]{len(rows)} pattern(s)[/dim]")
+
+
+def _patterns_table(rows: list[dict[str, Any]], *, compact: bool) -> Table:
+    """The list as a table; `compact` fits 80 columns: no rules, and ids shown as their first 14
+    characters (a unique prefix in practice; `show` accepts prefixes, and --json prints them whole)."""
+    table = Table(title="Patterns (by priority)", title_justify="left",
+                  **({"box": None, "pad_edge": False} if compact else {}))
     table.add_column("id", no_wrap=True)
     table.add_column("type: name", overflow="fold", min_width=14, ratio=3)
     for name in ("status", "prio", "eff", "trust", "ok/fail"):
@@ -90,7 +101,7 @@ def patterns(
     table.add_column("tags", overflow="fold", min_width=6, ratio=2)
     for p in rows:
         table.add_row(
-            p["id"][:14],
+            p["id"][:14] if compact else p["id"],
             f"{p['pattern_type']}: {p['pattern_name']}",
             p["quarantine_status"],
             fmt(p["priority_score"], 2),
@@ -99,8 +110,7 @@ def patterns(
             f"{p['led_to_success_count']}/{p['led_to_failure_count']}",
             ", ".join(p["context_tags"]),
         )
-    console.print(table)
-    console.print(f"[dim]{len(rows)} pattern(s)[/dim]")
+    return table
 
 
 IdArg = Annotated[str, typer.Argument(help="Pattern id (or a unique prefix of it)")]
@@ -109,7 +119,7 @@ IdArg = Annotated[str, typer.Argument(help="Pattern id (or a unique prefix of it
 @patterns_app.command("show")
 def show(pattern_id: IdArg, as_json: JsonOpt = False, data_dir: DataDirOpt = None, db: DbOpt = None) -> None:
     """One pattern: scores, provenance, transitions, success factors and the "why" analysis."""
-    r = query_store(db, data_dir, q.pattern, parse_args(q.PatternArgs, id=pattern_id))
+    r = query_store(db, data_dir, q.pattern, parse_args(q.PatternArgs, {"id": "pattern id"}, id=pattern_id))
     if as_json:
         print_json(r)
         return
@@ -156,7 +166,7 @@ def show(pattern_id: IdArg, as_json: JsonOpt = False, data_dir: DataDirOpt = Non
                 "key conditions": "; ".join(why["key_conditions"]),
                 "confidence": why["confidence"],
                 "observations": why["observation_count"],
-                "recommendations": "; ".join(why["recommendations"]),
+                "recommendations": "; ".join(why["recommendations"]) or "none",
             },
         )
     )
@@ -210,7 +220,8 @@ def _transition(
     except IllegalTransition as exc:
         raise CliError(f"{exc} for pattern {pid}") from exc
     record = PatternTransitioned(
-        pattern_id=pid, to_status=to, reason=reason, actor=actor or f"operator:{getpass.getuser()}"
+        pattern_id=pid, to_status=to, reason=reason, actor=actor or f"operator:{getpass.getuser()}",
+        from_status=current,
     )
 
     async def send(url: str) -> tuple[str, dict[str, Any] | None]:

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiosqlite
 from pydantic import ValidationError
-from rich.table import Table
 
-from pheromone.cli.common import CliError, require_store, settings
+from pheromone.cli.common import CliError, Table, invalid, require_store, settings
 from services.query import learning as q
 from services.settings import LearningSettings
 
@@ -25,13 +24,22 @@ A = TypeVar("A", bound=q.Args)
 T = TypeVar("T")
 
 
-def parse_args(schema: type[A], /, **values: Any) -> A:
+FIELD_OPTIONS = {
+    "job_hash": "--job", "pattern_type": "--type", "tags": "--tag", "match_all_tags": "--all-tags",
+    "pattern_id": "--pattern", "include_stable": "--all", "static_seconds": "--static",
+    "validation_pass_rate": "--pass-rate", "start_cycle": "--from", "end_cycle": "--to",
+    "window_cycles": "--window",
+}
+"""The query arguments whose option is not `--field-name`, so an error names what the user typed."""
+
+
+def parse_args(schema: type[A], names: Mapping[str, str] | None = None, /, **values: Any) -> A:
+    """The command's arguments as the query's model; an invalid one is a one-line error naming its option
+    (`names` for arguments that are no option, e.g. {"id": "pattern id"})."""
     try:
         return schema.model_validate(values)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(x) for x in first["loc"]) or "arguments"
-        raise CliError(f"invalid {where.replace('_', '-')}: {first['msg']}") from exc
+        raise CliError(invalid(exc, {**FIELD_OPTIONS, **(names or {})})) from exc
 
 
 def store_uri(path: Path) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from contracts.sessions import Edit
 from pheromone.cli.common import (
@@ -19,6 +18,7 @@ from pheromone.cli.common import (
     JsonOpt,
     PrefixOpt,
     RedisUrlOpt,
+    Table,
     console,
     print_json,
     settings,
@@ -51,9 +51,9 @@ def list_(workspace: WorkspaceOpt = None, as_json: JsonOpt = False, data_dir: Da
     if as_json:
         print_json([{"session_id": sid, **e.model_dump(mode="json")} for sid, e in rows])
         return
-    table = Table(box=None, pad_edge=False)
+    table = Table(title="Edits staged for review (oldest first)", title_justify="left")
     for name in ("session", "edit", "workspace", "op", "target", "model", "tier", "rationale"):
-        table.add_column(name, overflow="fold")
+        table.add_column(name, overflow="fold", no_wrap=name in ("session", "edit"))  # whole: approve takes them
     for sid, e in rows:
         table.add_row(sid, e.id, e.workspace, e.op.value, e.target or e.content or "", e.model or "",
                       e.risk_tier.value, e.rationale)

@@ -20,7 +20,6 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import TypeAdapter, ValidationError
-from rich.table import Table
 
 from contracts import Envelope
 from contracts.sessions import AutonomyMode, EditStatus, PlaybookWritten, SessionTrigger, TriggerKind
@@ -33,7 +32,9 @@ from pheromone.cli.common import (
     JsonOpt,
     PrefixOpt,
     RedisUrlOpt,
+    Table,
     console,
+    invalid,
     print_json,
     redis_url_for,
     require_store,
@@ -132,7 +133,7 @@ def workspace_name(workspace: str) -> str:
     try:
         return _WORKSPACE.validate_python(workspace)
     except ValidationError as exc:
-        raise CliError(f"invalid --workspace {workspace!r}: {exc.errors(include_url=False)[0]['msg']}") from exc
+        raise CliError(invalid(exc, what="--workspace")) from exc
 
 
 def _actor(actor: str | None) -> str:
@@ -162,7 +163,7 @@ def list_(workspace: WorkspaceOpt = None,
     if as_json:
         print_json(rows)
         return
-    table = Table(box=None, pad_edge=False)
+    table = Table(title="Learning sessions (newest first)", title_justify="left")
     for name in ("session", "workspace", "status", "trigger", "applied", "staged", "rejected", "val before/after"):
         table.add_column(name, no_wrap=name != "workspace")
     for r in rows:
@@ -218,6 +219,7 @@ def run(workspace: Annotated[str, typer.Option("--workspace", "-w", help="Worksp
     if not 0 <= wait <= 3600:
         raise CliError("--wait must be in [0, 3600] seconds")
     s = settings(redis_url, data_dir, db, prefix)
+    workspace = workspace_name(workspace)
     trigger = SessionTrigger(trigger=TriggerKind.ON_DEMAND, scope=workspace, autonomy=autonomy,
                              requested_by=_actor(None))
     env = Envelope(workspace=workspace, job="cli", payload=trigger)
@@ -291,7 +293,9 @@ def flag(record_id: Annotated[str, typer.Argument(help="Execution id or event id
          data_dir: DataDirOpt = None, db: DbOpt = None, prefix: PrefixOpt = None) -> None:
     """Flag a record as a failure and ask for a session in its workspace (a user-flag trigger)."""
     s = settings(redis_url, data_dir, db, prefix)
-    if workspace is None:
+    if workspace is not None:
+        workspace = workspace_name(workspace)
+    else:
         with _view(s) as view:
             workspace = view.workspace_of(record_id)
         if workspace is None:
@@ -322,6 +326,11 @@ def playbook(workspace: WorkspaceOpt = None,
         books = {w: render_playbook(view.hand(w), view.guidance(w).learned) for w in names}
     if as_json:
         print_json(books if workspace is None else {"workspace": workspace, "markdown": books[workspace]})
+        return
+    if not books:  # nothing to print verbatim: say why rather than print nothing
+        console.print(f"no playbook yet in {s.store_path}: no hand-written text was set and no learning session has "
+                      "applied a playbook edit (`pheromone sessions list`); `pheromone playbook --workspace W` "
+                      "prints what a job of W is served, `--set FILE` writes its hand-written text", highlight=False)
         return
     for w, text in books.items():
         if workspace is None:

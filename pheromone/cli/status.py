@@ -20,7 +20,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from rich.markup import escape
-from rich.table import Table
 
 from contracts.streams import Keys
 from pheromone.cli.common import (
@@ -30,6 +29,7 @@ from pheromone.cli.common import (
     JsonOpt,
     PrefixOpt,
     RedisUrlOpt,
+    Table,
     console,
     err,
     print_json,
@@ -162,6 +162,7 @@ def _render(report: dict[str, Any]) -> None:
             table.add_row(row["service"], row["consumer"], row["host"] or "?", str(row["pid"] or "?"),
                           _age(row["beat_age_s"]), row["started_at"] or "?")
         console.print(table)
+        console.print(f"store writer: {report['store_writer'] or 'none (no store holds the writer lease)'}")
     st = report["store"]
     if st["exists"]:
         last = st["last_event"]

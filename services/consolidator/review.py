@@ -44,6 +44,11 @@ class ReviewError(ValueError):
 async def approve(view: StoreView, emit: Emit, root: Path, session_id: str, edit_id: str, actor: str,
                   timeout_s: float = 10.0) -> LearningSession:
     s, edit = _staged(view, root, session_id, edit_id, EditStatus.APPLIED)
+    parent = view.edit_statuses(session_id).get(edit.supports) if edit.supports else None
+    if edit.supports and parent is not EditStatus.APPLIED:
+        state = parent.value if parent else "not in the store"
+        raise ReviewError(f"edit {edit_id} supports edit {edit.supports}, which is {state}: "
+                          "it can only apply once that edit is applied")
     current = view.conn.execute("SELECT value FROM guidance WHERE workspace = ? AND pillar = ? AND key = ?",
                                 (edit.workspace, edit.pillar.value, key_of(edit))).fetchone()
     try:
@@ -58,7 +63,14 @@ async def reject(view: StoreView, emit: Emit, root: Path, session_id: str, edit_
     if not reason.strip():
         raise ReviewError("a rejection needs a reason (--reason)")
     s, edit = _staged(view, root, session_id, edit_id, EditStatus.REJECTED)
-    return await _decide(view, emit, root, s, edit, EditStatus.REJECTED, reason, actor, timeout_s)
+    # The staged edits that support it (and theirs) go with it: none of them may apply without it.
+    statuses = view.edit_statuses(session_id)
+    gone = {edit.id}
+    for o in s.outcomes:  # plan order: an edit comes after the one it supports
+        if o.edit.supports in gone and statuses.get(o.edit.id) is EditStatus.STAGED:
+            gone.add(o.edit.id)
+    followers = [o.edit for o in s.outcomes if o.edit.id in gone - {edit.id}]
+    return await _decide(view, emit, root, s, edit, EditStatus.REJECTED, reason, actor, timeout_s, followers)
 
 
 async def rollback(view: StoreView, emit: Emit, root: Path, session_id: str, reason: str, actor: str,
@@ -85,10 +97,10 @@ async def rollback(view: StoreView, emit: Emit, root: Path, session_id: str, rea
                 by = f"edit {now[1]} of session {now[2]}" if now else "a removal"
                 raise ReviewError(f"cannot roll back {session_id}: {key} was changed since by {by}; "
                                   "roll that back first")
-            events.append(_edit_event(s, edit_id, EditStatus.ROLLED_BACK, why, actor))
+            events.append(_edit_event(s, edit_id, EditStatus.ROLLED_BACK, why, actor, EditStatus.APPLIED))
         elif status == EditStatus.STAGED.value:
-            events.append(_edit_event(s, edit_id, EditStatus.REJECTED, why, actor))
-    events.append(_session_event(s, SessionStatus.ROLLED_BACK, why, actor))
+            events.append(_edit_event(s, edit_id, EditStatus.REJECTED, why, actor, EditStatus.STAGED))
+    events.append(_session_event(s, SessionStatus.ROLLED_BACK, why, actor, state[0]))
     await emit(events)
     await wait_applied(view, events[-1].event_id, timeout_s)
     now_ = datetime.now(UTC)
@@ -121,20 +133,25 @@ def _staged(view: StoreView, root: Path, session_id: str, edit_id: str,
 
 
 async def _decide(view: StoreView, emit: Emit, root: Path, s: LearningSession, edit: Edit, to: EditStatus,
-                  reason: str, actor: str, timeout_s: float) -> LearningSession:
-    events = [_edit_event(s, edit.id, to, reason, actor)]
+                  reason: str, actor: str, timeout_s: float, followers: Sequence[Edit] = ()) -> LearningSession:
+    events = [_edit_event(s, edit.id, to, reason, actor, EditStatus.STAGED)]
+    events += [_edit_event(s, f.id, to, f"supports {edit.id}, rejected: {reason}", actor, EditStatus.STAGED)
+               for f in followers]
+    decided = {edit.id} | {f.id for f in followers}
     statuses = view.edit_statuses(s.id)
-    left = [e for e, st in statuses.items() if st is EditStatus.STAGED and e != edit.id]
+    left = [e for e, st in statuses.items() if st is EditStatus.STAGED and e not in decided]
     state = view.session_status(s.id)
     done = not left and state is not None and state[0] is SessionStatus.AWAITING_REVIEW
     if done:
-        events.append(_session_event(s, SessionStatus.COMPLETED, "every staged edit was reviewed", actor))
+        events.append(_session_event(s, SessionStatus.COMPLETED, "every staged edit was reviewed", actor,
+                                     SessionStatus.AWAITING_REVIEW))
     await emit(events)
     await wait_applied(view, events[-1].event_id, timeout_s)
     now = datetime.now(UTC)
-    outcomes = [EditOutcome.model_validate({**o.model_dump(), "status": to, "reason": reason[:8192],
+    outcomes = [EditOutcome.model_validate({**o.model_dump(), "status": to, "reason": (
+                    reason if o.edit.id == edit.id else f"supports {edit.id}, rejected: {reason}")[:8192],
                                             "decided_by": actor, "decided_at": now})
-                if o.edit.id == edit.id else o for o in s.outcomes]
+                if o.edit.id in decided else o for o in s.outcomes]
     update: dict[str, object] = {"outcomes": outcomes}
     if done:
         update.update(status=SessionStatus.COMPLETED)
@@ -155,11 +172,15 @@ async def wait_applied(view: StoreView, event_id: str, timeout_s: float) -> None
         await asyncio.sleep(0.05)
 
 
-def _edit_event(s: LearningSession, edit_id: str, to: EditStatus, reason: str, actor: str) -> Envelope:
+def _edit_event(s: LearningSession, edit_id: str, to: EditStatus, reason: str, actor: str,
+                from_status: EditStatus) -> Envelope:
     return Envelope(workspace=s.workspace, job="review", correlation_id=s.id, payload=EditTransitioned(
-        session_id=s.id, edit_id=edit_id, to_status=to, reason=reason[:8000], actor=actor[:256]))
+        session_id=s.id, edit_id=edit_id, to_status=to, reason=reason[:8000], actor=actor[:256],
+        from_status=from_status))
 
 
-def _session_event(s: LearningSession, to: SessionStatus, reason: str, actor: str) -> Envelope:
+def _session_event(s: LearningSession, to: SessionStatus, reason: str, actor: str,
+                   from_status: SessionStatus) -> Envelope:
     return Envelope(workspace=s.workspace, job="review", correlation_id=s.id, payload=SessionTransitioned(
-        session_id=s.id, scope=s.workspace, to_status=to, reason=reason[:8000], actor=actor[:256]))
+        session_id=s.id, scope=s.workspace, to_status=to, reason=reason[:8000], actor=actor[:256],
+        from_status=from_status))

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -56,6 +56,8 @@ class SessionRunner:
     applied_timeout_s: float = 30.0
     stopping: bool = False
     """Set when the service stops: a session ending then does not wait for the store to apply its events."""
+    sent: dict[str, SessionStatus] = field(default_factory=dict)
+    """The last status each running session was sent to: where a failure moves it from."""
 
     async def run(self, trigger: SessionTrigger, trigger_id: str) -> LearningSession:
         scope = trigger.scope
@@ -71,16 +73,19 @@ class SessionRunner:
         first = self._transition(s.id, scope, S.TRIGGERED, f"{trigger.trigger.value} by {trigger.requested_by}",
                                  trigger=trigger.trigger)
         await self._emit([first])
+        self.sent[s.id] = S.TRIGGERED
         s = self._save(s)
         last = first
         try:
             s, last = await self._consolidate(s, trigger, mode)
         except Exception as exc:  # any failure ends the session as failed, recorded
             log.warning("session %s in %s failed: %s", s.id, scope, exc)
-            last = self._transition(s.id, scope, S.FAILED, f"{type(exc).__name__}: {exc}"[:8000])
+            last = self._transition(s.id, scope, S.FAILED, f"{type(exc).__name__}: {exc}"[:8000],
+                                    from_status=self.sent.get(s.id))
             await self._emit([last])
             s = self._save(s.model_copy(update={"status": S.FAILED, "ended_at": datetime.now(UTC),
                                                 "error": f"{type(exc).__name__}: {exc}"[:8000]}))
+        self.sent.pop(s.id, None)
         await self._wait_applied(last.event_id)
         return s
 
@@ -137,8 +142,9 @@ class SessionRunner:
 
     async def _move(self, s: LearningSession, to: SessionStatus, reason: str,
                     watermark: int | None = None) -> tuple[LearningSession, Envelope]:
-        env = self._transition(s.id, s.workspace, to, reason, watermark=watermark)
+        env = self._transition(s.id, s.workspace, to, reason, watermark=watermark, from_status=s.status)
         await self._emit([env])
+        self.sent[s.id] = to
         return self._save(s.model_copy(update={"status": to})), env
 
     async def _end(self, s: LearningSession, to: SessionStatus, reason: str) -> tuple[LearningSession, Envelope]:
@@ -166,9 +172,13 @@ class SessionRunner:
 
     @staticmethod
     def _transition(sid: str, scope: str, to: SessionStatus, reason: str, *, trigger: TriggerKind | None = None,
-                    watermark: int | None = None) -> Envelope:
+                    watermark: int | None = None, from_status: SessionStatus | None = None) -> Envelope:
+        """`from_status` lets the store hold a move that arrives before its predecessor (services.order). The
+        failure of a session abandoned by a dead consolidator goes without one: failed is legal from every
+        active status, so it ends the session from whichever status its owner's last events reached."""
         return Envelope(workspace=scope, job=CONSOLIDATOR_JOB, correlation_id=sid, payload=SessionTransitioned(
-            session_id=sid, scope=scope, to_status=to, reason=reason[:8000], trigger=trigger, watermark=watermark))
+            session_id=sid, scope=scope, to_status=to, reason=reason[:8000], trigger=trigger, watermark=watermark,
+            from_status=from_status))
 
     @staticmethod
     def _edit(sid: str, scope: str, edit_id: str, to: EditStatus, reason: str, edit: object = None) -> Envelope:

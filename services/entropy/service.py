@@ -129,7 +129,7 @@ class EntropyService:
         if periodic and isinstance(previous, bytes) and _total(previous) == metrics.total_applications:
             return None
         self.stats.evaluations += 1
-        enough = metrics.total_applications >= self.settings.entropy_min_applications
+        enough = metrics.total_applications >= self.learning.entropy_min_applications
         if metrics.threshold_exceeded and enough:
             await self._respond(metrics, now)
         await self._drift_alerts(now)

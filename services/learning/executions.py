@@ -3,8 +3,10 @@
 confidence = clamp(validation_pass_rate - 0.1 x min(retry_count, 5) + (0.1 if success without retry))
   (the reference's `_calculate_confidence`; the store keeps it next to the producer's own score).
 
-Optimal window, from recoveries per hour of day: an hour with >= 3 samples is `optimal` at a success rate
->= 0.7 and `avoid` at <= 0.3; confidence = min(total samples / 50, 1).
+Optimal window, from recoveries per hour of day: an hour with >= 3 samples is measured, `optimal` at a success
+rate >= 0.7 and `avoid` at <= 0.3; confidence = min(total samples / 50, 1) x measured hours / 24, since an hour
+never measured could be the best one. With fewer than `window_min_hours` (2) measured hours there is no window
+to choose from: no optimal or avoid hours, confidence 0, `enough_data` false.
 """
 
 from __future__ import annotations
@@ -30,19 +32,25 @@ def execution_confidence(
 def optimal_window(hours: Mapping[int, tuple[int, int]], s: LearningSettings) -> dict[str, Any]:
     """From {hour: (successes, total)}: optimal and avoid hours, confidence and sample count."""
     optimal, avoid = [], []
-    samples = 0
+    samples = measured = 0
     for hour, (ok, total) in sorted(hours.items()):
         samples += total
         if total >= s.window_min_samples:
+            measured += 1
             rate = ok / total
             if rate >= s.window_good_rate:
                 optimal.append(hour)
             elif rate <= s.window_avoid_rate:
                 avoid.append(hour)
+    enough = measured >= s.window_min_hours
     return {
-        "optimal_hours": optimal,
-        "avoid_hours": avoid,
-        "confidence": min(1.0, samples / s.window_full_confidence_samples),
+        "optimal_hours": optimal if enough else [],
+        "avoid_hours": avoid if enough else [],
+        "confidence": min(1.0, samples / s.window_full_confidence_samples) * measured / 24 if enough else 0.0,
+        "enough_data": enough,
+        "measured_hours": measured,
+        "min_hours": s.window_min_hours,
+        "min_samples_per_hour": s.window_min_samples,
         "sample_count": samples,
         "hours": {
             str(h): {"successes": ok, "total": t, "success_rate": ok / t if t else 0.0}

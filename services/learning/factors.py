@@ -109,6 +109,18 @@ def summarise(rows: Sequence[FactorCount], successes: int, failures: int) -> Suc
     )
 
 
+def best_time(lifts: Sequence[dict[str, Any]], s: LearningSettings) -> dict[str, Any] | None:
+    """The time of day to recommend: the bucket with the highest lift of at least `why_min_lift` over at least
+    `why_min_observations` applications; None when no bucket beats the pattern's own rate by that much (with
+    every application in one bucket, its lift is exactly 0)."""
+    candidates = [
+        d for d in lifts
+        if d["factor"] == "time_of_day" and d["applications"] >= s.why_min_observations
+        and d["lift"] >= s.why_min_lift
+    ]
+    return max(candidates, key=lambda d: (d["lift"], d["value"]), default=None)
+
+
 def why(rows: Sequence[FactorCount], successes: int, failures: int, s: LearningSettings) -> dict[str, Any]:
     """The "why" analysis: summary, key conditions, confidence, recommendations and per-factor lift."""
     summary = summarise(rows, successes, failures)
@@ -163,12 +175,15 @@ def why(rows: Sequence[FactorCount], successes: int, failures: int, s: LearningS
     recommendations = []
     if summary.occurrence_count < s.why_min_observations:
         recommendations.append("Need more observations for reliable analysis")
-    if summary.success_rate > 0.8:
-        recommendations.append("High confidence pattern - consider for auto-apply")
-    if summary.success_rate < 0.5:
-        recommendations.append("Low success rate - review pattern relevance")
-    if summary.time_of_day_bucket:
-        recommendations.append(f"Best applied during {summary.time_of_day_bucket.value}")
+    else:
+        if summary.success_rate > 0.8:
+            recommendations.append("High confidence pattern - consider for auto-apply")
+        if summary.success_rate < 0.5:
+            recommendations.append("Low success rate - review pattern relevance")
+        best = best_time(lifts, s)
+        if best is not None:
+            recommendations.append(f"Best applied during {best['value']} (success {best['lift']:+.2f} against "
+                                   f"the pattern's, over {best['applications']} applications)")
     confidence = (
         min(1.0, summary.occurrence_count / s.why_full_confidence_observations) * summary.success_rate
     )

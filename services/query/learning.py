@@ -13,10 +13,10 @@ import json
 import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import aiosqlite
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts import EscalationDecisionRecord, EvolutionTrajectoryEntry, PatternRecord, QuarantineStatus
 from contracts.types import Identifier, NonNegInt
@@ -109,6 +109,12 @@ class TrajectoryArgs(Args):
     window_cycles: Annotated[int, Field(ge=1, le=10_000)] | None = None
     min_occurrences: Annotated[int, Field(ge=1, le=10_000)] | None = None
     limit: _Limit = 50
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.start_cycle is not None and self.end_cycle is not None and self.start_cycle > self.end_cycle:
+            raise ValueError(f"the first cycle ({self.start_cycle}) is after the last ({self.end_cycle})")
+        return self
 
 
 class UnknownId(LookupError):
@@ -414,6 +420,9 @@ async def entropy(db: aiosqlite.Connection, a: EntropyArgs, s: LearningSettings)
     result: dict[str, Any] = {
         "current": current.model_dump(mode="json"),
         "threshold": s.entropy_alert_threshold,
+        # Too few applications to judge diversity by (the entropy service does not respond below this either).
+        "min_applications": s.entropy_min_applications,
+        "enough_data": current.total_applications >= s.entropy_min_applications,
     }
     if a.history:
         async with db.execute(ENTROPY_HISTORY, (a.limit,)) as cur:
@@ -799,6 +808,7 @@ def _op(fn: Reading, model: type[Args]) -> Callable[[Any, dict[str, Any]], Await
             raise LookupError(str(exc)) from exc
 
     run.__name__ = fn.__name__
+    run.args_model = model  # type: ignore[attr-defined]  # `pheromone schema --queries` exports its schema
     return run
 
 

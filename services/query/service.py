@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from contracts import EventQuery
 from contracts.queries import MAX_REQUEST_BYTES
 from services.consumer import describe, one_line
+from services.query import finite
 from services.query.learning import LEARNING_OPS
 from services.query.sessions import SESSION_OPS
 from services.runtime import ServiceContext, ServiceParts
@@ -85,6 +86,11 @@ async def answer(reader: Reader, raw: bytes, reply_pattern: re.Pattern[str]) -> 
         return reply, {"ok": False, "error": f"query failed: {error}"}
 
 
+def reply_json(response: dict[str, Any]) -> str:
+    """The response as standard JSON: a non-finite aggregate is null, never `Infinity` (services.query.finite)."""
+    return finite.dumps(response)
+
+
 async def build(ctx: ServiceContext) -> ServiceParts:
     path = ctx.settings.store_path
     if not path.exists():
@@ -103,7 +109,7 @@ async def build(ctx: ServiceContext) -> ServiceParts:
             log.warning("dropped a query request: %s", response["error"])
             return
         async with redis.pipeline(transaction=True) as pipe:
-            pipe.lpush(reply, json.dumps(response, default=str))
+            pipe.lpush(reply, reply_json(response))
             pipe.expire(reply, REPLY_TTL_S)
             await pipe.execute()
 

@@ -68,6 +68,7 @@ def _op(fn: Callable[[aiosqlite.Connection, Any], Awaitable[Any]],
         return await fn(reader.db, model.model_validate(args))
 
     run.__name__ = fn.__name__
+    run.args_model = model  # type: ignore[attr-defined]  # `pheromone schema --queries` exports its schema
     return run
 
 

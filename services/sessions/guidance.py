@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from contracts.sessions import LEARNED_BEGIN, LEARNED_END, Edit, EditOp, EditPillar
@@ -33,10 +34,14 @@ BLOCKING = frozenset({"quarantined", "retired"})
 """A pattern whose status for a (workspace, model) is one of these is not served there."""
 
 
+_PATTERN, _WAIT = EditPillar.PATTERN.value, EditPillar.WAIT_POLICY.value
+
+
 class NotApplicable(ValueError):
     """The edit cannot apply to the current value (anchor missing, line already present, no change)."""
 
 
+@lru_cache(maxsize=65_536)
 def slot(target: str, model: str | None, field: str) -> str:
     """The guidance key of one value: a JSON array, unambiguous whatever the names hold."""
     return json.dumps([target, model, field], separators=(",", ":"), ensure_ascii=False)
@@ -110,14 +115,14 @@ class Guidance:
     def blocks(self, pattern_id: str, model: str | None) -> bool:
         """Is `pattern_id` kept from jobs running `model` (a status for that model, or for every model)?"""
         for scope in ((model,) if model else ()) + (None,):
-            status = self.entries.get((EditPillar.PATTERN.value, slot(pattern_id, scope, "status")))
+            status = self.entries.get((_PATTERN, slot(pattern_id, scope, "status")))
             if status is not None:
                 return status in BLOCKING
         return False
 
     def wait(self, error_code: str, model: str | None) -> float | None:
         for scope in ((model,) if model else ()) + (None,):
-            value = self.entries.get((EditPillar.WAIT_POLICY.value, slot(error_code, scope, "wait")))
+            value = self.entries.get((_WAIT, slot(error_code, scope, "wait")))
             if value is not None:
                 return float(value)
         return None

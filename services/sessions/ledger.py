@@ -3,7 +3,10 @@
 Every refusal is an `EventRejected` raised before anything is written (the store's projection contract):
 an event about another workspace than its envelope's (workspaces are a boundary), an illegal session or edit
 transition, a second active session in a scope, an edit that does not apply to the current guidance (anchor
-missing, no change), a rollback of an edit whose target has changed since.
+missing, no change), a rollback of an edit whose target has changed since. Some are retryable, because a
+redelivery can bring them before their predecessor (`services.order`): an event sent from a status the
+session or edit has not reached yet, a later move of a session or edit not recorded yet, a session's first
+event while its scope's previous session has not ended yet, an edit whose session is not recorded yet.
 
 Applying an edit stores the guidance row it replaced (`before`: value, session, edit and seq, or null);
 rolling it back writes that row back as it was, or deletes the entry if there was none: the guidance
@@ -20,8 +23,18 @@ from typing import TYPE_CHECKING, Any
 from contracts import Envelope
 from contracts.sessions import Edit, EditStatus, EditTransitioned, PlaybookWritten, SessionStatus, SessionTransitioned
 from services.errors import EventRejected
+from services.order import check_predecessor
 from services.sessions.guidance import NotApplicable, apply_edit, key_of
-from services.sessions.states import ACTIVE, IllegalTransition, check_edit, check_session
+from services.sessions.states import (
+    ACTIVE,
+    EDIT_FIRST,
+    EDIT_TRANSITIONS,
+    SESSION_FIRST,
+    SESSION_TRANSITIONS,
+    IllegalTransition,
+    check_edit,
+    check_session,
+)
 from services.store.codec import dumps, us
 
 if TYPE_CHECKING:
@@ -64,17 +77,22 @@ def session_transition(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: P
     _own(env, p.scope, "session")
     row = conn.execute(SELECT_SESSION, (p.session_id,)).fetchone()
     current = SessionStatus(row[0]) if row else None
+    check_predecessor(f"session {p.session_id}", current, p.from_status, SESSION_TRANSITIONS,
+                      frozenset({SESSION_FIRST}))
     try:
         check_session(current, p.to_status)
     except IllegalTransition as exc:
-        raise EventRejected(f"session {p.session_id}: {exc}") from exc
+        # A later move of a session not recorded yet is ahead of its first event, which may be on its way.
+        raise EventRejected(f"session {p.session_id}: {exc}", retryable=current is None) from exc
     at = us(env.occurred_at)
     if row is None:
         if p.trigger is None:
             raise EventRejected(f"session {p.session_id}: its first event must say what triggered it")
         busy = conn.execute(ACTIVE_IN_SCOPE, (p.scope, *ACTIVE)).fetchone()
         if busy:
-            raise EventRejected(f"scope {p.scope} already has an active session ({busy[0]})")
+            # Retryable: the active session's last event (failed by the consolidator that abandons it, or its
+            # own end) can still be on its way; if it never comes, the bound dead-letters this one.
+            raise EventRejected(f"scope {p.scope} already has an active session ({busy[0]})", retryable=True)
         conn.execute(INSERT_SESSION, (p.session_id, p.scope, p.to_status.value, p.trigger.value, p.watermark,
                                       at, at, seq))
     else:
@@ -90,10 +108,12 @@ def edit_transition(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: Proj
     assert isinstance(p, EditTransitioned)
     row = conn.execute(SELECT_EDIT, (p.session_id, p.edit_id)).fetchone()
     current = EditStatus(row[0]) if row else None
+    check_predecessor(f"edit {p.edit_id} of session {p.session_id}", current, p.from_status, EDIT_TRANSITIONS,
+                      EDIT_FIRST)
     try:
         check_edit(current, p.to_status)
     except IllegalTransition as exc:
-        raise EventRejected(f"edit {p.edit_id} of session {p.session_id}: {exc}") from exc
+        raise EventRejected(f"edit {p.edit_id} of session {p.session_id}: {exc}", retryable=current is None) from exc
     if row is None:
         if p.edit is None or p.edit.id != p.edit_id:
             raise EventRejected(f"edit {p.edit_id}: its first event must carry the edit, with that id")

@@ -54,20 +54,25 @@ def plan_step(c: Consolidation, teacher: Teacher, g: Guidance, scope: str, sessi
 def gate_step(c: Consolidation, g: Guidance, mode: AutonomyMode, s: SessionsSettings, now: datetime,
               scope: str) -> None:
     """Gate the plan and decide each edit: gate_rejected, applied (its tier needs no review under `mode`) or
-    staged for review."""
+    staged for review. An edit that supports a staged edit is staged with it, whatever its own tier: applying
+    it would put in front of jobs what a reviewer has not seen the reason for (plan order puts parents first)."""
     assert c.plan is not None
     c.gated = gate(c.plan, c.mined, g, s)
+    decided: dict[str, EditStatus] = {}
     for v in c.gated.verdicts:
         if not v.accepted:
             status = EditStatus.GATE_REJECTED
+        elif v.edit.supports is not None and decided.get(v.edit.supports) is EditStatus.STAGED:
+            status = EditStatus.STAGED
         elif applies_without_review(v.edit.risk_tier, mode):
             status = EditStatus.APPLIED
         else:
             status = EditStatus.STAGED
-        decided = status is not EditStatus.STAGED
+        decided[v.edit.id] = status
+        final = status is not EditStatus.STAGED
         c.outcomes.append(EditOutcome(edit=v.edit, status=status, reason=v.reason[:8192], score_before=v.before,
-                                      score_after=v.after, decided_by="gate" if decided else None,
-                                      decided_at=now if decided else None))
+                                      score_after=v.after, decided_by="gate" if final else None,
+                                      decided_at=now if final else None))
     c.report = report(c, scope=scope, started=now, ended=now)
 
 
@@ -84,8 +89,15 @@ def report(c: Consolidation, *, scope: str, started: datetime, ended: datetime, 
         accepted=bool(kept), gate_action="accepted" if kept else "rejected" if rejected else "none",
         no_edits_reason=note if not c.outcomes else "",
         edits=[_record(o) for o in kept], rejected_edits=[_record(o) for o in rejected],
-        notes=[note] if note else [],
+        notes=([note] if note else []) + _test_note(c),
     )
+
+
+def _test_note(c: Consolidation) -> list[str]:
+    e = c.gated.test_effect if c.gated else None
+    if e is None or not any(o.status is not EditStatus.GATE_REJECTED for o in c.outcomes):
+        return []
+    return [f"held-out test split: accepted edits change the score by {e.gain:+.4f} +- {1.96 * e.se:.4f} (95%)"]
 
 
 def _record(o: EditOutcome) -> EditRecord:

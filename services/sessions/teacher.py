@@ -84,7 +84,13 @@ class StatisticalTeacher:
         )]
 
 
+def wait_evidence(recoveries: Sequence[Recovery], wait: float, s: SessionsSettings) -> tuple[int, int] | None:
+    """(successes, count) of recoveries that waited at least `wait` (None: fewer than `min_estimate_runs`)."""
+    waited = [r.success for r in recoveries if r.wait >= wait]
+    return (sum(waited), len(waited)) if len(waited) >= s.min_estimate_runs else None
+
+
 def wait_rate(recoveries: Sequence[Recovery], wait: float, s: SessionsSettings) -> float | None:
     """Success rate of recoveries that waited at least `wait` (None: fewer than `min_estimate_runs`)."""
-    waited = [r.success for r in recoveries if r.wait >= wait]
-    return sum(waited) / len(waited) if len(waited) >= s.min_estimate_runs else None
+    counts = wait_evidence(recoveries, wait, s)
+    return None if counts is None else counts[0] / counts[1]

@@ -18,7 +18,9 @@ transaction stays on the writer thread.
 
 Exactly-once effect: the ledger's primary key is the producer's `event_id`. Each event is inserted with
 `ON CONFLICT DO NOTHING` ; only when that insert added a row are its projections applied. A projection
-that refuses the event (`EventRejected`) does so before writing, and the event's ledger row is removed.
+that refuses the event (`EventRejected`) does so before writing, and the event's ledger row is removed. An
+event whose projection fails (an exception tied to it, not to the store) is refused alone: the batch is
+rolled back and applied again with a savepoint per event (`apply`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from contracts import Envelope, parse_envelope
-from services.consumer import Refused
+from services.consumer import Refused, one_line
 from services.errors import EventRejected, StoreBusyError, StoreError
 from services.settings import LearningSettings
 from services.store.codec import us
@@ -72,6 +74,16 @@ def map_sqlite_error(exc: sqlite3.Error) -> StoreError:
     return StoreError(f"store failed: {exc}")
 
 
+def is_store_wide(exc: BaseException) -> bool:
+    """True for a failure every event of a batch would meet alike (see `map_sqlite_error`)."""
+    return isinstance(exc, sqlite3.Error) and isinstance(map_sqlite_error(exc), StoreBusyError)
+
+
+def cannot_store(exc: Exception) -> str:
+    """The reason an event the contracts accepted could not be stored, for its dead letter."""
+    return one_line(f"cannot be stored: {type(exc).__name__}: {exc}")
+
+
 class Store:
     """The ledger plus projections in one SQLite file. Use `async with Store(path) as store:`.
 
@@ -105,14 +117,27 @@ class Store:
         self._executor.shutdown(wait=True)
 
     async def apply(self, events: Sequence[tuple[Envelope, bytes | str]]) -> ApplyResult:
-        """Append a batch to the ledger and project the new events, in one transaction."""
+        """Append a batch to the ledger and project the new events, in one transaction.
+
+        If an event fails in a way tied to it (a value SQLite cannot bind, a projection's bug), the batch is
+        rolled back and applied again with a savepoint per event (`_project_isolated`): that event alone is
+        refused, at once, and the others are committed now, not after the retrier's idle time. The first
+        pass has no savepoint (a savepoint copies every page the batch changes). A store-wide failure (locked,
+        full, read-only) fails the whole batch: every event would fail alike.
+        """
         if not self.on_loop:
             return await self._call(self._apply_sync, events)
         try:
             await self._begin_on_loop()
             # From BEGIN to COMMIT without an await: nothing else on this loop runs inside the transaction,
             # so the service's subscribers (one per stream) take turns batch by batch.
-            return self._apply_locked(events)
+            try:
+                return self._apply_locked(events)
+            except Exception as exc:
+                if is_store_wide(exc):
+                    raise
+            await self._begin_on_loop()
+            return self._apply_locked(events, isolated=True)
         except sqlite3.Error as exc:
             raise map_sqlite_error(exc) from exc
 
@@ -170,49 +195,98 @@ class Store:
         return self._conn
 
     def _apply_sync(self, events: Sequence[tuple[Envelope, bytes | str]]) -> ApplyResult:
+        """`apply` on the writer thread."""
         self.conn.execute("BEGIN IMMEDIATE")
-        return self._apply_locked(events)
+        try:
+            return self._apply_locked(events)
+        except Exception as exc:
+            if is_store_wide(exc):
+                raise
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self._apply_locked(events, isolated=True)
 
-    def _apply_locked(self, events: Sequence[tuple[Envelope, bytes | str]]) -> ApplyResult:
+    def _apply_locked(self, events: Sequence[tuple[Envelope, bytes | str]], isolated: bool = False) -> ApplyResult:
         """The batch, in the transaction its caller began: committed, or rolled back if anything fails."""
         conn = self.conn
-        result = ApplyResult()
         self._ctx.begin()
         try:
-            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM ledger").fetchone()[0]
-            now = us_now()
-            # One cursor for the batch's ledger inserts (`conn.execute` makes and registers a cursor per
-            # statement) and the envelope's fields read once: ~1.5% fewer instructions per batch (callgrind).
-            cur, projections, ctx = conn.cursor(), PROJECTIONS, self._ctx
-            for index, (env, raw) in enumerate(events):
-                event_id, kind = env.event_id, env.kind
-                cur.execute(
-                    INSERT_LEDGER,
-                    (
-                        event_id, seq + 1, kind, env.workspace, env.job, env.correlation_id,
-                        us(env.occurred_at), now, env.schema_version,
-                        raw.decode() if isinstance(raw, bytes) else raw,
-                    ),
-                )
-                if cur.rowcount == 0:
-                    result.duplicates.append(event_id)
-                    continue
-                try:
-                    projections[kind](conn, env, seq + 1, ctx)
-                except EventRejected as exc:
-                    # Projections refuse before they write (see projections.py), so removing the ledger row
-                    # undoes the event entirely; cheaper than a savepoint around every event.
-                    conn.execute(DELETE_LEDGER, (event_id,))
-                    result.rejected.append(Refused(index, str(exc), exc.retryable))
-                    continue
-                seq += 1
-                result.inserted.append(event_id)
-            self._ctx.finish(conn)  # per-batch derived values (projections.ProjectionContext)
+            result = self._project_isolated(events) if isolated else self._project(events)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        return result
+
+    def _project(self, events: Sequence[tuple[Envelope, bytes | str]]) -> ApplyResult:
+        result = self._project_events(events)
+        self._ctx.finish(self.conn)  # per-batch derived values (projections.ProjectionContext)
+        return result
+
+    def _project_events(self, events: Sequence[tuple[Envelope, bytes | str]], first: int = 0) -> ApplyResult:
+        """Ledger rows and projections of `events` (the batch's, from index `first`), without `finish`."""
+        conn = self.conn
+        result = ApplyResult()
+        seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM ledger").fetchone()[0]
+        now = us_now()
+        # One cursor for the batch's ledger inserts (`conn.execute` makes and registers a cursor per
+        # statement) and the envelope's fields read once.
+        cur, projections, ctx = conn.cursor(), PROJECTIONS, self._ctx
+        for index, (env, raw) in enumerate(events, first):
+            event_id, kind = env.event_id, env.kind
+            cur.execute(
+                INSERT_LEDGER,
+                (
+                    event_id, seq + 1, kind, env.workspace, env.job, env.correlation_id,
+                    us(env.occurred_at), now, env.schema_version,
+                    raw.decode() if isinstance(raw, bytes) else raw,
+                ),
+            )
+            if cur.rowcount == 0:
+                result.duplicates.append(event_id)
+                continue
+            try:
+                projections[kind](conn, env, seq + 1, ctx)
+            except EventRejected as exc:
+                # Projections refuse before they write (see projections.py), so removing the ledger row
+                # undoes the event entirely; cheaper than a savepoint around every event.
+                conn.execute(DELETE_LEDGER, (event_id,))
+                result.rejected.append(Refused(index, str(exc), exc.retryable))
+                continue
+            seq += 1
+            result.inserted.append(event_id)
+        return result
+
+    def _project_isolated(self, events: Sequence[tuple[Envelope, bytes | str]]) -> ApplyResult:
+        """The batch again, each event inside its own savepoint; an event that fails is refused alone.
+
+        The batch's in-memory pattern state (`services.store.batch`) is not covered by a savepoint, so it is
+        written back after each event (`flush`: the same writes, sooner; the batch reloads what it needs)
+        and, when an event fails, what that event left in it is dropped, so the patterns settled at the end
+        are those of the events kept.
+        """
+        conn = self.conn
+        result = ApplyResult()
+        batch = self._ctx.batch
+        for index, event in enumerate(events):
+            touched = set(batch.touched)
+            conn.execute("SAVEPOINT event")
+            try:
+                one = self._project_events([event], index)
+                batch.flush(conn)
+            except Exception as exc:
+                if is_store_wide(exc):
+                    raise
+                conn.execute("ROLLBACK TO event")
+                batch.clear()
+                batch.touched |= touched
+                result.rejected.append(Refused(index, cannot_store(exc)))
+            else:
+                result.inserted += one.inserted
+                result.duplicates += one.duplicates
+                result.rejected += one.rejected
+            conn.execute("RELEASE event")
+        self._ctx.finish(conn)
         return result
 
     def _rebuild_sync(self) -> int:

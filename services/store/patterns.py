@@ -43,8 +43,10 @@ from services.learning.lifecycle import (
     automatic_transition,
     check_transition,
     is_revisit,
+    resets_evidence,
 )
 from services.learning.scores import days_between, effectiveness, priority, trust
+from services.order import check_predecessor
 from services.store.batch import SELECT_COUNTS, Live, PatternBatch, Window, scores
 from services.store.codec import dumps, us
 
@@ -77,15 +79,20 @@ class PatternState:
     last_applied_us: int | None
     status: QuarantineStatus
     grace_until: int
+    base_apps: int = 0
+    """Applications and successes when the pattern last entered or left quarantine: the lifecycle's evidence
+    is what came after."""
+    base_successes: int = 0
 
     @classmethod
     def from_row(cls, pid: str, row: Sequence[Any]) -> PatternState:
-        name, occ, ok, bad, conf, applied, status, grace = row
-        return cls(pid, name, occ, ok, bad, conf, applied, QuarantineStatus(status), grace)
+        name, occ, ok, bad, conf, applied, status, grace, base_apps, base_ok = row
+        return cls(pid, name, occ, ok, bad, conf, applied, QuarantineStatus(status), grace, base_apps, base_ok)
 
 
 STATE_COLUMNS = """pattern_name, occurrence_count, led_to_success_count, led_to_failure_count,
-    last_confirmed_us, last_applied_us, quarantine_status, grace_until_apps"""
+    last_confirmed_us, last_applied_us, quarantine_status, grace_until_apps, evidence_base_apps,
+    evidence_base_successes"""
 SELECT_STATE = f"SELECT {STATE_COLUMNS} FROM patterns WHERE id = ?"
 
 # -- observations --------------------------------------------------------------------------------------------
@@ -178,7 +185,7 @@ def observe(
         assert live.state is not None
         live.state.occurrences = row[1]
         return
-    state = PatternState.from_row(pid, row[:8])
+    state = PatternState.from_row(pid, row[:10])
     if state.occurrences == 1 and state.successes + state.failures > 0:
         # First observation of a pattern that was applied before: derive everything from its applications.
         batch.write_applications(conn)
@@ -186,7 +193,7 @@ def observe(
         batch.touched.add(pid)
     else:
         # Only the occurrence count changed: priority is the one derived value that depends on it.
-        conn.execute(SET_PRIORITY, (priority(row[8], state.occurrences, row[9], s), pid))
+        conn.execute(SET_PRIORITY, (priority(row[10], state.occurrences, row[11], s), pid))
 
 
 # -- applications --------------------------------------------------------------------------------------------
@@ -331,7 +338,7 @@ UPDATE patterns SET quarantine_status = :to,
     quarantine_reason = CASE WHEN :to = 'quarantined' THEN :reason ELSE NULL END,
     validated_at_us = CASE WHEN :to = 'validated' THEN :at ELSE validated_at_us END,
     active = CASE WHEN :to = 'retired' THEN 0 ELSE active END,
-    grace_until_apps = :grace
+    grace_until_apps = :grace, evidence_base_apps = :base_apps, evidence_base_successes = :base_ok
 WHERE id = :id
 """
 SET_TRUST = "UPDATE patterns SET trust_score = ?, trust_calculation_us = ? WHERE id = ?"
@@ -367,8 +374,10 @@ def _rule(
     eff = effectiveness(st.successes, st.failures, successes, groundings, days, s)
     event_id, seq, at = cause
     if st.status != QuarantineStatus.RETIRED:
-        move = automatic_transition(st.status, n, eff, st.grace_until, s)
+        evidence = (st.successes - st.base_successes, n - st.base_apps)
+        move = automatic_transition(st.status, n, eff, st.grace_until, s, evidence=evidence)
         if move is not None:
+            check_transition(st.status, move[0])  # a rule's move obeys the same table as everyone's
             _write_transition(
                 conn, st, move[0], move[1], actor="rule", key=f"{event_id}/{st.id}", seq=seq, at=at, s=s
             )
@@ -442,8 +451,11 @@ def _write_transition(
     """
     applications = st.successes + st.failures
     grace = applications + s.revisit_grace_applications if is_revisit(st.status, to) else st.grace_until
+    if resets_evidence(st.status, to):
+        st.base_apps, st.base_successes = applications, st.successes
     conn.execute(INSERT_TRANSITION, (key, seq, st.id, st.status.value, to.value, reason, actor, at))
-    conn.execute(SET_STATUS, {"to": to.value, "at": at, "reason": reason, "grace": grace, "id": st.id})
+    conn.execute(SET_STATUS, {"to": to.value, "at": at, "reason": reason, "grace": grace, "id": st.id,
+                              "base_apps": st.base_apps, "base_ok": st.base_successes})
     st.status, st.grace_until = to, grace
 
 
@@ -469,6 +481,7 @@ def transition(
         # Retryable: after a crash, redelivery can bring a transition before the pattern's observation.
         raise EventRejected(f"pattern {p.pattern_id!r} is not in the store", retryable=True)
     st = PatternState.from_row(p.pattern_id, row)
+    check_predecessor(f"pattern {p.pattern_id}", st.status, p.from_status, ALLOWED_TRANSITIONS, frozenset())
     try:
         check_transition(st.status, p.to_status)
     except IllegalTransition as exc:

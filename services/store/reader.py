@@ -38,34 +38,20 @@ class Reader:
 
     async def events(self, query: EventQuery) -> list[str]:
         """Envelope JSON of the newest `limit` matching events, returned oldest first."""
-        where: list[str] = ["1=1"]
-        params: list[Any] = []
-        if query.workspace is not None:
-            where.append("workspace = ?")
-            params.append(query.workspace)
-        if query.job is not None:
-            where.append("job = ?")
-            params.append(query.job)
-        if query.correlation_id is not None:
-            where.append("correlation_id = ?")
-            params.append(query.correlation_id)
-        if query.kinds:
-            where.append(f"kind IN ({','.join('?' * len(query.kinds))})")
-            params.extend(k.value for k in query.kinds)
-        if query.time_range is not None:
-            if query.time_range.start is not None:
-                where.append("occurred_us >= ?")
-                params.append(us(query.time_range.start))
-            if query.time_range.end is not None:
-                where.append("occurred_us <= ?")
-                params.append(us(query.time_range.end))
-        sql = (
-            f"SELECT body FROM (SELECT seq, body FROM ledger WHERE {' AND '.join(where)} "
-            "ORDER BY seq DESC LIMIT ?) ORDER BY seq"
-        )
-        params.append(query.limit)
-        async with self.db.execute(sql, params) as cur:
+        where, params = _where(query)
+        sql = f"SELECT body FROM (SELECT seq, body FROM ledger WHERE {where} ORDER BY seq DESC LIMIT ?) ORDER BY seq"
+        async with self.db.execute(sql, [*params, query.limit]) as cur:
             return [row[0] for row in await cur.fetchall()]
+
+    async def page(self, query: EventQuery, after: int) -> tuple[list[tuple[int, str]], bool]:
+        """(seq, envelope JSON) of the oldest `limit` matching events stored after ledger position `after`, and
+        whether more follow: a cursor over the whole ledger (`pheromone events --after`), stable while the
+        store appends, since `seq` only grows."""
+        where, params = _where(query)
+        sql = f"SELECT seq, body FROM ledger WHERE {where} AND seq > ? ORDER BY seq LIMIT ?"
+        async with self.db.execute(sql, [*params, after, query.limit + 1]) as cur:
+            rows = [(int(r[0]), str(r[1])) for r in await cur.fetchall()]
+        return rows[: query.limit], len(rows) > query.limit
 
     async def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -73,3 +59,29 @@ class Reader:
             for kind, n in await cur.fetchall():
                 out[kind] = n
         return out
+
+
+def _where(query: EventQuery) -> tuple[str, list[Any]]:
+    """The ledger filter of an EventQuery: SQL conditions and their parameters."""
+    where: list[str] = ["1=1"]
+    params: list[Any] = []
+    if query.workspace is not None:
+        where.append("workspace = ?")
+        params.append(query.workspace)
+    if query.job is not None:
+        where.append("job = ?")
+        params.append(query.job)
+    if query.correlation_id is not None:
+        where.append("correlation_id = ?")
+        params.append(query.correlation_id)
+    if query.kinds:
+        where.append(f"kind IN ({','.join('?' * len(query.kinds))})")
+        params.extend(k.value for k in query.kinds)
+    if query.time_range is not None:
+        if query.time_range.start is not None:
+            where.append("occurred_us >= ?")
+            params.append(us(query.time_range.start))
+        if query.time_range.end is not None:
+            where.append("occurred_us <= ?")
+            params.append(us(query.time_range.end))
+    return " AND ".join(where), params

@@ -269,6 +269,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     DROP INDEX IF EXISTS recoveries_code;
     """,
+    # 7: the lifecycle's evidence is the applications since a pattern last entered or left quarantine: the
+    # pattern's counts at that move, so the evidence is two subtractions (services/learning/lifecycle.py).
+    """
+    ALTER TABLE patterns ADD COLUMN evidence_base_apps INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE patterns ADD COLUMN evidence_base_successes INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 PROJECTION_TABLES: tuple[str, ...] = (

@@ -6,9 +6,14 @@ Subscribers (one FastStream batch subscriber each, group `store`):
     or on the loop's thread when the store is alone in its process (`serve --only store`, `Store(on_loop=)`);
   - ack policy: manual; entries are acked only after the commit that contains them;
   - idempotency key: the envelope's `event_id` (the ledger's primary key);
-  - failures: unparsable entries and events a projection refuses go to `{prefix}:dead` at once with the
-    reason; a failed batch stays pending and is retried one entry at a time by the retrier, dead-lettered
-    after `max_deliveries`; a locked or unwritable database leaves entries pending until it is back.
+  - failures: unparsable entries, events a projection refuses, and events whose projection fails (the store
+    then applies the batch event by event, `Store._project_isolated`) go to `{prefix}:dead` at once with the
+    reason, while the rest of their batch commits; an event refused as early (`services.order`) and a batch
+    that fails otherwise stay pending and are retried one entry at a time by the retrier, dead-lettered after
+    `max_deliveries`; a locked or unwritable database leaves entries pending until it is back;
+  - order: one store process reads, the holder of the writer lease `{prefix}:writer:store`; replicas are hot
+    standbys. On taking the lease it applies what dead consumers of the group left pending, oldest first,
+    before it reads anything newer (`services.writer`), so a crash or a second replica never reorders a stream.
 It also trims the dead-letter stream to `dead_retention_s`.
 """
 
@@ -46,4 +51,5 @@ async def build(ctx: ServiceContext) -> ServiceParts:
             (keys.dead, s.dead_retention_s, False),
         ],
         close=store.close,
+        single_writer=True,  # one active store writer, replicas are standbys (services.writer)
     )

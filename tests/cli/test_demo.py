@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,3 +60,33 @@ def test_demo_on_a_shared_server_from_the_environment_uses_its_own_prefix(
         assert touched == [], f"demo wrote under the installation's prefix: {touched[:5]}"
     finally:
         client.close()
+
+
+def test_demo_twice_on_one_data_dir_judges_each_run_by_its_own_events(cli: Cli, demo_dir: Path) -> None:
+    args = ("--seconds", "0.5", "--workspaces", "1", "--jobs", "2", "--data-dir", str(demo_dir))
+    first = cli("demo", *args, timeout=90)
+    assert first.code == 0, first
+    assert first.err == "", "the demo prints nothing on stderr (no warning, no notice)\n" + str(first)
+    lines = first.out.splitlines()
+    verdict = next(line for line in lines if " emitted " in line)  # one line: not wrapped at 80 columns
+    assert verdict.endswith("every event stored exactly once"), first
+    emitted_first = int(re.search(r"emitted (\d+) events", verdict).group(1))  # type: ignore[union-attr]
+    # It ends by saying where the data went and what to run against it.
+    assert f"The store and the sessions' artifacts are in {demo_dir}. Try:" in lines, first
+    assert f"  pheromone patterns --data-dir {demo_dir}" in lines, first
+
+    second = cli("demo", "--json", *args, timeout=90)
+    assert second.code == 0, second
+    report = json.loads(second.out)
+    assert report["ok"] is True
+    assert report["missing"] == 0 and report["duplicates"] == 0
+    assert report["emitted"] == report["stored"] == sum(report["counts"].values()) > 0
+    assert report["ledger_total"] == emitted_first + report["emitted"]  # both runs' events are there
+    assert report["data_dir"] == str(demo_dir)
+
+
+def test_demo_in_a_temporary_directory_says_how_to_keep_its_data(cli: Cli) -> None:
+    run = cli("demo", "--seconds", "0.5", "--workspaces", "1", "--jobs", "1", timeout=90)
+    assert run.code == 0, run
+    assert run.err == "", run
+    assert "pheromone demo --data-dir DIR" in run.out.splitlines()[-1], run

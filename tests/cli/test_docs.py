@@ -12,13 +12,13 @@ import time
 import tomllib
 from pathlib import Path
 
+import pytest
 from pydantic import BaseModel
 
 from contracts import streams
-from services.embedded import EmbeddedServer
 from services.settings import Settings
 from services.store.schema import MIGRATIONS, PROJECTION_TABLES
-from tests.cli.helpers import PHEROMONE, Cli, command_paths
+from tests.cli.helpers import PHEROMONE, command_paths
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -147,27 +147,41 @@ def test_architecture_names_every_stream_group_and_table() -> None:
 # -- the job example ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("setup", ["nothing-configured", "redis-url"])
 def test_readme_job_example_runs_against_serve(
-    cli: Cli, cli_env: dict[str, str], tmp_path: Path, private_server: EmbeddedServer
+    cli_env: dict[str, str], tmp_path: Path, setup: str, request: pytest.FixtureRequest
 ) -> None:
+    """The README's job example, run as the README says: `pheromone serve` first, then the job, in the same
+    environment; with nothing configured both find the embedded server of the default data directory."""
+    assert "Start the services first" in README.split("```python", 1)[0].rsplit("## Using it from a job", 1)[1]
     (example,) = code_blocks(README, "python")
     script = tmp_path / "job.py"
     script.write_text(example)
-    env = {**cli_env, "PHEROMONE_REDIS_URL": private_server.url}
+    env = {k: v for k, v in cli_env.items() if k != "PHEROMONE_DATA_DIR"}  # the default: $XDG_DATA_HOME/pheromone
+    if setup == "redis-url":
+        env["PHEROMONE_REDIS_URL"] = request.getfixturevalue("private_server").url
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(PHEROMONE), *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=60, check=False)
+
     log = (tmp_path / "serve.log").open("w")
     serve = subprocess.Popen([str(PHEROMONE), "serve"], env=env, cwd=tmp_path, stdout=log, stderr=log)
     try:
+        # "first": the services are up (every one beats) before the job starts.
+        deadline = time.monotonic() + 60
+        while cli("health").returncode != 0:
+            assert serve.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
         job = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path, capture_output=True,
                              text=True, timeout=60, check=False)
         assert job.returncode == 0, job.stdout + job.stderr
+        assert job.stderr == "", job.stderr
         event_id = job.stdout.split()[0]
         deadline = time.monotonic() + 20
         stored: list[str] = []
         while time.monotonic() < deadline and event_id not in stored:
-            run = cli("events", "--workspace", "ws-1", "--kind", "execution", "--json",
-                      env={"PHEROMONE_REDIS_URL": private_server.url})
-            stored = [e["event_id"] for e in json.loads(run.out)] if run.code == 0 else []
-            time.sleep(0.2)
+            run = cli("events", "--workspace", "ws-1", "--kind", "execution", "--json")
+            stored = [e["event_id"] for e in json.loads(run.stdout)] if run.returncode == 0 else []
         assert event_id in stored, (tmp_path / "serve.log").read_text()
     finally:
         serve.send_signal(signal.SIGTERM)

@@ -91,8 +91,9 @@ def test_bad_prefix_setting_is_named(cli: Cli, store_db: Path) -> None:
 
 
 def test_bad_redis_url_setting_is_named(cli: Cli) -> None:
-    run = cli("dead", "list", env={"PHEROMONE_REDIS_URL": "http://localhost:6379"}, timeout=20)
+    run = cli("dead", "list", env={"PHEROMONE_REDIS_URL": "http://:hunter2@localhost:6379"}, timeout=20)
     run.assert_clean_failure("redis_url")
+    assert "hunter2" not in run.err, "a setting's value is never shown: it may hold a password"
 
 
 def test_bad_numeric_setting_is_named(cli: Cli, store_db: Path) -> None:
@@ -122,3 +123,49 @@ def test_serve_that_fails_to_start_closes_what_it_opened_and_exits(cli: Cli, tmp
         r.delete("startfail:ingest")
         r.close()
     run.assert_clean_failure("WRONGTYPE")
+
+
+# -- pydantic and Redis refusals as sentences --------------------------------------------------------------
+
+RAW = ("Value error,", "Assertion failed,", "ResponseError", "validation error for")
+"""What pydantic and redis-py put in their messages: never in a user's one line."""
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (("events", "--since", "2024-05-02", "--until", "2024-05-01"),
+         ("invalid --since/--until: time range start is after its end",)),
+        (("events", "--kind", "bogus"), ("invalid --kind 'bogus': input should be 'execution'",)),
+        (("trajectory", "--from", "5", "--to", "2"),
+         ("invalid --from/--to: the first cycle (5) is after the last (2)",)),
+        (("drift", "--pattern", ""), ("invalid --pattern ''",)),
+        (("wait", ""), ("invalid error code ''",)),
+        (("patterns", "show", "xy"), ("invalid pattern id 'xy'",)),
+        (("escalations", "similar", "--confidence", "2", "--pass-rate", "0.5"), ("invalid --confidence 2.0",)),
+        (("executions", "stats", "--job", ""), ("invalid --job ''",)),
+    ],
+)
+def test_invalid_arguments_are_named_by_their_option(
+    cli: Cli, store_db: Path, args: tuple[str, ...], needles: tuple[str, ...]
+) -> None:
+    run = cli(*args, "--db", str(store_db))
+    run.assert_clean_failure(*needles)
+    assert not any(raw in run.err for raw in RAW), run
+
+
+def test_flag_names_a_bad_workspace_as_the_option(cli: Cli, store_db: Path) -> None:
+    run = cli("flag", "some-id", "--workspace", "has space", "--db", str(store_db), timeout=20)
+    run.assert_clean_failure("invalid --workspace 'has space'")
+
+
+@pytest.mark.parametrize("dead_id", ["nosuch", "99999999999999999999-0"])
+def test_dead_replay_of_a_malformed_id_is_refused_before_redis(cli: Cli, dead_id: str) -> None:
+    run = cli("dead", "replay", dead_id, timeout=20)
+    run.assert_clean_failure(f"{dead_id!r} is not a dead-letter id", "pheromone dead list")
+    assert not any(raw in run.err for raw in RAW), run
+
+
+def test_dead_replay_of_an_unknown_id(cli: Cli, redis_url: str) -> None:
+    run = cli("dead", "replay", "1-0", "--redis-url", redis_url, "--prefix", "nodead", timeout=20)
+    run.assert_clean_failure("no dead letter '1-0'")

@@ -93,3 +93,33 @@ def test_events_store_path_with_uri_characters(cli: Cli, store_db: Path, dirname
     run = cli("events", "--db", str(moved), "--json")
     assert run.code == 0, run
     assert ids_of(run.out) == [e.event_id for e in SAMPLE_EVENTS]
+
+
+def test_events_after_pages_through_the_whole_ledger(cli: Cli, store_db: Path) -> None:
+    seen: list[str] = []
+    cursor, pages = 0, 0
+    while True:
+        run = cli("events", "--db", str(store_db), "--json", "--after", str(cursor), "-n", "2")
+        assert run.code == 0, run
+        page = json.loads(run.out)
+        seen += [e["event_id"] for e in page["events"]]
+        pages += 1
+        assert page["next_after"] >= cursor
+        cursor = page["next_after"]
+        if not page["more"]:
+            break
+    assert seen == [e.event_id for e in SAMPLE_EVENTS]  # oldest first, none skipped or repeated
+    assert pages == (len(SAMPLE_EVENTS) + 1) // 2
+    last = json.loads(cli("events", "--db", str(store_db), "--json", "--after", str(cursor)).out)
+    assert last == {"events": [], "next_after": cursor, "more": False}  # poll from here for what comes next
+
+
+def test_events_after_keeps_the_filters_and_shows_the_next_cursor(cli: Cli, store_db: Path) -> None:
+    run = cli("events", "--db", str(store_db), "--json", "--after", "0", "--workspace", "ws-a", "-n", "1")
+    page = json.loads(run.out)
+    first_a = next(e for e in SAMPLE_EVENTS if e.workspace == "ws-a")
+    assert [e["event_id"] for e in page["events"]] == [first_a.event_id] and page["more"] is True
+    table = cli("events", "--db", str(store_db), "--after", str(page["next_after"]), "-n", "100")
+    assert table.code == 0 and "next page: --after" in table.out and "(none yet)" in table.out, table
+    bad = cli("events", "--db", str(store_db), "--after", "-1")
+    bad.assert_clean_failure("--after", one_line=False)

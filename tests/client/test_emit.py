@@ -52,7 +52,8 @@ async def test_emit_returns_a_ulid_before_anything_is_sent(
     open_client: OpenClient, redis_url: str, redis: Redis, prefix: str
 ) -> None:
     client = await open_client()
-    # A blocking client: calling it does not yield to the event loop, so the client's flusher cannot run.
+    # A blocking client: calling it does not yield to the event loop, so the wake-up emit() scheduled there
+    # does not run and the sender thread, asleep since open(), sends nothing.
     sync = BlockingRedis.from_url(redis_url)
     try:
         before_ms = time.time_ns() // 1_000_000

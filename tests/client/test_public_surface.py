@@ -30,6 +30,8 @@ EXPECTED_ALL = [
     "QueryTimeout",
     "RateLimitStatus",
     "Subscription",
+    "SyncPheromone",
+    "SyncSubscription",
     "TimeRange",
 ]
 

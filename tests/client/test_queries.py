@@ -161,9 +161,23 @@ async def test_no_query_service_gives_query_timeout_within_the_timeout(open_clie
     client = await open_client()
     loop = asyncio.get_running_loop()
     started = loop.time()
-    with pytest.raises(QueryTimeout, match=r"within 0\.3s"):
+    with pytest.raises(QueryTimeout, match=r"within 0\.3s: is `pheromone serve` running"):
         await client.events(EventQuery(), timeout=0.3)
     assert 0.3 <= loop.time() - started < 2.0
+
+
+async def test_a_client_that_started_its_own_server_says_to_start_the_services_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README's snippet run on its own: no server runs for the data directory, so the client starts one,
+    # on which nothing can answer a query. The timeout must say what to run first, not only "is it running?".
+    monkeypatch.delenv("PHEROMONE_REDIS_URL", raising=False)
+    async with Pheromone(workspace="ws-1", job="ws-1.job-42", data_dir=tmp_path, close_timeout=1) as ph:
+        with pytest.raises(QueryTimeout) as exc:
+            await ph.events(EventQuery(workspace="ws-1"), timeout=0.3)
+    message = str(exc.value)
+    assert "start `pheromone serve` first" in message and str(tmp_path) in message, message
+    assert not (tmp_path / "server.json").exists(), "the server the client started is stopped with it"
 
 
 async def test_a_wait_longer_than_the_socket_timeout_still_ends_in_query_timeout(

@@ -53,6 +53,8 @@ EXPECTED_ALL = [
     "Payload",
     "PlaybookWritten",
     "QuarantineStatus",
+    "QueryReply",
+    "QueryRequest",
     "RateLimitEvent",
     "ReplayResult",
     "SessionDigest",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import redis.asyncio as aioredis
 
 from contracts import PatternDiscoveryEvent, pattern_id
@@ -310,3 +311,36 @@ async def test_the_reader_rides_out_a_redis_restart_and_misses_nothing(
     await eventually(lambda: len(col.messages) == 15, timeout=30, what="everything after the restart")
     assert sorted(col.ids()) == sorted(before + during + after)
     await col.stop()
+
+
+async def test_a_subscription_can_await_being_live(
+    start_runtime: StartRuntime, open_client: OpenClient, redis: aioredis.Redis, prefix: str
+) -> None:
+    await start_runtime(SERVICES)
+    publisher = await open_client("pub", workspace="ws-p")
+    for i in range(3):
+        publisher.publish_discovery("retry_pattern", f"before {i}", 0.8, ttl_s=300)
+    await publisher.flush()
+    await eventually(lambda: _broadcasts(redis, prefix, 3), what="three broadcasts")
+    listener = await open_client("listener", workspace="ws-l")
+    sub = listener.subscribe(kinds=["discovery"])
+    assert not sub.is_live  # its process's reader has only just been started
+    await sub.live(timeout=10)
+    # Live means caught up: what the stream held is queued already, no waiting for it.
+    assert sub.is_live and sub.pending() == 3
+    publisher.publish_discovery("retry_pattern", "after", 0.8)
+    assert [(await sub.get(timeout=10)).body.pattern_name for _ in range(4)] == [  # type: ignore[union-attr]
+        "before 0", "before 1", "before 2", "after"]
+    sub.close()
+
+
+async def test_live_times_out_while_redis_is_unreachable(open_client: OpenClient) -> None:
+    client = await open_client("away", url="redis://127.0.0.1:1/0", close_timeout=0.2)
+    sub = client.subscribe()
+    with pytest.raises(TimeoutError):
+        await sub.live(timeout=0.3)
+    assert not sub.is_live
+
+
+async def _broadcasts(redis: aioredis.Redis, prefix: str, n: int) -> bool:
+    return await redis.xlen(Keys(prefix).broadcast) >= n

@@ -37,11 +37,12 @@ from tests.coordination.helpers import Collector, count, eventually, query
 PATTERNS = [f"pattern {i}" for i in range(8)]
 FAST_ENTROPY = {
     "entropy_check_every": 25,
-    "entropy_min_applications": 50,
     "entropy_check_interval_s": 0.3,
     "entropy_cooldown_s": 120.0,
     "max_quarantine_revisits": 2,
 }
+FEW_APPLICATIONS = {"entropy_min_applications": 50}
+"""Learning settings with which the tests' populations are large enough to be judged."""
 
 
 def pid(name: str) -> str:
@@ -103,7 +104,7 @@ def ledger_kinds(db: Path, correlation_id: str) -> list[str]:
 async def test_a_healthy_workload_triggers_no_response(
     start_runtime: StartRuntime, open_client: OpenClient, db: Path, redis: aioredis.Redis, prefix: str
 ) -> None:
-    await start_runtime(["store", "entropy", "broadcaster"], coordination=FAST_ENTROPY)
+    await start_runtime(["store", "entropy", "broadcaster"], coordination=FAST_ENTROPY, learning=FEW_APPLICATIONS)
     job, watcher = await open_client("job-a"), await open_client("watcher", workspace="ws-w")
     col = Collector(watcher.subscribe(kinds=["entropy_response"]))
     observe(job, PATTERNS)
@@ -120,7 +121,7 @@ async def test_a_healthy_workload_triggers_no_response(
 async def test_a_low_diversity_workload_triggers_one_response_recorded_and_broadcast(
     start_runtime: StartRuntime, open_client: OpenClient, db: Path, redis: aioredis.Redis, prefix: str
 ) -> None:
-    await start_runtime(["store", "entropy", "broadcaster"], coordination=FAST_ENTROPY)
+    await start_runtime(["store", "entropy", "broadcaster"], coordination=FAST_ENTROPY, learning=FEW_APPLICATIONS)
     job, watcher = await open_client("job-a"), await open_client("watcher", workspace="ws-w")
     col = Collector(watcher.subscribe(kinds=["entropy_response"]))
     observe(job, PATTERNS)
@@ -169,7 +170,9 @@ async def test_two_entropy_replicas_make_one_response_per_crossing(
 ) -> None:
     await start_runtime(["store", "broadcaster"])
     replicas = [
-        await start_runtime(["entropy"], consumer=f"replica-{i}", coordination=FAST_ENTROPY) for i in range(2)
+        await start_runtime(["entropy"], consumer=f"replica-{i}", coordination=FAST_ENTROPY,
+                            learning=FEW_APPLICATIONS)
+        for i in range(2)
     ]
     watcher = await open_client("watcher", workspace="ws-w")
     col = Collector(watcher.subscribe(kinds=["entropy_response"]))
@@ -216,7 +219,7 @@ async def test_concurrent_evaluations_in_two_replicas_take_the_lock_once(
     for _ in range(2):
         view = StoreView(db)
         await view.open()
-        services.append(EntropyService(redis, Keys(prefix), view, LearningSettings(), settings))
+        services.append(EntropyService(redis, Keys(prefix), view, LearningSettings(**FEW_APPLICATIONS), settings))
     try:
         results = await asyncio.gather(*(s.evaluate() for s in services for _ in range(5)))
         assert all(m is not None and m.threshold_exceeded for m in results)
@@ -232,7 +235,8 @@ async def test_concurrent_evaluations_in_two_replicas_take_the_lock_once(
 async def test_after_the_cooldown_a_still_low_diversity_gets_another_response(
     start_runtime: StartRuntime, open_client: OpenClient, db: Path, redis: aioredis.Redis, prefix: str
 ) -> None:
-    await start_runtime(["store", "entropy"], coordination={**FAST_ENTROPY, "entropy_cooldown_s": 0.5})
+    await start_runtime(["store", "entropy"], coordination={**FAST_ENTROPY, "entropy_cooldown_s": 0.5},
+                        learning=FEW_APPLICATIONS)
     job = await open_client("job-a")
     observe(job, PATTERNS)
     apply(job, {PATTERNS[0]: 100, PATTERNS[1]: 1})
@@ -266,7 +270,7 @@ async def test_the_entropy_service_evaluates_what_the_store_holds_when_it_starts
     await job.flush()
     await eventually(lambda: count(db, "pattern_applications") == total, what="stored")
     await redis.delete(Keys(prefix).ingest)  # not even the stream is left to count from
-    await start_runtime(["entropy"], coordination=FAST_ENTROPY)
+    await start_runtime(["entropy"], coordination=FAST_ENTROPY, learning=FEW_APPLICATIONS)
     job.emit(PatternApplied(pattern_id=pid(PATTERNS[0]), success=True))  # one new application wakes the tick
     await eventually(lambda: responses(db), what="response from the store's state")
     metrics = await last_metrics(redis, prefix)
@@ -278,7 +282,7 @@ async def test_a_drifting_pattern_raises_one_drift_alert_across_replicas(
 ) -> None:
     await start_runtime(["store", "broadcaster"])
     for i in range(2):
-        await start_runtime(["entropy"], consumer=f"replica-{i}", coordination=FAST_ENTROPY)
+        await start_runtime(["entropy"], consumer=f"replica-{i}", coordination=FAST_ENTROPY, learning=FEW_APPLICATIONS)
     job, watcher = await open_client("job-a"), await open_client("watcher", workspace="ws-w")
     col = Collector(watcher.subscribe(kinds=["drift_alert"], tags=["api"]))
     observe(job, PATTERNS)

@@ -141,13 +141,13 @@ async def test_export_markdown_and_json(data_dir: Path, tmp_path: Path) -> None:
     [
         (("patterns", "--min-trust", "2"), "min-trust"),
         (("patterns", "show", "p_nothing"), "no pattern 'p_nothing'"),
-        (("patterns", "show", "p_"), "invalid id"),
+        (("patterns", "show", "p_"), "invalid pattern id 'p_'"),
         (("export", "--format", "xml"), "unknown format 'xml'"),
-        (("executions", "stats", "--by", "planet"), "invalid by"),
-        (("escalations", "similar", "-c", "1.5", "-p", "0.5"), "invalid confidence"),
+        (("executions", "stats", "--by", "planet"), "invalid --by 'planet'"),
+        (("escalations", "similar", "-c", "1.5", "-p", "0.5"), "invalid --confidence 1.5"),
         (("drift", "--pattern", "p_nothing"), "no pattern"),
-        (("trajectory", "--window", "0"), "invalid window-cycles"),
-        (("wait", "429", "--static", "-1"), "invalid static-seconds"),
+        (("trajectory", "--window", "0"), "invalid --window 0"),
+        (("wait", "429", "--static", "-1"), "invalid --static -1.0"),
         (("patterns", "retire", "p_nothing", "--reason", "x"), "no pattern"),
         (("patterns", "retire", pid("pattern 0"), "--reason", "x"), "illegal transition retired -> retired"),
         (

@@ -116,3 +116,26 @@ def test_why_analysis() -> None:
     # factor lift: regex (0/2 vs 0.6) is the strongest signal
     top = w["factor_lift"][0]
     assert (top["factor"], top["value"], top["lift"]) == ("validation_type", "regex", pytest.approx(-0.6))
+
+
+def recommended(rows: list[FactorCount], successes: int, failures: int) -> list[str]:
+    return [r for r in why(rows, successes, failures, S)["recommendations"] if r.startswith("Best applied")]
+
+
+def test_a_time_of_day_is_recommended_only_with_a_lift_over_enough_applications() -> None:
+    # ROWS: morning 5/6 against the pattern's 6/10, a lift of +0.233 over 6 applications.
+    assert recommended(ROWS, 6, 4) == [
+        "Best applied during morning (success +0.23 against the pattern's, over 6 applications)"]
+    # Every application in one bucket: its rate is the pattern's own, a lift of 0.
+    assert recommended([FactorCount("time_of_day", "night", 10, 7)], 7, 3) == []
+    # A lift below why_min_lift (10/16 against 0.6 is +0.025) is noise.
+    assert recommended([FactorCount("time_of_day", "night", 16, 10), FactorCount("time_of_day", "morning", 4, 2)],
+                       12, 8) == []
+    # A strong lift from fewer than why_min_observations applications is not enough.
+    few = [FactorCount("time_of_day", "night", 4, 4), FactorCount("time_of_day", "morning", 16, 8)]
+    assert S.why_min_observations > 4 and recommended(few, 12, 8) == []
+
+
+def test_too_few_observations_recommend_nothing_but_more_data() -> None:
+    rows = [FactorCount("time_of_day", "night", 3, 3)]
+    assert why(rows, 3, 0, S)["recommendations"] == ["Need more observations for reliable analysis"]

@@ -73,8 +73,27 @@ def test_optimal_window() -> None:
     assert w["optimal_hours"] == [9, 10]  # 1.0 and 0.7
     assert w["avoid_hours"] == [14, 20]  # 0.0 and 0.25; 15 has too few samples
     assert w["sample_count"] == 26
-    assert w["confidence"] == pytest.approx(26 / 50)
+    assert w["measured_hours"] == 5 and w["enough_data"] is True
+    assert w["confidence"] == pytest.approx(26 / 50 * 5 / 24)  # five of the day's 24 hours measured
     assert optimal_window({}, S)["confidence"] == 0.0
+
+
+def test_one_hour_of_recoveries_is_no_window() -> None:
+    # A few busy minutes: many recoveries, all in one hour. There is nothing to choose between.
+    w = optimal_window({2: (1390, 1390), 3: (2, 2)}, S)
+    assert (w["optimal_hours"], w["avoid_hours"], w["confidence"]) == ([], [], 0.0)
+    assert w["enough_data"] is False and w["measured_hours"] == 1 and w["sample_count"] == 1392
+    day = optimal_window({h: (50, 50) for h in range(24)}, S)
+    assert day["confidence"] == 1.0 and day["optimal_hours"] == list(range(24))
+
+
+@given(st.dictionaries(st.integers(0, 23), st.tuples(st.integers(0, 100), st.integers(0, 100))
+                       .map(lambda t: (min(t), max(t)))))
+def test_optimal_window_confidence_is_bounded_and_needs_enough_hours(hours: dict[int, tuple[int, int]]) -> None:
+    w = optimal_window(hours, S)
+    assert 0.0 <= w["confidence"] <= 1.0
+    if not w["enough_data"]:
+        assert w["confidence"] == 0.0 and not w["optimal_hours"] and not w["avoid_hours"]
 
 
 def test_recurring_issues() -> None:

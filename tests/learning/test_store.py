@@ -212,9 +212,11 @@ async def test_manual_transitions_set_their_timestamps_and_trust(tmp_path: Path)
 
 
 async def test_automatic_transitions_are_derived_records(tmp_path: Path) -> None:
+    """Validated on evidence, quarantined on evidence, and out on probation on the evidence gathered since."""
     db = tmp_path / "s.db"
-    events = [event(observed("p"), 0)] + [event(applied("p", True, 1.0), i) for i in range(1, 4)]
-    events += [event(applied("p", False, 1.0), i) for i in range(4, 12)]
+    events = [event(observed("p"), 0)] + [event(applied("p", True, 1.0), i) for i in range(1, 7)]
+    events += [event(applied("p", False, 1.0), i) for i in range(7, 27)]
+    events += [event(applied("p", True, 1.0), i) for i in range(27, 40)]
     await apply_all(db, events)
     found = rows(
         db,
@@ -223,18 +225,28 @@ async def test_automatic_transitions_are_derived_records(tmp_path: Path) -> None
     assert [(f, t, a) for _, f, t, a, _, _ in found] == [
         ("pending", "validated", "rule"),
         ("validated", "quarantined", "rule"),
+        ("quarantined", "pending", "rule"),
     ]
-    assert found[0][0] == f"{events[3][0].event_id}/{pid('p')}"  # caused by the third application
-    assert found[0][5] == us(at(3))
-    assert "effectiveness" in found[0][4] and "degraded" in found[1][4]
+    assert found[0][0] == f"{events[6][0].event_id}/{pid('p')}"  # the sixth application: enough evidence
+    assert found[0][5] == us(at(6))
+    # 6 successes, then failures until the upper bound of 6/(6 + k) drops below 0.45: the 14th failure
+    assert found[1][0] == f"{events[20][0].event_id}/{pid('p')}" and "6/20 successes" in found[1][4]
+    # the evidence restarts at the quarantine: 6 failures after it, then 12 successes earn probation
+    assert found[2][4].startswith("probation since quarantine: 12/18 successes"), found[2][4]
+    row = pattern_row(db, pid("p"))
+    assert (row["evidence_base_apps"], row["evidence_base_successes"]) == (38, 18)
     # nothing new in the ledger: transitions are derived from applications
     assert rows(db, "SELECT COUNT(*) FROM ledger WHERE kind = 'pattern_transition'")[0][0] == 0
+
+
+GRACE = LearningSettings(lifecycle_min_evidence=3)
+"""Evidence from 3 applications, so that the revisit grace (5) is what holds a re-quarantine back."""
 
 
 async def test_entropy_response_revisit_opens_a_grace_period(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     events = [event(observed("p"), 0)] + [event(applied("p", False), i) for i in range(1, 4)]
-    await apply_all(db, events)
+    await apply_all(db, events, learning=GRACE)
     assert pattern_row(db, pid("p"))["quarantine_status"] == "quarantined"
     response = EntropyResponseRecord(
         job_hash="entropy",
@@ -245,21 +257,23 @@ async def test_entropy_response_revisit_opens_a_grace_period(tmp_path: Path) -> 
         quarantine_revisits=2,
         patterns_revisited=[pid("p"), pid("unknown")],
     )
-    assert await apply_all(db, [event(response, 10)]) == []
+    assert await apply_all(db, [event(response, 10)], learning=GRACE) == []
     last = rows(
         db, "SELECT from_status, to_status, actor FROM pattern_transitions ORDER BY seq DESC LIMIT 1"
     )[0]
     assert last == ("quarantined", "pending", "entropy_response")
-    assert pattern_row(db, pid("p"))["grace_until_apps"] == 3 + S.revisit_grace_applications
+    assert pattern_row(db, pid("p"))["grace_until_apps"] == 3 + GRACE.revisit_grace_applications
     # failures inside the grace period do not re-quarantine it ...
-    await apply_all(db, [event(applied("p", False), 11 + i) for i in range(S.revisit_grace_applications - 1)])
+    await apply_all(
+        db, [event(applied("p", False), 11 + i) for i in range(GRACE.revisit_grace_applications - 1)], learning=GRACE
+    )
     assert pattern_row(db, pid("p"))["quarantine_status"] == "pending"
     # ... the application that ends the grace period does
-    await apply_all(db, [event(applied("p", False), 30)])
+    await apply_all(db, [event(applied("p", False), 30)], learning=GRACE)
     assert pattern_row(db, pid("p"))["quarantine_status"] == "quarantined"
     # a response naming a pattern that is not quarantined changes nothing and is still recorded
     again = response.model_copy(update={"id": "resp-2"})
-    await apply_all(db, [event(moved("p", "retired"), 40), event(again, 41)])
+    await apply_all(db, [event(moved("p", "retired"), 40), event(again, 41)], learning=GRACE)
     assert pattern_row(db, pid("p"))["quarantine_status"] == "retired"
     assert rows(db, "SELECT COUNT(*) FROM entropy_responses")[0][0] == 2
 
@@ -268,9 +282,18 @@ async def test_a_manual_revisit_also_gets_the_grace(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     events = [event(observed("p"), 0)] + [event(applied("p", False), i) for i in range(1, 4)]
     events.append(event(moved("p", "pending", "second chance"), 5))
-    events.append(event(applied("p", False), 6))
-    await apply_all(db, events)
+    events += [event(applied("p", False), 6 + i) for i in range(3)]  # enough evidence, but inside the grace
+    await apply_all(db, events, learning=GRACE)
     assert pattern_row(db, pid("p"))["quarantine_status"] == "pending"
+
+
+async def test_a_few_unlucky_draws_do_not_quarantine_a_pattern(tmp_path: Path) -> None:
+    """The reference quarantined at 1 success in 3; the evidence rule waits until the bound says it is bad."""
+    db = tmp_path / "s.db"
+    outcomes = [False, True, False, False, True, True, False, True]  # 4 of 8
+    await apply_all(db, [event(observed("p"), 0)] + [event(applied("p", ok), i + 1) for i, ok in enumerate(outcomes)])
+    assert pattern_row(db, pid("p"))["quarantine_status"] == "pending"
+    assert rows(db, "SELECT COUNT(*) FROM pattern_transitions") == [(0,)]
 
 
 async def test_entropy_aggregate_equals_a_full_recount(tmp_path: Path) -> None:

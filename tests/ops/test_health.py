@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,6 @@ from services.status import GroupStatus, Liveness, problems
 from tests.cli.helpers import PHEROMONE
 from tests.ops.conftest import Cli, StartRuntime
 from tests.support import eventually
-from tests.test_compose import parse
 
 ALL_BUT_COORDINATOR = [name for name in service_names() if name != "coordinator"]
 
@@ -152,17 +152,86 @@ async def test_bad_arguments_are_one_line_errors(cli: Cli, args: tuple[str, ...]
         run.assert_clean_failure(*service_names())
 
 
-def test_compose_healthchecks_run_health_for_their_own_service() -> None:
+def compose_serving() -> dict[str, dict[str, object]]:
     import yaml  # type: ignore[import-untyped]
 
     root = Path(__file__).resolve().parents[2]
     services = yaml.safe_load((root / "compose.yaml").read_text())["services"]
-    serving = {name: s for name, s in services.items() if "build" in s and not s.get("profiles")}
+    return {name: s for name, s in services.items() if "build" in s and not s.get("profiles")}
+
+
+def test_compose_healthchecks_probe_readyz_on_the_http_port() -> None:
+    serving = compose_serving()
     assert serving
     for name, service in serving.items():
-        test = service["healthcheck"]["test"]
-        assert test[:3] == ["CMD", "pheromone", "health"], (name, test)  # the image installs `pheromone`
-        parse(test[2:])  # options that exist, values that parse
-        only = [service["command"][i + 1] for i, arg in enumerate(service["command"]) if arg == "--only"]
-        narrowed = [test[i + 1] for i, arg in enumerate(test) if arg == "--service"]
-        assert narrowed == only and "--local" in test, (name, test)
+        test = service["healthcheck"]["test"]  # type: ignore[index]
+        port = service["environment"]["PHEROMONE_HTTP_PORT"]  # type: ignore[index]
+        # A bare interpreter, not `pheromone health`: the answer comes from the serving process's memory.
+        assert test[:3] == ["CMD", "python", "-c"] and f"http://127.0.0.1:{port}/readyz" in test[3], (name, test)
+
+
+async def test_the_compose_probe_passes_when_ready_and_fails_when_the_process_is_gone(
+    cli_env: dict[str, str]
+) -> None:
+    code = compose_serving()["store"]["healthcheck"]["test"][3]  # type: ignore[index]
+    port = free_port()
+    probe_code = code.replace(":8080/", f":{port}/")
+
+    async def probe() -> int:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", probe_code, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        async with asyncio.timeout(30):
+            return await proc.wait()
+
+    proc = await asyncio.create_subprocess_exec(
+        str(PHEROMONE), "serve", "--only", "coordinator", "--quiet", env={**cli_env, "PHEROMONE_HTTP_PORT": str(port)},
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async def passes() -> bool:
+            return await probe() == 0
+
+        await eventually(passes, timeout=60, interval=0.1, what="the compose probe passing")
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        assert await probe() != 0  # at once: no heartbeat to wait out
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+async def test_a_killed_process_is_down_at_once_and_its_restart_up_at_once(
+    start_runtime: StartRuntime, cli: Cli, cli_env: dict[str, str], prefix: str, redis: aioredis.Redis
+) -> None:
+    # A 60 s heartbeat: the killed process's key outlives this test, so only its closed connection tells.
+    env = {**cli_env, "PHEROMONE_HEARTBEAT_TTL_S": "60", "PHEROMONE_GROUP_CHECK_S": "0.2"}
+
+    async def start() -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            str(PHEROMONE), "serve", "--only", "coordinator", "--quiet", env=env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        key = f"{Keys(prefix).heartbeat('coordinator')}:{os.uname().nodename}-{proc.pid}"
+        await eventually(lambda: redis.exists(key), timeout=30, what="coordinator beating")
+        return proc
+
+    first = await start()
+    second: asyncio.subprocess.Process | None = None
+    try:
+        assert (await cli("health", "--service", "coordinator")).code == 0
+        first.send_signal(signal.SIGKILL)
+        await first.wait()
+        dead_key = f"{Keys(prefix).heartbeat('coordinator')}:{os.uname().nodename}-{first.pid}"
+        down = await cli("health", "--service", "coordinator")
+        assert down.code == 1 and "service coordinator is down" in down.err, down
+        assert await redis.exists(dead_key) == 1, "told from the connection, not from an expired heartbeat"
+        status = json.loads((await cli("status", "--json")).out)
+        (dead,) = [s for s in status["services"] if s["pid"] == first.pid]
+        assert dead["connected"] is False
+        second = await start()
+        up = await cli("health", "--service", "coordinator")
+        assert up.code == 0, up  # the restarted process counts although the dead one's key is still there
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.returncode is None:
+                proc.kill()
+                await proc.wait()

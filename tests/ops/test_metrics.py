@@ -139,8 +139,8 @@ async def test_entropy_responses_are_counted(
     port = free_port()
     await start_runtime(
         ["store", "entropy"], metrics_port=port,
-        coordination={"entropy_check_every": 25, "entropy_min_applications": 50, "entropy_check_interval_s": 0.3,
-                      "entropy_cooldown_s": 120.0},
+        coordination={"entropy_check_every": 25, "entropy_check_interval_s": 0.3, "entropy_cooldown_s": 120.0},
+        learning={"entropy_min_applications": 50},
     )
     names = [f"pattern {i}" for i in range(8)]
     async with Pheromone(redis_url, workspace="ws-m", job="job-e", prefix=prefix, data_dir=tmp_path,

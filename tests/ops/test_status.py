@@ -82,7 +82,8 @@ async def test_status_reports_known_lag_pending_dead_letters_store_and_spool(
     assert stream(report, "ingest")["length"] == 1 + 3 + 7
     assert stream(report, "ingest")["oldest_age_s"] >= stream(report, "ingest")["newest_age_s"] >= 0
     assert stream(report, "ratelimits")["length"] == 0 and stream(report, "ratelimits")["oldest_age_s"] is None
-    assert group(report, "ingest", "store") == {"stream": "ingest", "group": "store", "consumers": 2,
+    # One consumer: the stuck one. The store stopped cleanly and deleted its own (it held nothing).
+    assert group(report, "ingest", "store") == {"stream": "ingest", "group": "store", "consumers": 1,
                                                 "lag": 5, "pending": 2}
     assert group(report, "ratelimits", "store")["lag"] == 0
     assert report["dead_letters"] == 1 and stream(report, "dead")["length"] == 1
@@ -104,14 +105,17 @@ async def test_status_lists_live_services_with_host_pid_and_beat_age(
 ) -> None:
     import os
 
-    await start_runtime(["store", "query"], heartbeat_ttl_s=5.0)
+    runtime = await start_runtime(["store", "query"], heartbeat_ttl_s=5.0)
+    await eventually(lambda: runtime.writing, what="the store writing")
     run = await cli("status", "--json")
     assert run.code == 0, run
-    services = {s["service"]: s for s in json.loads(run.out)["services"]}
+    report = json.loads(run.out)
+    services = {s["service"]: s for s in report["services"]}
     assert set(services) == {"store", "query"}
     for beat in services.values():
         assert beat["pid"] == os.getpid() and beat["host"] == os.uname().nodename
         assert 0 <= beat["beat_age_s"] <= 5.0 and beat["started_at"]
+    assert report["store_writer"] == f"store-{os.uname().nodename}-{os.getpid()}"
 
 
 async def test_status_json_never_shows_the_password(private_server: EmbeddedServer, cli: Cli) -> None:

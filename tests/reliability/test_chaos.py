@@ -20,10 +20,14 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
+from contracts import Envelope, PatternObserved, PatternTransitioned
+from contracts.records import pattern_id
+from contracts.sessions import Edit, EditOp, EditPillar, EditTransitioned, SessionTransitioned
 from contracts.streams import GROUP_STORE, Keys
 from services.embedded import EmbeddedServer
 from tests.reliability import fleet as f
@@ -237,3 +241,77 @@ async def kill_store_mid_batch(fleet: ServiceFleet, redis: aioredis.Redis, prefi
 async def _store_lag(redis: aioredis.Redis, prefix: str) -> int:
     state = await f.group_state(redis, prefix)
     return sum(lag or 0 for (_, g), (_, lag) in state.items() if g == GROUP_STORE)
+
+
+def lifecycles() -> tuple[list[Envelope], list[Envelope]]:
+    """A session (sent as older producers send it: no `from_status`), an edit through review and a pattern's
+    lifecycle moves, cut in two: the first events of each entity, and the rest, which starts with a record
+    that no lifecycle holds back (it shows whether anything newer overtook the dead process's entries)."""
+    sid, scope = "s-chaos", "ws-chaos"
+    edit = Edit(id="e-chaos", pillar=EditPillar.WAIT_POLICY, op=EditOp.SET_WAIT_POLICY, workspace=scope,
+                target="E_CHAOS", seconds=12.0)
+    pid = pattern_id("retry_pattern", "chaos")
+
+    def session(to: str, **kw: Any) -> Envelope:
+        return Envelope(workspace=scope, job="consolidator", payload=SessionTransitioned(
+            session_id=sid, scope=scope, to_status=to, trigger="on_demand" if to == "triggered" else None, **kw))  # type: ignore[arg-type]
+
+    def pattern(prev: str, to: str) -> Envelope:
+        return h.envelope(PatternTransitioned(pattern_id=pid, to_status=to, from_status=prev, reason="op", actor="op"))  # type: ignore[arg-type]
+
+    first = [session("triggered"), session("harvesting"),
+             h.envelope(PatternObserved(pattern_type="retry_pattern", pattern_name="chaos", description="d")),
+             pattern("pending", "validated")]
+    rest = [h.envelope(h.execution()),
+            session("diagnosing"), session("planning"), session("gating"), session("executing"),
+            Envelope(workspace=scope, job="consolidator", payload=EditTransitioned(
+                session_id=sid, edit_id=edit.id, to_status="staged", edit=edit)),  # type: ignore[arg-type]
+            session("awaiting_review"),
+            Envelope(workspace=scope, job="review", payload=EditTransitioned(
+                session_id=sid, edit_id=edit.id, to_status="applied", from_status="staged")),  # type: ignore[arg-type]
+            session("completed"), pattern("validated", "quarantined"), pattern("quarantined", "retired")]
+    return first, rest
+
+
+@pytest.mark.timeout(120)
+async def test_a_kill_between_two_lifecycle_events_of_one_entity_keeps_their_order(
+    fleet: ServiceFleet, server_redis: aioredis.Redis, prefix: str
+) -> None:
+    """The store is SIGKILLed holding the first events of a session, an edit and a pattern (read, blocked in
+    its transaction by another process's write lock), with their next events already in the stream and not
+    read. Its successor applies the dead process's entries before the newer ones: the ledger holds the stream
+    in its order, every entity ends where its events lead, and nothing is dead-lettered."""
+    redis, keys = server_redis, Keys(prefix)
+    fleet.start("store")
+    await fleet.ready(redis, "store")
+    consumer = fleet.consumer("store")
+    first, rest = lifecycles()
+    filler = h.envelope(h.execution())
+
+    async def held(ids: list[bytes]) -> bool:
+        rows = await redis.xpending_range(keys.ingest, GROUP_STORE, "-", "+", 100, consumername=consumer)
+        return {r["message_id"] for r in rows} >= set(ids)
+
+    async with write_lock(fleet.db):
+        async with redis.pipeline(transaction=True) as pipe:  # at once: the store reads them in one batch
+            for e in first:
+                pipe.xadd(keys.ingest, h.entry(e))  # type: ignore[arg-type]
+            first_ids = list(await pipe.execute())
+        await eventually(lambda: held(first_ids), timeout=30, what="the store blocked holding the first events")
+        # The next batch it reads waits for the blocked one to commit: after it the store reads nothing more.
+        filler_ids = await h.xadd_raw(redis, keys.ingest, [h.entry(filler)])
+        await eventually(lambda: held(filler_ids), timeout=30, what="the store holding its next batch")
+        rest_ids = await h.xadd_raw(redis, keys.ingest, [h.entry(e) for e in rest])
+        assert fleet.signal("store", signal.SIGKILL) == -signal.SIGKILL
+        rows = await redis.xpending_range(keys.ingest, GROUP_STORE, "-", "+", 100, consumername=consumer)
+        assert not {r["message_id"] for r in rows} & set(rest_ids), "the kill must land before the rest is read"
+    fleet.start("store")
+    await eventually(lambda: f.all_groups_drained(redis, prefix), timeout=60, interval=0.1,
+                     what="every entry applied after the restart")
+    assert await h.dead_letters(redis, prefix) == []
+    order = [e.event_id for e in (*first, filler, *rest)]
+    assert [i for (i,) in h.query(fleet.db, "SELECT event_id FROM ledger ORDER BY seq")] == order
+    assert h.query(fleet.db, "SELECT status FROM session_state") == [("completed",)]
+    assert h.query(fleet.db, "SELECT status FROM session_edits") == [("applied",)]
+    assert h.query(fleet.db, "SELECT quarantine_status FROM patterns") == [("retired",)]
+    assert fleet.stop_all() == {"store": 0}, fleet.tails()

@@ -1,6 +1,7 @@
 """Hostile arguments for every command of the `pheromone` app (walked from the typer app, so commands added
 later are fuzzed too) never produce a traceback: the command succeeds, or fails the way `pheromone.cli`
-promises, with exit status 2 and either its one-line `error: …` or the argument parser's usage block.
+promises, with exit status 2 and either its one-line `error: …` (in its own words, not pydantic's or Redis's)
+or the argument parser's usage block.
 
 Commands run in this process through `pheromone.cli.main` (its error wrapper is what is under test), against
 the session's Redis under the test's prefix and a store of the test's own. `serve` and `demo` run until
@@ -40,6 +41,9 @@ EXIT_CODES = {0, 2}
 EXTRA_EXIT_CODES = {("health",): {1}, ("status",): {1}}
 """Documented verdicts, not errors: `health` exits 1 when a service is down (none runs here), `status` when
 Redis cannot be reached (it still prints what is local)."""
+
+RAW_MESSAGES = ("Value error,", "Assertion failed,", "ResponseError", "validation error for", "[type=")
+"""What pydantic and redis-py put in their own messages: the CLI says it in a sentence naming the option."""
 
 HOSTILE_TEXT = st.sampled_from([
     "", " ", "'; DROP TABLE ledger; --", "\" OR 1=1 --", "%s%s%n", "{0}", "${HOME}", "$(reboot)", "`id`",
@@ -153,6 +157,8 @@ def check(path: tuple[str, ...], args: list[str], code: int, out: str, err: str)
     if code == 2 and "Usage:" not in out + err:  # else the parser's usage block (or a group's help)
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), f"{shown}: not a one-line error\n{out}{err}"
+        leaked = [raw for raw in RAW_MESSAGES if raw in err]
+        assert not leaked, f"{shown}: pydantic's or Redis's own words in the error\n{err}"
 
 
 @pytest.fixture

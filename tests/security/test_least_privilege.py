@@ -4,6 +4,7 @@ on the keys `{prefix}:*`, and the server's ACL LOG records no denial. docs/SECUR
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -11,20 +12,30 @@ import redis
 from pydantic import SecretStr
 
 from contracts import EventQuery
+from contracts.streams import FIELD
 from pheromone import Pheromone
 from services.connection import settings_url
 from services.runtime import Runtime, service_names
 from tests.cli.helpers import Cli
 from tests.security.conftest import SecureServer
-from tests.services.helpers import applied, discovery, execution, ledger_count, observed, recovery
+from tests.services.helpers import (
+    applied,
+    discovery,
+    envelope,
+    execution,
+    ledger_count,
+    observed,
+    recovery,
+)
 from tests.support import eventually, settings
 
 PHEROMONE_COMMANDS = (
-    # connection set-up (redis-py): HELLO/AUTH are always allowed; CLIENT SETINFO names the library
-    "ping", "client|setinfo",
+    # connection set-up (redis-py): HELLO/AUTH are always allowed; CLIENT SETINFO names the library; a
+    # runtime names its connections (CLIENT SETNAME) so status and health see a killed one go at once
+    "ping", "client|setinfo", "client|setname",
     # streams: producers, consumer groups, retrier, dead letters, trimming, broadcast readers
     "xadd", "xreadgroup", "xread", "xack", "xclaim", "xpending", "xgroup|create", "xinfo|groups", "xinfo|stream",
-    "xtrim", "xrange", "xrevrange", "xdel", "xlen",
+    "xinfo|consumers", "xgroup|delconsumer", "xtrim", "xrange", "xrevrange", "xdel", "xlen",
     # queries (request/reply lists), heartbeats, counters, locks, live rate limits
     "rpush", "lpush", "blpop", "expire", "set", "get", "mget", "del", "incrby", "exists",
     "zadd", "zrange", "zrangebyscore", "zremrangebyscore", "pexpiretime", "pttl",
@@ -128,3 +139,42 @@ def test_the_least_user_cannot_leave_its_prefix_or_administer(
                 attempt()
     finally:
         client.close()
+
+
+async def test_a_command_the_acl_user_lacks_is_one_sentence_in_the_log(
+    tmp_path: Path, prefix: str, secure_server: SecureServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A deployment whose ACL predates a command pheromone now needs: the loop that needs it says which user
+    lacks a permission, on which server, in one line without a traceback, and the trimming it shares a loop
+    with goes on."""
+    admin = secure_server.admin()
+    try:
+        rules = [r for r in acl_rules(prefix) if r != "+xinfo|consumers"]
+        admin.execute_command("ACL", "SETUSER", LEAST_USER, "reset", *rules)
+    finally:
+        admin.close()
+    s = settings(tmp_path, prefix, redis_url=SecretStr(secure_server.url(user=LEAST_USER, password=LEAST_PASSWORD)),
+                 trim_interval_s=0.1, ingest_retention_s=0.01)
+    url = settings_url(s)
+    assert url is not None
+    runtime = Runtime(s, url, ["store"])
+    await runtime.start()
+    try:
+        def reaper_lines() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if r.getMessage().startswith("reaper: ")]
+
+        [line, *_] = await eventually(reaper_lines, what="the reaper's warning")
+        assert line.getMessage().startswith(
+            f"reaper: Redis at {secure_server.host_port}: the ACL user '{LEAST_USER}' lacks a permission "
+            "pheromone needs: ")
+        assert "xinfo|consumers" in line.getMessage() and LEAST_PASSWORD not in line.getMessage()
+        assert line.exc_info is None
+        admin = secure_server.admin()
+        try:
+            admin.xadd(f"{prefix}:ingest", {FIELD: envelope(execution()).model_dump_json()})
+            await eventually(lambda: ledger_count(s.store_path) == 1, what="the event stored")
+            await eventually(lambda: admin.xlen(f"{prefix}:ingest") == 0, what="ingest trimmed all the same")
+        finally:
+            admin.close()
+    finally:
+        await runtime.stop()

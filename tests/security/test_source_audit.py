@@ -18,6 +18,7 @@ SQL_CALLS = {"execute", "executemany", "executescript"}
 
 TRUSTED_SQL: dict[tuple[str, str], str] = {
     ("services/store/reader.py", "events"): "WHERE clauses are fixed strings chosen by code; values are `?`",
+    ("services/store/reader.py", "page"): "the same `_where` as events: fixed strings chosen by code; values `?`",
     ("services/query/learning.py", "patterns"): "filters are constants; IN lists are `?` repeated len(tags)",
     ("services/query/learning.py", "drift"): "`only` is one of two constant fragments chosen by a bool",
     ("services/query/learning.py", "execution_stats"): "column names from a dict of code constants; values `?`",

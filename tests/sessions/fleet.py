@@ -24,7 +24,9 @@ SHEETS = 60
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 
 
-def fleet(jobs: int = 24, seed: int = 7, workspace: str = WORKSPACE, recoveries: bool = False) -> list[Envelope]:
+def fleet(jobs: int = 24, seed: int = 7, workspace: str = WORKSPACE, recoveries: bool = False,
+          odds: dict[tuple[str, bool], float] = ODDS,
+          recovery_odds: tuple[float, float] = (0.9, 0.2)) -> list[Envelope]:
     rng = random.Random(seed)
     out: list[Envelope] = []
     t = T0
@@ -37,7 +39,7 @@ def fleet(jobs: int = 24, seed: int = 7, workspace: str = WORKSPACE, recoveries:
         for sheet in range(1, SHEETS + 1):
             t += timedelta(seconds=1)
             planted = rng.random() < 0.5
-            ok = rng.random() < ODDS[(model, planted)]
+            ok = rng.random() < odds[(model, planted)]
             exec_id = f"x-{workspace}-{j}-{sheet}"
             out.append(Envelope(workspace=workspace, job=job, occurred_at=t, payload=ExecutionRecord(
                 id=exec_id, workspace_hash=workspace, job_hash=job, sheet_num=sheet, started_at=t,
@@ -49,7 +51,7 @@ def fleet(jobs: int = 24, seed: int = 7, workspace: str = WORKSPACE, recoveries:
                     pattern_id=pid, success=ok, execution_id=exec_id, model=model)))
             if recoveries and model == "model-b" and sheet % 3 == 0:
                 wait = rng.choice([2.0, 5.0, 10.0, 15.0, 20.0, 40.0])
-                success = rng.random() < (0.9 if wait >= 20 else 0.2)
+                success = rng.random() < recovery_odds[0 if wait >= 20 else 1]
                 out.append(Envelope(workspace=workspace, job=job, occurred_at=t, payload=ErrorRecoveryRecord(
                     id=f"r-{workspace}-{j}-{sheet}", error_code="429", suggested_wait=wait, actual_wait=wait,
                     recovery_success=success, recorded_at=t, model=model, time_of_day=sheet % 24)))

@@ -33,7 +33,7 @@ def data(tmp_path: Path) -> Path:
     (("sessions", "show", "NOPE"), "no session 'NOPE'"),
     (("sessions", "list", "--limit", "0"), "--limit"),
     (("sessions", "list", "--workspace", "has space"), "invalid --workspace"),
-    (("sessions", "run", "--workspace", "has space"), "scope"),
+    (("sessions", "run", "--workspace", "has space"), "invalid --workspace 'has space'"),
     (("sessions", "run", "--workspace", "ws", "--wait", "-1"), "--wait"),
     (("sessions", "rollback", "NOPE"), "no session 'NOPE'"),
     (("sessions", "rollback", "NOPE", "--timeout", "0"), "--timeout"),

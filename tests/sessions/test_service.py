@@ -46,19 +46,27 @@ async def test_approving_a_staged_edit_changes_what_jobs_are_served(
     s = h.read_session(str(found["path"]))
     assert s.status.value == "awaiting_review", s.error
     staged = [o.edit for o in s.outcomes if o.status is EditStatus.STAGED]
-    assert [(e.op, e.target, e.model) for e in staged] == [(EditOp.SET_PATTERN_STATUS, PLANTED, "model-b")]
+    # the block (review tier) and the auto-tier playbook line that documents it, staged with it
+    assert [(e.op, e.target, e.model, e.supports) for e in staged] == [
+        (EditOp.SET_PATTERN_STATUS, PLANTED, "model-b", None), (EditOp.PLAYBOOK_ADD, None, None, staged[0].id)]
 
     job_b = await open_client("job-b")
     assert PLANTED in served(await job_b.guidance("model-b"))  # staged: not served yet
     book = await job_b.playbook()
-    assert book.startswith(hand.read_text()) and f"`{PLANTED}` on model-b" in book  # the auto-tier note
+    assert book.startswith(hand.read_text()) and PLANTED not in book  # nor the line that documents it
     listed = await cli.ok_json(tmp_path, "review", "list", "--db", str(db))
-    assert [(x["session_id"], x["id"]) for x in listed] == [(s.id, staged[0].id)]
+    assert [(x["session_id"], x["id"]) for x in listed] == [(s.id, e.id) for e in staged]
 
+    early = await asyncio_run_cli(tmp_path, "review", "approve", s.id, staged[1].id, url=redis_url, prefix=prefix)
+    early.assert_clean_failure(f"supports edit {staged[0].id}, which is staged")
     done = await cli.ok_json(tmp_path, "review", "approve", s.id, staged[0].id, url=redis_url, prefix=prefix)
-    assert done == {"session_id": s.id, "edit_id": staged[0].id, "status": "applied", "session_status": "completed"}
+    assert done == {"session_id": s.id, "edit_id": staged[0].id, "status": "applied",
+                    "session_status": "awaiting_review"}
     assert PLANTED not in served(await job_b.guidance("model-b"))
     assert PLANTED in served(await job_b.guidance("model-a"))  # it still helps there, and is still served
+    done = await cli.ok_json(tmp_path, "review", "approve", s.id, staged[1].id, url=redis_url, prefix=prefix)
+    assert done["session_status"] == "completed"
+    assert f"`{PLANTED}` on model-b" in await job_b.playbook()
     record = h.read_session(str(found["path"]))
     assert record.status.value == "completed"
     assert next(o for o in record.outcomes if o.edit.id == staged[0].id).decided_by.startswith("operator:")
@@ -71,6 +79,25 @@ async def test_approving_a_staged_edit_changes_what_jobs_are_served(
     assert detail.code == 0 and "status: applied" in detail.out, str(detail)
     printed = await asyncio.to_thread(cli.run, tmp_path, "playbook", "--workspace", WORKSPACE)
     assert printed.code == 0 and printed.out == await job_b.playbook(), str(printed)
+
+
+async def test_rejecting_an_edit_rejects_the_staged_edits_that_support_it(
+    start_runtime: StartRuntime, open_client: OpenClient, db: Path, prefix: str, redis: aioredis.Redis,
+    redis_url: str, tmp_path: Path,
+) -> None:
+    await start_runtime()
+    found = await run_session(redis, prefix, db, recoveries=False)
+    s = h.read_session(str(found["path"]))
+    parent, child = [o.edit for o in s.outcomes if o.status is EditStatus.STAGED]
+    assert child.supports == parent.id
+    done = await cli.ok_json(tmp_path, "review", "reject", s.id, parent.id, "--reason", "no", url=redis_url,
+                             prefix=prefix)
+    assert done["status"] == "rejected" and done["session_status"] == "completed"
+    assert h.rows(db, "SELECT edit_id, status FROM session_edits WHERE session_id = ? ORDER BY seq", s.id)[-2:] == [
+        (parent.id, "rejected"), (child.id, "rejected")]
+    assert PLANTED not in await (await open_client("job")).playbook()
+    record = h.read_session(str(found["path"]))
+    assert {o.edit.id: o.status for o in record.outcomes}[child.id] is EditStatus.REJECTED
 
 
 async def test_rejecting_records_why_and_rollback_restores_the_exact_previous_guidance(

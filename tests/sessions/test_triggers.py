@@ -175,6 +175,29 @@ async def test_a_session_abandoned_by_a_dead_consolidator_is_failed_by_the_next_
     assert "abandoned in harvesting" in reason[0][0]
 
 
+async def test_a_session_whose_last_events_were_dead_lettered_does_not_hold_its_scope_for_good(
+    start_runtime: StartRuntime, db: Path, prefix: str, redis: aioredis.Redis
+) -> None:
+    """Its owner is gone and its next move can never apply (here: sent from a status it never reached, refused
+    until the retry bound, then dead-lettered): the next trigger of the scope fails it and starts its own."""
+    from contracts.sessions import SessionTransitioned
+
+    await start_runtime(max_deliveries=2)
+    stuck = [SessionTransitioned(session_id="s-stuck", scope=WORKSPACE, to_status="triggered", trigger="on_demand"),  # type: ignore[arg-type]
+             SessionTransitioned(session_id="s-stuck", scope=WORKSPACE, to_status="harvesting",  # type: ignore[arg-type]
+                                 from_status="triggered"),
+             SessionTransitioned(session_id="s-stuck", scope=WORKSPACE, to_status="planning",  # type: ignore[arg-type]
+                                 from_status="diagnosing")]  # its diagnosing was lost with its owner
+    await h.feed(redis, Keys(prefix).ingest, [Envelope(workspace=WORKSPACE, job="consolidator", payload=p)
+                                              for p in stuck])
+    letters = await eventually(lambda: dead(redis, prefix), what="the move that waited for diagnosing dead-lettered")
+    assert b"waits for the move to diagnosing" in letters[0][b"error"] and letters[0][b"deliveries"] == b"2"
+    assert h.rows(db, "SELECT status FROM session_state WHERE session_id = 's-stuck'") == [("harvesting",)]
+    tid = await h.trigger(redis, prefix, WORKSPACE)
+    await h.session_of(db, tid, "completed")
+    assert h.rows(db, "SELECT status FROM session_state WHERE session_id = 's-stuck'") == [("failed",)]
+
+
 async def test_the_consolidator_runs_alone(start_runtime: StartRuntime, db: Path, prefix: str,
                                            redis: aioredis.Redis) -> None:
     runtime = await start_runtime(services=("consolidator",))  # `pheromone serve --only consolidator`
