@@ -158,10 +158,12 @@ def generate(
                     "ws-0",
                     first + DAY_US,
                     0,
+                    0,  # evidence_base_apps: no quarantine move yet, the evidence counts from the start
+                    0,  # evidence_base_successes
                 )
             )
             tag_rows += [(t, pid) for t in chosen]
-        conn.executemany(f"INSERT INTO patterns VALUES ({','.join('?' * 31)})", rows)
+        conn.executemany(f"INSERT INTO patterns VALUES ({','.join('?' * 33)})", rows)
         conn.executemany("INSERT INTO pattern_tags VALUES (?, ?)", tag_rows)
         conn.execute("INSERT INTO tag_counts SELECT tag, COUNT(*) FROM pattern_tags GROUP BY tag")
         conn.executemany(
