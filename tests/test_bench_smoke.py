@@ -76,3 +76,17 @@ def test_efficacy_bench_reports_every_figure(tmp_path: Path) -> None:
     assert result["seeds"] == 2 and result["applied_on_staged"] == 0
     assert 0 <= result["recall"] <= 1 and result["oracle_lift"] > 0
     assert picture.read_text().startswith("<svg") and "gated" in picture.read_text()
+
+
+def test_queries_bench_reports_every_way() -> None:
+    """A small store: every query in-process, through the client and the query service, and under load, with
+    the store service applying what a job emits meanwhile (the entropy answer moves)."""
+    result = run_bench("bench/queries.py", "--quick", "--iterations", "20", "--upkeep-events", "500", "--json")
+    assert set(result["queries"]) == set(result["service"]) >= {"patterns_by_tags", "entropy"}
+    assert set(result["under_load"]) == {"entropy", "patterns_by_tags"}
+    for way in ("queries", "service", "under_load"):
+        assert all(r["p50_ms"] > 0 for r in result[way].values()), way
+    load = result["load"]
+    assert load["stored"] == load["emitted"] > 0
+    assert load["entropy_applications_after"] == load["entropy_applications_before"] + load["stored"]
+    assert result["entropy_upkeep"]["apply_us"] > 0
