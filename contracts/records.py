@@ -40,22 +40,52 @@ from contracts.types import (
 )
 
 _RANDOM = random.Random(os.urandom(32))
-os.register_at_fork(after_in_child=lambda: _RANDOM.seed(os.urandom(32)))
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
 """Every 10-bit value as two Crockford characters: 13 look-ups encode a 130-bit ULID."""
+_LOW_BITS = 40
+_LOW_MASK = (1 << _LOW_BITS) - 1
+
+
+class _Ids:
+    """The state of `new_id`: the current millisecond, the first 18 characters of its ids, the last low part."""
+
+    ms = -1
+    head = ""
+    low = 0
+
+
+_IDS = _Ids()
+
+
+def _after_fork() -> None:
+    _RANDOM.seed(os.urandom(32))
+    _IDS.ms = -1  # a child must not continue its parent's sequence
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def new_id() -> str:
     """A fresh ULID (48-bit ms timestamp + 80 random bits, Crockford base32): unique, sortable by time.
 
-    Hand-rolled rather than python-ulid because emit() builds one per event (~2 us here against ~6 us).
-    The random part comes from a private generator seeded from os.urandom (a syscall per id would cost more
-    than the rest): ids need uniqueness, not secrecy. It is private so that a job seeding the global `random`
-    cannot make two processes repeat ids, and it is reseeded in forked children for the same reason.
+    Hand-rolled rather than python-ulid because emit() builds one per event. The random part comes from a
+    private generator seeded from os.urandom (a syscall per id would cost more than the rest): ids need
+    uniqueness, not secrecy. It is private so that a job seeding the global `random` cannot make two processes
+    repeat ids, and it is reseeded in forked children for the same reason. Within one millisecond, the ids of
+    a process count up from that millisecond's random value (ULID's monotonic mode), so a burst of ids costs
+    four look-ups each instead of thirteen and a random draw; they stay unique and sort in minting order
+    (unless the 40-bit low part runs out within the millisecond: then a fresh random value is drawn).
     """
-    value = (time.time_ns() // 1_000_000) << 80 | _RANDOM.getrandbits(80)
-    return "".join([_PAIRS[(value >> shift) & 1023] for shift in range(120, -1, -10)])
+    ids = _IDS
+    ms = time.time_ns() // 1_000_000
+    low = ids.low + 1
+    if ms != ids.ms or low > _LOW_MASK:
+        value = ms << 80 | _RANDOM.getrandbits(80)
+        ids.ms, ids.head = ms, "".join([_PAIRS[(value >> shift) & 1023] for shift in range(120, 30, -10)])
+        low = value & _LOW_MASK
+    ids.low = low
+    return ids.head + _PAIRS[low >> 30] + _PAIRS[low >> 20 & 1023] + _PAIRS[low >> 10 & 1023] + _PAIRS[low & 1023]
 
 
 def utcnow() -> datetime:

@@ -1,15 +1,22 @@
 """The client library jobs use: fire-and-forget emit, durable when Redis is away, and queries.
 
-`emit(record)` builds the envelope and appends it to an in-memory buffer, then returns: no network, no await.
-A background task serialises the buffer and sends it with pipelined XADD. While Redis is unreachable, or when
-the buffer is full, buffered events move to a local spool file (`pheromone.spool`) and are replayed, oldest
-first, before anything newer once Redis answers again, by this process or, after a restart, by the next client
-that opens the same spool directory. `flush()` and leaving the `async with` block drain both; on close,
-whatever could not be sent stays in the spool.
+`emit(record)` writes the event's stream entry at once (the envelope's JSON inside the XADD command that will
+carry it) and appends it to an in-memory buffer, then returns: no network, no await. A sender thread with a
+Redis connection of its own takes the buffer in batches and writes each batch as one pipeline of XADD, so the
+job's event loop never serialises a batch nor waits on a socket (docs/ARCHITECTURE.md, "One event"). While
+Redis is unreachable, or when the buffer is full, buffered events move to a local spool file
+(`pheromone.spool`) and are replayed, oldest first, before anything newer once Redis answers again, by this
+process or, after a restart, by the next client that opens the same spool directory. `flush()` and leaving the
+`async with` block drain both; on close, whatever could not be sent stays in the spool.
 
 Delivery is at-least-once (a batch sent just before a connection drop may be sent again); the store applies
 each `event_id` once. Order is kept, except that a batch whose send failed is spooled after events that
 overflowed the buffer during that send.
+
+Threads: `emit()`, `flush()` and everything else run on the job's event loop; the sender thread only pops
+batches, sends them and reads the replies, holding the GIL for a few microseconds per event. The buffer is a
+deque (appends on the right by `emit()`, pops on the left by the sender); the spool and every move between
+buffer and spool happen under one lock, so a spill and a batch never interleave.
 """
 
 from __future__ import annotations
@@ -18,19 +25,25 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
+import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, cast
 
+import hiredis
 import redis.asyncio as aioredis
 from pydantic import BaseModel, TypeAdapter
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.retry import Retry as BlockingRetry
 
 # Real-time coordination (docs/COORDINATION.md): rate limits, broadcast subscriptions.
 from contracts import (
@@ -50,9 +63,9 @@ from contracts.streams import (
     DEFAULT_PREFIX,
     DISCOVERY_TTL_S,
     FIELD,
+    FIELD_KIND,
     RATE_LIMIT_EXPIRY_FACTOR,
     Keys,
-    entry,
     stream_for,
 )
 from contracts.types import Identifier, UtcDatetime
@@ -64,7 +77,9 @@ from pheromone.subscriptions import BroadcastHub, Filter, Subscription, acquire_
 
 log = logging.getLogger(__name__)
 
+_BACKOFF_MIN_S = 0.05
 _BACKOFF_MAX_S = 2.0
+_READ_SIZE = 65_536
 
 
 class _Extras(BaseModel):
@@ -73,8 +88,30 @@ class _Extras(BaseModel):
 
 
 _EXTRAS = TypeAdapter(_Extras)
-_Pending = tuple[str, str, datetime, str | None, Payload]
-"""(stream, event_id, occurred_at, correlation_id, record): an emitted event not yet sent."""
+_Route = tuple[bytes, bytes, Callable[[Any], bytes]]
+"""Per payload class: the XADD command's head up to the envelope (stream included), its tail after it (the
+kind field), and the class's JSON serialiser."""
+
+
+def command(*args: bytes) -> bytes:
+    """One Redis command in RESP, the bytes redis-py would send for it."""
+    return b"*%d\r\n%s" % (len(args), b"".join([b"$%d\r\n%s\r\n" % (len(a), a) for a in args]))
+
+
+def spool_line(frame: bytes) -> bytes:
+    """The spool record (`stream<TAB>envelope JSON`) of a buffered XADD command made by `emit()`.
+
+    The command's parts are separated by CRLF, which neither a stream name nor the envelope's JSON can hold
+    (JSON escapes control characters): the stream is its 5th part, the JSON its 11th."""
+    parts = frame.split(b"\r\n", 11)
+    return parts[4] + b"\t" + parts[10]
+
+
+def utc_text(ns: int) -> bytes:
+    """`ns` since the epoch as pydantic writes a UTC datetime: microseconds, a zero fraction left out, `Z`."""
+    seconds, micros = divmod(ns // 1000, 1_000_000)
+    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S").encode()
+    return b"%s.%06dZ" % (text, micros) if micros else text + b"Z"
 
 
 @dataclass
@@ -127,19 +164,38 @@ class Pheromone:
         self._url = url or env_url
         self._data_dir = data_dir or (env.data_dir if env else Path("."))
         self._spool = Spool(spool_dir or self._data_dir / "spool", max_bytes=max_spool_bytes)
-        self._buffer: deque[_Pending] = deque()
-        self._prefix_json = f'{{"schema_version":{SCHEMA_VERSION},"event_id":"'
-        self._scope_json = f',"workspace":{json.dumps(workspace)},"job":{json.dumps(job)},"correlation_id":'
         self._buffer_size, self._batch_size = buffer_size, batch_size
         self._close_timeout = close_timeout
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        # The envelope's JSON around its event id, time, correlation id and payload (`emit()`).
+        self._envelope_head = f'{{"schema_version":{SCHEMA_VERSION},"event_id":"'.encode()
+        self._envelope_scope = (
+            f',"workspace":{json.dumps(workspace)},"job":{json.dumps(job)},"correlation_id":'.encode()
+        )
+        self._envelope_fixed = (len(self._envelope_head) + 26 + len(b'","occurred_at":"') + 1
+                                + len(self._envelope_scope) + len(b',"payload":') + 1)
+        self._routes: dict[type[BaseModel], _Route] = {}
+        self._second, self._second_text = -1, b""  # the current second's text, for `occurred_at`
+        # Shared with the sender thread (see the module docstring).
+        self._buffer: deque[bytes] = deque()
+        self._lock = threading.Lock()
+        self._inflight: list[bytes] = []
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._parked = True
+        """The sender waits for a wake-up: the next emit() schedules one (`_kick`)."""
+        self._kick_scheduled = False
+        self._offline = False
+        self._spill_blocked_until = 0.0
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # The sender thread's own.
+        self._conn: AbstractConnection | None = None
+        self._sock: socket.socket | None = None
+        # The job's loop.
         self._redis: aioredis.Redis | None = None
         self._server: Any = None
         self._open = False
-        self._spill_blocked_until = 0.0
-        self._offline = False
         self.stats = ClientStats()
         self.queries: QueryClient | None = None
         self._hub: BroadcastHub | None = None
@@ -176,31 +232,30 @@ class Pheromone:
             self.queries = QueryClient(self._redis, self.keys, unanswered=(
                 f"no server was running for {self._data_dir}, so this client started one, and no services run on "
                 "it; start `pheromone serve` first (in another terminal, with the same PHEROMONE_DATA_DIR)"))
+        self._loop = asyncio.get_running_loop()
+        self._stop.clear()
+        self._parked = True
         self._open = True
         # Events a previous client left in the spool count as not yet sent: flush() and close() wait for them.
         if self._spool.pending():
-            self._idle.clear()
             self._wake.set()
-        else:
-            self._idle.set()
-        self._task = asyncio.create_task(self._flusher(), name="pheromone-flusher")
+        self._thread = threading.Thread(target=self._sender, name="pheromone-sender", daemon=True)
+        self._thread.start()
 
     async def close(self) -> None:
         if not self._open:
             return
         self._open = False
-        with contextlib.suppress(FlushTimeout):
+        sent = True
+        try:
             await self.flush(timeout=self._close_timeout)
-        if self._task is not None:
-            # Python 3.11's asyncio.wait_for, which redis-py uses for socket timeouts, can swallow a
-            # cancellation when a send completes in the same loop iteration (bpo-42130, fixed in 3.12): the
-            # flusher then waits for work again and a plain `await` never returns. Cancel until it ends.
-            while not self._task.done():
-                self._task.cancel()
-                await asyncio.wait([self._task], timeout=0.1)
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._spill(final=True)  # whatever is still buffered is kept for the next client
+        except FlushTimeout:
+            sent = False
+        await self._stop_sender(interrupt=not sent)
+        with self._lock:
+            self._buffer.extendleft(reversed(self._inflight))  # only if the sender died mid-batch
+            self._inflight = []
+            self._spill(final=True)  # whatever is still buffered is kept for the next client
         self._spool.close()
         await self._close_subscriptions()
         if self._redis is not None:
@@ -220,44 +275,80 @@ class Pheromone:
         """Queue one record for the store and return its event id at once. Never waits on the network."""
         if not self._open:
             raise ClientClosedError("emit() on a client that is not open; use `async with Pheromone(...)`")
+        route = self._routes.get(type(record)) or self._route(record)
+        # The record validated itself when it was built and workspace/job were checked in __init__; only the
+        # caller's extras need validating here.
+        event_id = new_id()
+        if correlation_id is None and occurred_at is None:
+            occurred, correlation = self._stamp(time.time_ns()), b"null"
+        else:
+            extras = _EXTRAS.validate_python({"correlation_id": correlation_id, "occurred_at": occurred_at})
+            when = extras.occurred_at or datetime.now(UTC)
+            occurred = when.isoformat().replace("+00:00", "Z").encode()
+            correlation = b"null" if extras.correlation_id is None else b'"%s"' % extras.correlation_id.encode()
+        # The event's XADD command; its envelope JSON is byte for byte `Envelope.model_dump_json()` (tested).
+        # Bytes only: the buffer holds nothing the garbage collector tracks, and the record is not kept.
+        head, tail, to_json = route
+        payload = to_json(record)
+        self._buffer.append(b'%s$%d\r\n%s%s","occurred_at":"%s"%s%s,"payload":%s}%s' % (
+            head, self._envelope_fixed + len(occurred) + len(correlation) + len(payload), self._envelope_head,
+            event_id.encode(), occurred, self._envelope_scope, correlation, payload, tail))
+        self.stats.emitted += 1
+        # While Redis is away, spill every batch_size events rather than at buffer_size: small spills keep each
+        # emit() short.
+        if len(self._buffer) >= (self._batch_size if self._offline else self._buffer_size):
+            with self._lock:
+                self._spill()
+        if self._parked and not self._kick_scheduled:
+            # Woken from the loop, not from here: a job's burst of emits between two awaits costs one wake-up.
+            self._kick_scheduled = True
+            assert self._loop is not None
+            self._loop.call_soon(self._kick)
+        return event_id
+
+    def _route(self, record: object) -> _Route:
         if not isinstance(record, PAYLOAD_TYPES):
             raise TypeError(f"emit() takes a pheromone record (one of contracts.PAYLOAD_TYPES), not {type(record)!r}")
-        # The record validated itself when it was built and workspace/job were checked in __init__; only the
-        # caller's extras need validating here. The envelope's JSON is written by the flusher, off this path.
-        if correlation_id is not None or occurred_at is not None:
-            extras = _EXTRAS.validate_python({"correlation_id": correlation_id, "occurred_at": occurred_at})
-            correlation_id, when = extras.correlation_id, extras.occurred_at or datetime.now(UTC)
-        else:
-            when = datetime.now(UTC)
-        event_id = new_id()
-        self._buffer.append((self.keys.stream(stream_for(record.type)), event_id, when, correlation_id, record))
-        self.stats.emitted += 1
-        # While Redis is away, spill every batch_size events rather than at buffer_size: the spill serialises
-        # what it writes on this path, so small spills keep each emit() short.
-        if len(self._buffer) >= (self._batch_size if self._offline else self._buffer_size):
-            self._spill()
-        self._idle.clear()
+        payload_type: str = cast(Payload, record).type
+        stream, kind = self.keys.stream(stream_for(payload_type)).encode(), payload_type.encode()
+        # XADD <stream> * e <envelope> k <kind>: the head ends where the envelope's length goes.
+        head = b"*7\r\n" + command(b"XADD", stream, b"*", FIELD.encode())[len(b"*4\r\n"):]
+        tail = b"\r\n" + command(FIELD_KIND.encode(), kind)[len(b"*2\r\n"):]
+        route = self._routes[type(record)] = (head, tail, type(record).__pydantic_serializer__.to_json)
+        return route
+
+    def _stamp(self, ns: int) -> bytes:
+        """`utc_text(ns)`, the second's text computed once per second."""
+        seconds, micros = divmod(ns // 1000, 1_000_000)
+        if seconds != self._second:
+            self._second, self._second_text = seconds, utc_text(seconds * 1_000_000_000)[:-1]
+        return b"%s.%06dZ" % (self._second_text, micros) if micros else self._second_text + b"Z"
+
+    def _kick(self) -> None:
+        self._kick_scheduled = False
         self._wake.set()
-        return event_id
 
     async def flush(self, timeout: float | None = 10.0) -> None:
         """Wait until everything emitted so far is in Redis; FlushTimeout if that takes over `timeout` s."""
+        if self._thread is None or not self._thread.is_alive() or self._loop is None:
+            return  # never opened, or closed: nothing more will be sent
+        done = self._loop.create_future()
+        self._waiters.append(done)
         self._wake.set()
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(done, timeout)
         except TimeoutError as exc:
-            raise FlushTimeout(
-                f"{len(self._buffer)} buffered and {self._spool.backlog_bytes()} spooled bytes not yet sent"
-            ) from exc
+            raise FlushTimeout(f"{self.backlog} buffered and {self.spool_bytes} spooled bytes not yet sent") from exc
 
     @property
     def backlog(self) -> int:
-        """Events buffered in memory (spooled ones are counted in `spool_bytes`)."""
-        return len(self._buffer)
+        """Events in memory not yet sent (spooled ones are counted in `spool_bytes`)."""
+        return len(self._buffer) + len(self._inflight)
 
     @property
     def spool_bytes(self) -> int:
-        return self._spool.backlog_bytes()
+        with self._lock:
+            return self._spool.backlog_bytes()
 
     # -- queries -------------------------------------------------------------------------------------
 
@@ -397,113 +488,211 @@ class Pheromone:
             hub, self._hub = self._hub, None
             await release_hub(hub)
 
-    # -- background ------------------------------------------------------------------------------------
+    # -- the sender thread -----------------------------------------------------------------------------
 
     def _spill(self, *, final: bool = False) -> None:
-        """Move the buffer to the spool. `final` (close): past `max_spool_bytes` if need be, since memory is
-        about to go; only a disk that refuses the write loses events, and that is counted and logged."""
+        """Move the buffer to the spool; the caller holds `_lock`. `final` (close): past `max_spool_bytes` if
+        need be, since memory is about to go; only a disk that refuses the write loses events, and that is
+        counted and logged."""
         if not self._buffer or (time.monotonic() < self._spill_blocked_until and not final):
             return
-        records = [f"{p[0]}\t{self._json(p)}".encode() for p in self._buffer]
+        # Popped, not iterated: emit() may append meanwhile (on the right), which iteration would not allow.
+        frames = [self._buffer.popleft() for _ in range(len(self._buffer))]
         try:
-            self._spool.append(records, over_limit=final)
+            self._spool.append([spool_line(f) for f in frames], over_limit=final)
         except SpoolError as exc:
             self.stats.spool_refusals += 1
             if final:
-                self.stats.lost += len(records)
-                self._buffer.clear()
-                log.error("closing: lost %d events that neither Redis nor the spool took: %s", len(records), exc)
+                self.stats.lost += len(frames)
+                log.error("closing: lost %d events that neither Redis nor the spool took: %s", len(frames), exc)
                 return
             # Spool full or disk full: keep them in memory (over the bound) rather than drop anything, and
-            # do not retry (re-serialising the whole buffer) on every emit: once a second is enough.
+            # do not retry (re-reading the whole buffer) on every emit: once a second is enough.
+            self._buffer.extendleft(reversed(frames))
             self._spill_blocked_until = time.monotonic() + 1.0
-            log.error("cannot spool %d events, keeping them in memory: %s", len(records), exc)
+            log.error("cannot spool %d events, keeping them in memory: %s", len(frames), exc)
             return
-        self.stats.spooled += len(records)
-        self._buffer.clear()
+        self.stats.spooled += len(frames)
 
-    async def _flusher(self) -> None:
-        backoff = 0.05
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self._drain()
-                self._offline = False
-                backoff = 0.05
-            except (RedisError, OSError) as exc:
-                self.stats.send_failures += 1
-                log.debug("send failed, spooling %d events: %s", len(self._buffer), exc)
-                self._offline = True
-                self._spill()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX_S)
-                self._wake.set()
-            except Exception:
-                # Never let the flusher die: emit() would go on accepting events nobody sends.
-                self.stats.send_failures += 1
-                log.exception("flusher error; retrying")
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX_S)
-                self._wake.set()
-
-    async def _drain(self) -> None:
-        assert self._redis is not None
-        while True:
-            if self._spool.pending():
-                records, cursor = self._spool.read_batch(self._batch_size)
-                batch, corrupt = self._decode_spooled(records)
-                await self._send(batch, corrupt)
-                self._spool.commit(cursor)
-                self.stats.replayed += len(batch)
-            elif self._buffer:
-                count = min(len(self._buffer), self._batch_size)
-                inflight = [self._buffer.popleft() for _ in range(count)]
+    def _sender(self) -> None:
+        """The sender thread: wait to be woken, send until nothing is left, retry with backoff on failure."""
+        backoff = _BACKOFF_MIN_S
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._stop.is_set():
+                    return
                 try:
-                    await self._send([(p[0], self._json(p), p[4].type) for p in inflight])
-                except BaseException:
-                    self._buffer.extendleft(reversed(inflight))
-                    raise
-                self.stats.sent += count
-            else:
-                self._idle.set()
-                return
+                    self._drain()
+                    self._offline = False
+                    backoff = _BACKOFF_MIN_S
+                except Exception as exc:
+                    # Never let the sender die: emit() would go on accepting events nobody sends.
+                    self.stats.send_failures += 1
+                    if isinstance(exc, RedisError | OSError):
+                        log.debug("send failed, spooling %d events: %s", self.backlog, exc)
+                    else:
+                        log.exception("sender error; retrying")
+                    self._disconnect()
+                    self._offline = True
+                    with self._lock:
+                        self._buffer.extendleft(reversed(self._inflight))
+                        self._inflight = []
+                        self._spill()
+                    if self._stop.wait(backoff):
+                        return
+                    backoff = min(backoff * 2, _BACKOFF_MAX_S)
+                    self._wake.set()
+        finally:
+            self._disconnect()
 
-    def _decode_spooled(self, records: Sequence[bytes]) -> tuple[list[tuple[str, str, None]], list[bytes]]:
-        """Spooled lines as (stream, json, no kind); lines that are not ours (disk corruption) are set apart.
-        A spooled line holds no kind: its entry is parsed by every group (contracts.streams)."""
-        batch: list[tuple[str, str, None]] = []
+    def _drain(self) -> None:
+        """Send the spool, then the buffer, a batch at a time, until both are empty; then release the flush()
+        calls made before that was seen."""
+        while not self._stop.is_set():
+            waiting = len(self._waiters)  # counted before looking: these calls' events are all behind us then
+            cursor = None
+            with self._lock:
+                self._parked = True  # first, so that an emit() racing the checks below schedules a wake-up
+                if self._spool.pending():
+                    records, cursor = self._spool.read_batch(self._batch_size)
+                elif self._buffer:
+                    self._inflight = [self._buffer.popleft() for _ in range(min(len(self._buffer),
+                                                                                self._batch_size))]
+                else:
+                    self._release([self._waiters.popleft() for _ in range(waiting)])
+                    return
+                self._parked = False
+            if cursor is not None:
+                frames, corrupt = self._decode_spooled(records)
+                self._roundtrip(b"".join(frames + corrupt), len(frames) + len(corrupt))
+                with self._lock:
+                    self._spool.commit(cursor)
+                self.stats.replayed += len(frames)
+                if corrupt:
+                    log.error("sent %d unreadable spool records to the dead letters", len(corrupt))
+            else:
+                self._roundtrip(b"".join(self._inflight), len(self._inflight))
+                self.stats.sent += len(self._inflight)
+                self._inflight = []
+
+    def _release(self, waiters: list[asyncio.Future[None]]) -> None:
+        if waiters and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the job's loop is closed: nobody waits any more
+                self._loop.call_soon_threadsafe(_resolve, waiters)
+
+    def _decode_spooled(self, records: Sequence[bytes]) -> tuple[list[bytes], list[bytes]]:
+        """Spooled lines as XADD commands without a kind (an entry without one is parsed by every group:
+        contracts.streams); lines that are not ours (disk corruption) become commands adding a dead letter."""
+        frames: list[bytes] = []
         corrupt: list[bytes] = []
+        prefix = f"{self.keys.prefix}:".encode()
         for record in records:
             stream, tab, body = record.partition(b"\t")
-            try:
-                if not tab or not stream.startswith(f"{self.keys.prefix}:".encode()):
-                    raise ValueError("not a spool record")
-                batch.append((stream.decode(), body.decode(), None))
-            except (ValueError, UnicodeDecodeError):
-                corrupt.append(record)
-        return batch, corrupt
-
-    def _json(self, pending: _Pending) -> str:
-        """The envelope's JSON, byte-compatible with `Envelope.model_dump_json()` (tested)."""
-        _, event_id, when, correlation_id, record = pending
-        occurred = when.isoformat().replace("+00:00", "Z")
-        return (
-            f'{self._prefix_json}{event_id}","occurred_at":"{occurred}"{self._scope_json}'
-            f'{json.dumps(correlation_id)},"payload":{record.model_dump_json()}}}'
-        )
-
-    async def _send(self, batch: Sequence[tuple[str, str, str | None]], corrupt: Sequence[bytes] = ()) -> None:
-        """XADD each (stream, envelope JSON, payload type or None) in one pipeline."""
-        assert self._redis is not None
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for stream, body, kind in batch:
-                pipe.xadd(stream, {FIELD: body} if kind is None else entry(body, kind))
-            for record in corrupt:
+            if tab and stream.startswith(prefix):
+                frames.append(command(b"XADD", stream, b"*", FIELD.encode(), body))
+            else:
                 # Nothing is dropped silently: an unreadable spool line goes to the dead letters for a human.
-                pipe.xadd(self.keys.dead, {"stream": "spool", "group": "client", "id": "0-0",
-                                           "error": "unreadable spool record", "deliveries": "0",
-                                           "at": str(int(time.time() * 1000)), "f:raw": record})
-            await pipe.execute()
-        if corrupt:
-            log.error("sent %d unreadable spool records to the dead letters", len(corrupt))
+                corrupt.append(command(
+                    b"XADD", self.keys.dead.encode(), b"*", b"stream", b"spool", b"group", b"client", b"id", b"0-0",
+                    b"error", b"unreadable spool record", b"deliveries", b"0", b"at",
+                    b"%d" % int(time.time() * 1000), b"f:raw", record,
+                ))
+        return frames, corrupt
+
+    def _roundtrip(self, data: bytes, replies: int) -> None:
+        """Send commands and read their `replies`; ResponseError after reading them all if one failed.
+
+        A connection that has been idle may have been closed by the server meanwhile: a send on a reused
+        connection that fails is tried once more on a new one (at-least-once allows the duplicate)."""
+        fresh = self._sock is None
+        try:
+            self._exchange(self._connect(), data, replies)
+        except (OSError, RedisConnectionError):
+            self._disconnect()
+            if fresh or self._stop.is_set():
+                raise
+            self._exchange(self._connect(), data, replies)
+
+    def _exchange(self, sock: socket.socket, data: bytes, replies: int) -> None:
+        """Send `data` and read `replies` replies to XADD.
+
+        Each successful reply is a bulk string (the entry id), two CRLFs; so while no error reply shows up (one
+        starts with `-` or `!`, right after a CRLF, which no entry id holds), counting CRLFs is enough and the
+        thread holds the GIL for a few byte scans per batch instead of a Python call per reply. Anything else
+        is parsed reply by reply with hiredis."""
+        sock.sendall(data)
+        need, got = 2 * replies, b""
+        while True:
+            if got[:1] in (b"-", b"!") or b"\r\n-" in got or b"\r\n!" in got:
+                break  # an error reply: parse them all
+            count = got.count(b"\r\n")
+            if count == need:
+                return
+            if count > need:
+                break  # not what XADD answers: parse them all
+            chunk = sock.recv(_READ_SIZE)
+            if not chunk:
+                raise RedisConnectionError("Redis closed the connection")
+            got += chunk
+        reader = hiredis.Reader()
+        reader.feed(got)
+        failed: object = None
+        while replies:
+            reply = reader.gets()
+            if reply is False:
+                chunk = sock.recv(_READ_SIZE)
+                if not chunk:
+                    raise RedisConnectionError("Redis closed the connection")
+                reader.feed(chunk)
+            else:
+                replies -= 1
+                if failed is None and isinstance(reply, hiredis.ReplyError):
+                    failed = reply
+        if failed is not None:
+            raise ResponseError(str(failed))
+
+    def _connect(self) -> socket.socket:
+        if self._sock is None:
+            from services.connection import blocking_connection
+
+            assert self._url is not None
+            if self._conn is None:
+                self._conn = blocking_connection(self._url, retry=BlockingRetry(NoBackoff(), 0),
+                                                 socket_connect_timeout=2, socket_timeout=5)
+            connect: Callable[[], None] = self._conn.connect  # untyped in redis-py
+            connect()  # AUTH, TLS and the rest of the handshake, as every other client does
+            # From here on, this thread speaks RESP on the socket itself: redis-py's per-reply parsing holds the
+            # GIL the job's loop needs for a Python call per reply (`_exchange` counts bytes instead).
+            sock = self._conn._sock
+            if sock is None:
+                raise RedisConnectionError("connected without a socket")
+            self._sock = sock
+        return self._sock
+
+    def _disconnect(self) -> None:
+        self._sock = None
+        if self._conn is not None:
+            disconnect: Callable[[], None] = self._conn.disconnect  # untyped in redis-py
+            with contextlib.suppress(Exception):
+                disconnect()
+
+    async def _stop_sender(self, *, interrupt: bool) -> None:
+        """End the sender thread. `interrupt`: it may be blocked on a slow or dead server; shutting its socket
+        down ends the wait at once (its batch goes back to the buffer, then to the spool)."""
+        self._stop.set()
+        self._wake.set()
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        if interrupt and (sock := self._sock) is not None:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's: no TLS state touched
+        await asyncio.to_thread(thread.join)  # bounded by the connect and socket timeouts
+
+
+def _resolve(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():  # a flush() that timed out cancelled its own
+            waiter.set_result(None)

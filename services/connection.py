@@ -9,8 +9,9 @@ the `rediss://` scheme plus redis-py's own query parameters (`ssl_ca_certs`, `ss
   into `redis_url`; `Settings` has already refused contradictory combinations.
 - `client_options(url)` parses a URL once into the keyword arguments of redis-py's `ConnectionPool`, with one
   TLS policy (verification off also turns hostname checking off; named files must exist).
-- `redis_client(url, **options)` and `broker_options(url)` (FastStream's `RedisBroker`, which builds the same
-  pool) both use those options, so the services, the client, subscriptions and the CLI connect alike.
+- `redis_client(url, **options)`, `blocking_connection(url, **options)` (the client's sender thread) and
+  `broker_options(url)` (FastStream's `RedisBroker`, which builds the same pool) all use those options, so the
+  services, the client, subscriptions and the CLI connect alike.
 - `redact(url)` is how a URL reaches a log or a message; `describe(exc, url)` turns a redis-py error into one
   line naming the server (never the password or the URL's userinfo) and what to change.
 
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+import redis.connection as blocking
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConnectionSetupError",
+    "blocking_connection",
     "broker_options",
     "check",
     "client_options",
@@ -139,6 +142,18 @@ def redis_client(url: str, **overrides: Any) -> aioredis.Redis:
     """An asyncio client for `url` (credentials and TLS included); `overrides` are pool/connection options."""
     pool = aioredis.ConnectionPool(**{**client_options(url), **overrides})
     return aioredis.Redis.from_pool(pool)
+
+
+def blocking_connection(url: str, **overrides: Any) -> blocking.AbstractConnection:
+    """One synchronous redis-py connection for `url`, for a thread of its own (the client's sender); not yet
+    connected. Same options as `redis_client`, with redis-py's blocking connection classes."""
+    options = {**client_options(url), **overrides}
+    options.pop("max_connections", None)  # a pool option
+    cls: type[blocking.AbstractConnection] = {
+        SSLConnection: blocking.SSLConnection,
+        UnixDomainSocketConnection: blocking.UnixDomainSocketConnection,
+    }.get(options.pop("connection_class", Connection), blocking.Connection)
+    return cls(**options)
 
 
 def broker_options(url: str) -> dict[str, Any]:

@@ -44,14 +44,24 @@ def test_store_bench_reports_every_figure() -> None:
 
 
 def test_ingest_bench_reports_every_figure() -> None:
-    """A small run on its own embedded server: the store alone, every service in one process, the naive
-    baseline, and the JSON line bench/RESULTS.md quotes."""
-    result = run_bench("bench/ingest.py", "--events", "1500", "--naive-events", "200", "--producers", "1", "--json")
+    """A small run on its own embedded server: the raw limits, the store alone with one producer process (as
+    fast as it can, then at the rate it measured), every service in one process, the naive baseline, and the
+    JSON line bench/RESULTS.md quotes."""
+    result = run_bench("bench/ingest.py", "--quick", "--events", "1500", "--naive-events", "200", "--producers", "1",
+                       "--paced-seconds", "0.5", "--json")
     for key in ("events_per_s_1p", "events_per_s", "all_in_one_events_per_s", "naive_events_per_s", "ratio",
-                "emit_p50_us", "emit_p99_us", "machine_reference_us"):
+                "limit_events_per_s", "limit_redis_per_s", "limit_sqlite_per_s", "limit_fraction", "emit_p50_us",
+                "emit_p99_us", "emit_max_us", "machine_reference_us"):
         assert result[key] > 0, key
-    assert result["events_per_s"] == result["events_per_s_1p"], "the best figure is the store-alone run's"
+    for key in ("loop_stall_p99_ms", "loop_stall_max_ms", "loop_stall_net_p99_ms", "paced_loop_stall_p99_ms",
+                "paced_loop_stall_max_ms"):
+        assert result[key] >= 0, key
+    assert result["per_run"]["1p"]["stall_ms"]["n"] > 0, "the ticker reached the producer's loop"
+    assert result["events_per_s"] == result["events_per_s_1p"], "the headline is the largest producer count run"
+    assert result["limit_events_per_s"] == min(result["limit_redis_per_s"], result["limit_sqlite_per_s"])
     assert result["emit_calls"] == 1_500, "emit() is timed in the store-alone run"
+    assert set(result["targets_met"]) == {"loop_stall_p99_ms", "loop_stall_max_ms", "emit_p99_us", "limit_fraction",
+                                          "ratio"}
 
 
 def test_efficacy_bench_reports_every_figure(tmp_path: Path) -> None:
@@ -66,3 +76,17 @@ def test_efficacy_bench_reports_every_figure(tmp_path: Path) -> None:
     assert result["seeds"] == 2 and result["applied_on_staged"] == 0
     assert 0 <= result["recall"] <= 1 and result["oracle_lift"] > 0
     assert picture.read_text().startswith("<svg") and "gated" in picture.read_text()
+
+
+def test_queries_bench_reports_every_way() -> None:
+    """A small store: every query in-process, through the client and the query service, and under load, with
+    the store service applying what a job emits meanwhile (the entropy answer moves)."""
+    result = run_bench("bench/queries.py", "--quick", "--iterations", "20", "--upkeep-events", "500", "--json")
+    assert set(result["queries"]) == set(result["service"]) >= {"patterns_by_tags", "entropy"}
+    assert set(result["under_load"]) == {"entropy", "patterns_by_tags"}
+    for way in ("queries", "service", "under_load"):
+        assert all(r["p50_ms"] > 0 for r in result[way].values()), way
+    load = result["load"]
+    assert load["stored"] == load["emitted"] > 0
+    assert load["entropy_applications_after"] == load["entropy_applications_before"] + load["stored"]
+    assert result["entropy_upkeep"]["apply_us"] > 0

@@ -30,7 +30,7 @@ async def test_concurrent_emitters_each_see_their_events_once_and_in_order(
         for i in range(per_task):
             ids.append(client.emit(observed(f"{task}:{i}"), correlation_id=f"task-{task}"))
             if i % 3 == 0:
-                await asyncio.sleep(0)  # let the other emitters and the flusher run in between
+                await asyncio.sleep(0)  # let the other emitters and the sender run in between
         return ids
 
     emitted = await asyncio.gather(*(emitter(t) for t in range(tasks)))
@@ -118,7 +118,7 @@ async def test_a_full_buffer_spills_to_the_spool_and_loses_nothing(
     for chunk in range(30):
         ids += [client.emit(observed(f"{chunk}:{i}")) for i in range(37)]  # 37 > buffer_size: spills
         assert client.backlog < 10  # the buffer never holds buffer_size events after emit() returns
-        await asyncio.sleep(0)  # let the flusher send some while later chunks overflow
+        await asyncio.sleep(0)  # let the sender send some while later chunks overflow
     await client.flush()
 
     assert [e.event_id for e in await read_envelopes(redis, f"{prefix}:ingest")] == ids

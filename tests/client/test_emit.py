@@ -8,8 +8,11 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import hiredis
 import pytest
-from pydantic import BaseModel, ValidationError
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from redis import Redis as BlockingRedis
 from redis.asyncio import Redis
 
@@ -23,6 +26,7 @@ from contracts import (
     parse_envelope,
 )
 from pheromone import ClientClosedError, Pheromone
+from pheromone.client import spool_line, utc_text
 from tests.client.helpers import T0, ULID, OpenClient, expected_stream, one_of_each, read_envelopes, read_raw
 
 OBSERVED = PatternObserved(pattern_type="t", pattern_name="n")
@@ -48,7 +52,8 @@ async def test_emit_returns_a_ulid_before_anything_is_sent(
     open_client: OpenClient, redis_url: str, redis: Redis, prefix: str
 ) -> None:
     client = await open_client()
-    # A blocking client: calling it does not yield to the event loop, so the client's flusher cannot run.
+    # A blocking client: calling it does not yield to the event loop, so the wake-up emit() scheduled there
+    # does not run and the sender thread, asleep since open(), sends nothing.
     sync = BlockingRedis.from_url(redis_url)
     try:
         before_ms = time.time_ns() // 1_000_000
@@ -98,6 +103,16 @@ async def test_the_wire_json_is_the_envelopes_own_json_and_round_trips(
     assert parsed.payload == record
 
 
+def xadd_of(frame: bytes) -> list[bytes]:
+    """The command a buffered frame holds, as Redis would read it (exactly one command, nothing left over)."""
+    reader = hiredis.Reader()
+    reader.feed(frame)
+    parsed = reader.gets()
+    assert reader.gets() is False, "one frame, one command"
+    assert isinstance(parsed, list)
+    return parsed
+
+
 @pytest.mark.parametrize(
     "when",
     [
@@ -106,24 +121,38 @@ async def test_the_wire_json_is_the_envelopes_own_json_and_round_trips(
         T0.replace(microsecond=1),
         datetime(2099, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
         datetime.now(UTC),
+        None,  # emit()'s own clock, formatted without datetime
     ],
-    ids=["micro", "whole-second", "one-micro", "far-future", "now"],
+    ids=["micro", "whole-second", "one-micro", "far-future", "now", "emit-time"],
 )
 @pytest.mark.parametrize("correlation_id", [None, "c-1", "a.b:c@d/e+f=g-_"])
-def test_json_of_a_pending_event_is_byte_identical_to_model_dump_json(
-    tmp_path: Path, when: datetime, correlation_id: str | None
+async def test_the_buffered_command_holds_exactly_the_envelopes_json(
+    open_client: OpenClient, prefix: str, when: datetime | None, correlation_id: str | None
 ) -> None:
-    client = Pheromone("redis://127.0.0.1:1/0", workspace="w.s", job="j@1", prefix="p", spool_dir=tmp_path)
+    client = await open_client(workspace="w.s", job="j@1")
     for record in one_of_each():
-        event_id = "01HZZZZZZZZZZZZZZZZZZZZZZZ"
-        pending = ("p:ingest", event_id, when, correlation_id, record)
+        event_id = client.emit(record, correlation_id=correlation_id, occurred_at=when)
+        frame = client._buffer[-1]  # no await since emit(): the sender has not been woken
+        xadd, stream, star, e, body, k, kind = xadd_of(frame)
+        assert (xadd, stream, star, e, k) == (b"XADD", expected_stream(prefix, record.type).encode(), b"*", b"e",
+                                              b"k")
+        assert kind == record.type.encode()
         envelope = Envelope(
-            event_id=event_id, occurred_at=when, workspace="w.s", job="j@1", correlation_id=correlation_id,
-            payload=record,
+            event_id=event_id, occurred_at=when or parse_envelope(body).occurred_at, workspace="w.s", job="j@1",
+            correlation_id=correlation_id, payload=record,
         )
-        body = client._json(pending)
-        assert body == envelope.model_dump_json()
-        assert parse_envelope(body) == envelope
+        assert body == envelope.model_dump_json().encode()
+        assert spool_line(frame) == stream + b"\t" + body  # what a spill writes
+
+
+@settings(max_examples=300)
+@given(st.lists(st.integers(0, 2**62), min_size=1, max_size=20))
+@example([0, 1_000, 999_999_999, 10**9, 1_733_456_789_000_000_000, 1_733_456_789_000_001_000])  # whole seconds
+def test_emit_time_text_is_pydantics_for_every_instant(instants: list[int]) -> None:
+    client = Pheromone("redis://127.0.0.1:1/0", workspace="w", job="j", spool_dir=Path("/nonexistent"))
+    for ns in [*sorted(instants), *instants]:  # in order (the per-second cache) and in any order
+        when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
+        assert utc_text(ns) == client._stamp(ns) == TypeAdapter(datetime).dump_json(when)[1:-1]
 
 
 # -- validation of what the caller adds -------------------------------------------------------------------

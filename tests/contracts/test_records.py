@@ -338,6 +338,16 @@ def test_new_id_random_part_varies_within_a_millisecond() -> None:
     assert len({i[10:] for i in ids}) == len(ids)
 
 
+def test_ids_of_one_millisecond_sort_in_minting_order() -> None:
+    ids = [new_id() for _ in range(2_000)]
+    by_ms: dict[str, list[str]] = {}
+    for i in ids:
+        by_ms.setdefault(i[:10], []).append(i)
+    assert any(len(group) > 1 for group in by_ms.values()), "a burst mints several ids per millisecond"
+    for group in by_ms.values():
+        assert group == sorted(group)
+
+
 def test_new_id_does_not_depend_on_the_global_random_state() -> None:
     """Any code in the process may seed the global `random` (test frameworks do, simulations do); two
     processes seeded alike must still not mint the same ids, so reseeding must not replay the random part."""
