@@ -279,6 +279,18 @@ def generate(
     return timings
 
 
+async def timed(run: Callable[[], Awaitable[Any]], iterations: int) -> list[float]:
+    """Milliseconds per call of `run`, after a warm-up of a tenth as many calls (page and statement caches)."""
+    for _ in range(max(5, iterations // 10)):
+        await run()
+    samples = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        await run()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
 async def _migrate(path: Path) -> None:
     async with Store(path):
         pass
@@ -311,14 +323,7 @@ async def measure(path: Path, iterations: int, seed: int) -> dict[str, dict[str,
         }
         results: dict[str, dict[str, float]] = {}
         for name, run in cases.items():
-            for _ in range(max(5, iterations // 10)):  # warm the page cache and the statement cache
-                await run()
-            samples = []
-            for _ in range(iterations):
-                start = time.perf_counter()
-                await run()
-                samples.append((time.perf_counter() - start) * 1000)
-            samples.sort()
+            samples = sorted(await timed(run, iterations))
             results[name] = {
                 "p50_ms": round(statistics.median(samples), 3),
                 "p99_ms": round(samples[min(len(samples) - 1, math.ceil(len(samples) * 0.99) - 1)], 3),
@@ -405,14 +410,7 @@ async def measure_service(path: Path, iterations: int, seed: int, load_rate: flo
                 cases = service_cases(ph, rng, some_ids)
                 idle: dict[str, dict[str, float]] = {}
                 for name, run in cases.items():
-                    for _ in range(max(5, iterations // 10)):
-                        await run()
-                    samples = []
-                    for _ in range(iterations):
-                        start = time.perf_counter()
-                        await run()
-                        samples.append((time.perf_counter() - start) * 1000)
-                    idle[name] = summarise(samples)
+                    idle[name] = summarise(await timed(run, iterations))
                 loaded = await under_load(ph, cases, path, iterations, load_rate, patterns, rng)
             finally:
                 await ph.close()
