@@ -165,6 +165,7 @@ class Runtime:
         self.metrics = Metrics()
         self.metrics_server: MetricsServer | None = None
         self._redis_ok = True  # the last Redis call of an upkeep loop worked: "lost" and "regained" log once
+        self._stopping = False  # a stop closes the broker's connections under its readers: not an outage
         self._beat_at: float | None = None  # monotonic time of the watchdog's last written heartbeat
         self.groups: list[GroupStatus] = []
         """The groups on the streams this runtime reads, as the gauge loop last read them."""
@@ -173,6 +174,7 @@ class Runtime:
     async def start(self) -> None:
         """Open every service and start consuming; on failure, close what was opened and re-raise (a store
         writer thread or a broker connection left open would keep the process from exiting)."""
+        self._stopping = False
         try:
             await self._start()
         except BaseException:
@@ -217,6 +219,7 @@ class Runtime:
 
     async def stop(self) -> None:
         was_started, self._started = self._started, False  # not ready from the first moment of a stop
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -509,7 +512,7 @@ class Runtime:
         return connection.describe(exc, self.redis_url)
 
     def _lost(self, exc: Exception) -> None:
-        if self._redis_ok:
+        if self._redis_ok and not self._stopping:
             self._redis_ok = False
             self.metrics.redis_up.set(0)
             log.warning("redis lost (%s); services wait for it", self._sentence(exc))

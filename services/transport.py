@@ -1,7 +1,7 @@
 """Redis operations the services share: groups, acks, dead letters, claims and trimming.
 
 No handler talks to Redis directly; it calls these. Every multi-step write that must not half-happen (a
-dead letter and the ack of its entry) runs in one MULTI/EXEC transaction.
+dead letter and the ack of its entry) runs in one script, atomically on the server.
 
 Dead-letter entries on `{prefix}:dead` carry: `stream`, `group`, `id` (the original entry id), `error`,
 `deliveries`, `at` (ms since epoch), and each original field under `f:<name>`, byte for byte, so
@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, ResponseError
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 """A stream entry as redis-py returns it: (id, fields)."""
@@ -54,26 +55,56 @@ async def ack(r: aioredis.Redis, stream: str, group: str, ids: Sequence[bytes]) 
         await r.xack(stream, group, *ids)
 
 
+ACK_THEN_LETTER = """
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+  return 1
+end
+return 0
+"""
+"""KEYS: the entry's stream, the dead stream. ARGV: group, entry id, then the letter's field/value pairs.
+
+    if XACK(stream, group, id) took the entry off the pending list:  XADD dead * fields...   -- the one letter
+    else:                                                           nothing                 -- already handled
+
+Two handlers can hold one entry (the retrier and a writer taking over a dead consumer's entries); only the
+one whose ack removes it writes its letter, so a letter is never doubled, and never lost (same script)."""
+
+
 async def dead_letter(r: aioredis.Redis, dead_stream: str, letters: Sequence[DeadLetter]) -> None:
-    """Write dead letters and ack their entries in one MULTI/EXEC: a letter is never lost nor doubled."""
+    """Dead-letter each entry and ack it, atomically per entry (ACK_THEN_LETTER): never lost nor doubled."""
     if not letters:
         return
     now_ms = str(int(time.time() * 1000))
-    async with r.pipeline(transaction=True) as pipe:
-        for letter in letters:
-            fields: dict[str | bytes, bytes | str] = {
-                "stream": letter.stream,
-                "group": letter.group,
-                "id": letter.entry_id,
-                "error": letter.error[:MAX_ERROR_CHARS],
-                "deliveries": str(letter.deliveries),
-                "at": now_ms,
-            }
-            for name, value in letter.fields.items():
-                fields[b"f:" + name] = value
-            pipe.xadd(dead_stream, fields)  # type: ignore[arg-type]
-            pipe.xack(letter.stream, letter.group, letter.entry_id)
-        await pipe.execute()
+    calls: list[tuple[Sequence[str], Sequence[Any]]] = []
+    for letter in letters:
+        fields: list[str | bytes] = [
+            "stream", letter.stream, "group", letter.group, "id", letter.entry_id,
+            "error", letter.error[:MAX_ERROR_CHARS], "deliveries", str(letter.deliveries), "at", now_ms,
+        ]
+        for name, value in letter.fields.items():
+            fields += [b"f:" + name, value]
+        calls.append(([letter.stream, dead_stream], [letter.group, letter.entry_id, *fields]))
+    await run_batch(r, r.register_script(ACK_THEN_LETTER), calls)
+
+
+async def run_batch(
+    redis: aioredis.Redis, script: AsyncScript, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
+) -> list[Any]:
+    """Run `script` once per (keys, args) in one pipeline; returns each call's result."""
+    if not calls:
+        return []
+    for attempt in (1, 2):
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                return list(await pipe.execute())
+        except NoScriptError:
+            if attempt == 2:
+                raise
+            script.sha = await redis.script_load(script.script)
+    raise AssertionError("unreachable")
 
 
 async def idle_pending(

@@ -11,23 +11,21 @@ so a source entry delivered twice (a retry after a crash between publishing and 
 and the marker disappears with the message it guards. The coordinator runs the same lines at the end of its
 own script (`services.coordinator.limits`), so a limit is set and announced in one atomic call.
 
-`run_batch` sends many calls of one script in one pipeline of EVALSHA. redis-py's `Script` in a pipeline sends
-SCRIPT EXISTS before every execute (one more round trip per batch); here the script is loaded once and only
-reloaded when the server answers NOSCRIPT (restarted or flushed). Every script run this way is idempotent, so
-retrying the whole batch after a reload is safe.
+`services.transport.run_batch` sends many calls of one script in one pipeline of EVALSHA. redis-py's
+`Script` in a pipeline sends SCRIPT EXISTS before every execute (one more round trip per batch); there the
+script is loaded once and only reloaded when the server answers NOSCRIPT (restarted or flushed). Every script
+run this way is idempotent, so retrying the whole batch after a reload is safe.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
 
 from contracts.broadcast import BroadcastMessage
 from contracts.streams import FIELD, FIELD_EXPIRES, FIELD_KIND, Keys
+from services.transport import run_batch
 
 NOW_MS_LUA = """
 local t = redis.call('TIME')
@@ -49,23 +47,6 @@ PUBLISH_ONCE = NOW_MS_LUA + publish_once_lua("KEYS[1]", "KEYS[2]", "ARGV[1]", "A
 """KEYS: once-marker, broadcast stream. ARGV: expiry (ms since epoch), message JSON, kind."""
 
 
-async def run_batch(
-    redis: aioredis.Redis, script: AsyncScript, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
-) -> list[Any]:
-    """Run `script` once per (keys, args) in one pipeline; returns each call's result."""
-    if not calls:
-        return []
-    for attempt in (1, 2):
-        try:
-            async with redis.pipeline(transaction=False) as pipe:
-                for keys, args in calls:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
-                return list(await pipe.execute())
-        except NoScriptError:
-            if attempt == 2:
-                raise
-            script.sha = await redis.script_load(script.script)
-    raise AssertionError("unreachable")
 
 
 def expiry_ms(message: BroadcastMessage) -> int:

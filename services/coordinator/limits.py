@@ -25,7 +25,8 @@ import redis.asyncio as aioredis
 from contracts import Envelope, RateLimitEvent
 from contracts.broadcast import BroadcastKind, BroadcastMessage, RateLimitNotice, RateLimitState
 from contracts.streams import Keys
-from services.broadcaster.publish import NOW_MS_LUA, publish_once_lua, run_batch
+from services.broadcaster.publish import NOW_MS_LUA, publish_once_lua
+from services.transport import run_batch
 
 RECORD_LIMIT = NOW_MS_LUA + """
 local exp = tonumber(ARGV[1])

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from contracts import MAX_ENTRY_BYTES
 from contracts.streams import FIELD, GROUP_STORE, Keys
 from pheromone.cli import app
+from services import transport
 from services.settings import Settings
 from tests.services import helpers as h
 from tests.services.conftest import StartRuntime
@@ -159,3 +160,19 @@ async def test_replay_of_an_unknown_dead_letter_fails_cleanly(
         "dead", "replay", "1-0", "--redis-url", redis_url, "--prefix", prefix, "--data-dir", str(tmp_path)])
     assert result.exit_code != 0
     assert "no dead letter '1-0'" in str(result.exception)
+
+
+async def test_an_entry_two_handlers_dead_letter_at_once_is_one_letter(redis: aioredis.Redis, prefix: str) -> None:
+    """The retrier and a writer taking over a dead consumer's entries can both give up on one entry: only the
+    handler whose ack takes it off the pending list writes its letter (transport.ACK_THEN_LETTER)."""
+    keys = Keys(prefix)
+    await transport.ensure_group(redis, keys.ingest, GROUP_STORE)
+    (entry_id,) = await h.xadd_raw(redis, keys.ingest, [{FIELD: JUNK}])
+    await redis.xreadgroup(GROUP_STORE, "c-1", {keys.ingest: ">"})
+    letter = transport.DeadLetter(keys.ingest, GROUP_STORE, entry_id, {FIELD.encode(): JUNK}, "junk", 5)
+    await asyncio.gather(*(transport.dead_letter(redis, keys.dead, [letter]) for _ in range(3)))
+    await transport.dead_letter(redis, keys.dead, [letter])  # and once more, after it was acked
+    letters = await h.dead_letters(redis, prefix)
+    assert [fields[b"id"] for _, fields in letters] == [entry_id]
+    assert letters[0][1][b"f:" + FIELD.encode()] == JUNK
+    assert (await redis.xpending(keys.ingest, GROUP_STORE))["pending"] == 0
