@@ -126,6 +126,9 @@ class GroupWorker:
         self._store_busy = False
         self._store_down = False  # logged once when the store becomes unavailable, once when it is back
         self._inflight: set[asyncio.Task[None]] = set()
+        # Entry ids of the batches in flight: pending, and maybe idle past claim_idle_ms on a slow commit, but
+        # this worker is still applying them, so its retrier must not take them a second time.
+        self._holding: set[bytes] = set()
 
     @property
     def store_down(self) -> bool:
@@ -141,9 +144,12 @@ class GroupWorker:
         """
         await self._slots.acquire()
         valid, letters, skipped = self._parse(entries, None)
+        held = {entry_id for entry_id, _ in entries}
+        self._holding |= held
         task = asyncio.ensure_future(self._finish(entries, valid, letters, skipped, None))
         self._inflight.add(task)
         task.add_done_callback(self._done)
+        task.add_done_callback(lambda _: self._holding.difference_update(held))
 
     async def drain(self) -> None:
         """Wait for batches handed on by on_batch() to be committed and acked (graceful shutdown)."""
@@ -256,9 +262,9 @@ class GroupWorker:
 
     async def claim_pending(self) -> int:
         """Retry entries stuck in the pending list; returns how many were claimed."""
-        stuck = await transport.idle_pending(
+        stuck = [(entry_id, times) for entry_id, times in await transport.idle_pending(
             self.redis, self.stream, self.group, self.claim_idle_ms, self.batch_size
-        )
+        ) if entry_id not in self._holding]
         if not stuck:
             return 0
         counts = {entry_id: times + 1 for entry_id, times in stuck}

@@ -3,6 +3,7 @@ kinds ack the rest without parsing, and nothing that applies or counts an event 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -117,5 +118,39 @@ async def test_services_count_only_their_kinds_and_the_store_ignores_the_field(
     await eventually(lambda: entropy.stats.applied == len(applications), what="entropy handled the applications")
     await eventually(lambda: consolidator.stats.applied == 20 + 1, what="consolidator handled the executions")
     assert store_rows(db, "SELECT kind FROM ledger WHERE event_id = ?", liar.event_id) == [("pattern_applied",)]
-    for w in (entropy, consolidator):
-        assert (await redis.xpending(w.stream, w.group))["pending"] == 0
+    for w in (entropy, consolidator):  # each entry is acked after its handler counted it
+
+        async def acked(w: GroupWorker = w) -> bool:
+            return (await redis.xpending(w.stream, w.group))["pending"] == 0
+
+        await eventually(acked, what=f"group {w.group} acked everything")
+
+
+async def test_the_retrier_leaves_alone_a_batch_still_being_applied(redis: aioredis.Redis, prefix: str) -> None:
+    """A batch whose commit outlasts claim_idle_ms is idle in the pending list but still this worker's: the
+    retrier must not apply it a second time (under load, that doubled the applied counts)."""
+    stream = f"{prefix}:ingest"
+    release = asyncio.Event()
+    got: list[Envelope] = []
+
+    async def slow(events: object) -> list[tuple[int, str]]:
+        await release.wait()
+        got.extend(env for env, _ in events)  # type: ignore[attr-defined]
+        return []
+
+    await transport.ensure_group(redis, stream, GROUP_ENTROPY)
+    worker = GroupWorker(service="t", stream=stream, group=GROUP_ENTROPY, handler=slow, redis=redis,  # type: ignore[arg-type]
+                         dead_stream=f"{stream}:dead", consumer="t-1", claim_idle_ms=100, records_poison=False)
+    await h.xadd_raw(redis, stream, [h.entry(h.envelope(h.execution())) for _ in range(3)])
+    read = await redis.xreadgroup(GROUP_ENTROPY, "t-1", {stream: ">"})
+    await worker.on_batch(read[0][1])
+
+    async def idle() -> bool:
+        return len(await transport.idle_pending(redis, stream, GROUP_ENTROPY, 100, 10)) == 3
+
+    await eventually(idle, what="the batch idle past claim_idle_ms")
+    assert await asyncio.wait_for(worker.claim_pending(), 5) == 0  # taking it would wait on the handler
+    release.set()
+    await worker.drain()
+    assert len(got) == 3
+    assert (await redis.xpending(stream, GROUP_ENTROPY))["pending"] == 0
