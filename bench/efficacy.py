@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 
 import aiosqlite  # noqa: E402
 
-from contracts import (  # noqa: E402
+from pheromone.contracts import (  # noqa: E402
     Envelope,
     ErrorRecoveryRecord,
     ExecutionRecord,
@@ -68,15 +68,15 @@ from contracts import (  # noqa: E402
     PatternObserved,
     pattern_id,
 )
-from contracts.sessions import AutonomyMode, Edit, EditOp, EditPillar, EditStatus, edit_id  # noqa: E402
-from services.consolidator.view import StoreView  # noqa: E402
-from services.query.learning import WaitArgs, wait  # noqa: E402
-from services.sessions.guidance import Guidance, NotApplicable  # noqa: E402
-from services.sessions.harvest import Harvest, Recovery, Run, harvest  # noqa: E402
-from services.sessions.pipeline import Consolidation, diagnose_step, gate_step, plan_step  # noqa: E402
-from services.sessions.teacher import Lesson, StatisticalTeacher  # noqa: E402
-from services.settings import LearningSettings, SessionsSettings  # noqa: E402
-from services.store.db import Store  # noqa: E402
+from pheromone.contracts.sessions import AutonomyMode, Edit, EditOp, EditPillar, EditStatus, edit_id  # noqa: E402
+from pheromone.services.consolidator.view import StoreView  # noqa: E402
+from pheromone.services.query.learning import WaitArgs, wait  # noqa: E402
+from pheromone.services.sessions.guidance import Guidance, NotApplicable  # noqa: E402
+from pheromone.services.sessions.harvest import Harvest, Recovery, Run, harvest  # noqa: E402
+from pheromone.services.sessions.pipeline import Consolidation, diagnose_step, gate_step, plan_step  # noqa: E402
+from pheromone.services.sessions.teacher import Lesson, StatisticalTeacher  # noqa: E402
+from pheromone.services.settings import LearningSettings, SessionsSettings  # noqa: E402
+from pheromone.services.store.db import Store  # noqa: E402
 
 WS = "ws-bench"
 MODELS = ("model-a", "model-b")

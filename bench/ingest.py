@@ -56,10 +56,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from contracts import Envelope, Payload, new_id  # noqa: E402
 from pheromone.client import Pheromone  # noqa: E402
+from pheromone.contracts import Envelope, Payload, new_id  # noqa: E402
+from pheromone.services.embedded import EmbeddedServer  # noqa: E402
 from pheromone.simulate import fleet  # noqa: E402
-from services.embedded import EmbeddedServer  # noqa: E402
 
 TARGETS = {"loop_stall_p99_ms": 1.0, "loop_stall_max_ms": 10.0, "emit_p99_us": 10.0, "limit_fraction": 0.20,
            "ratio": 10.0}
@@ -191,8 +191,8 @@ def redis_limit(url: str, bodies: list[bytes]) -> dict[str, float]:
 def sqlite_limit(tmp: Path, bodies: list[bytes]) -> float:
     """Rows per second into a table with the ledger's schema and indexes (the store's migrations on a fresh
     file, WAL, synchronous=NORMAL), 1,000 rows per transaction."""
-    from services.store import schema
-    from services.store.db import INSERT_LEDGER
+    from pheromone.services.store import schema
+    from pheromone.services.store.db import INSERT_LEDGER
 
     path = tmp / "limit.db"
     conn = schema.connect(str(path))
@@ -491,7 +491,7 @@ def machine_reference_us(n: int = 2_000, rounds: int = 5) -> float:
     `parse_envelope` of the fleet's mix, the best of `rounds`. Shared machines differ from day to day (the
     same commit ran this benchmark at 23k and at 12.5k events/s on two days; bench/RESULTS.md), so figures
     from different runs compare only beside this one."""
-    from contracts import parse_envelope
+    from pheromone.contracts import parse_envelope
 
     raws = [Envelope(workspace="ws-0", job="job-0", payload=rec).model_dump_json().encode()
             for rec in records(n, 1)[0]]

@@ -16,8 +16,8 @@ sys.path.insert(0, str(ROOT))
 from faststream.redis import RedisBroker, StreamSub  # noqa: E402
 from faststream.redis.annotations import RedisStreamMessage  # noqa: E402
 
-from contracts import parse_envelope  # noqa: E402
-from services.store.db import Store  # noqa: E402
+from pheromone.contracts import parse_envelope  # noqa: E402
+from pheromone.services.store.db import Store  # noqa: E402
 
 
 async def main(url: str, prefix: str, db: str) -> None:

@@ -43,12 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiosqlite
 
-from contracts import PatternApplied
 from pheromone import Pheromone
-from services.embedded import EmbeddedServer
-from services.query import learning as q
-from services.settings import LearningSettings
-from services.store.db import Store
+from pheromone.contracts import PatternApplied
+from pheromone.services.embedded import EmbeddedServer
+from pheromone.services.query import learning as q
+from pheromone.services.settings import LearningSettings
+from pheromone.services.store.db import Store
 
 T0_US = 1_735_689_600_000_000  # 2025-01-01T00:00:00Z
 DAY_US = 86_400 * 1_000_000
@@ -478,9 +478,9 @@ def upkeep_cost(path: Path, events: int, seed: int) -> dict[str, float]:
     terms and its row)."""
     import shutil
 
-    from contracts import Envelope
-    from services.store import batch as store_batch
-    from services.store import patterns as store_patterns
+    from pheromone.contracts import Envelope
+    from pheromone.services.store import batch as store_batch
+    from pheromone.services.store import patterns as store_patterns
 
     rng = random.Random(seed + 2)
     n = sqlite3.connect(path).execute("SELECT COUNT(*) FROM patterns").fetchone()[0]

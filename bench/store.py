@@ -34,10 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.ingest import records  # noqa: E402
-from contracts import Envelope, parse_envelope  # noqa: E402
-from services import collector  # noqa: E402
-from services.store import db as store_db  # noqa: E402
-from services.store.db import Store  # noqa: E402
+from pheromone.contracts import Envelope, parse_envelope  # noqa: E402
+from pheromone.services import collector  # noqa: E402
+from pheromone.services.store import db as store_db  # noqa: E402
+from pheromone.services.store.db import Store  # noqa: E402
 
 BATCH = 1_000
 

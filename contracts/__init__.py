@@ -3,7 +3,7 @@
 Nothing here imports from `services` or `pheromone`; `pheromone schema` prints the JSON Schema of each model.
 """
 
-from contracts.events import (
+from pheromone.contracts.events import (
     MAX_ENTRY_BYTES,
     PAYLOAD_TYPES,
     SCHEMA_VERSION,
@@ -16,8 +16,8 @@ from contracts.events import (
     Payload,
     parse_envelope,
 )
-from contracts.queries import EventQuery, QueryReply, QueryRequest, TimeRange
-from contracts.records import (
+from pheromone.contracts.queries import EventQuery, QueryReply, QueryRequest, TimeRange
+from pheromone.contracts.records import (
     AdjustmentType,
     DriftMetrics,
     EntropyResponseRecord,
@@ -40,7 +40,7 @@ from contracts.records import (
     pattern_id,
     time_bucket,
 )
-from contracts.sessions import (
+from pheromone.contracts.sessions import (
     AutonomyMode,
     BenchmarkSnapshot,
     Edit,

@@ -25,9 +25,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from contracts.records import DriftMetrics, EntropyResponseRecord, PatternDiscoveryEvent
-from contracts.streams import RATE_LIMIT_EXPIRY_FACTOR
-from contracts.types import Contract, Identifier, Name, NonNegFloat, Ratio, Tags, UtcDatetime
+from pheromone.contracts.records import DriftMetrics, EntropyResponseRecord, PatternDiscoveryEvent
+from pheromone.contracts.streams import RATE_LIMIT_EXPIRY_FACTOR
+from pheromone.contracts.types import Contract, Identifier, Name, NonNegFloat, Ratio, Tags, UtcDatetime
 
 
 class BroadcastKind(StrEnum):

@@ -16,7 +16,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from contracts.records import (
+from pheromone.contracts.records import (
     DriftMetrics,
     EntropyResponseRecord,
     EpistemicDriftMetrics,
@@ -34,8 +34,8 @@ from contracts.records import (
     new_id,
     utcnow,
 )
-from contracts.sessions import EditTransitioned, PlaybookWritten, SessionTransitioned, SessionTrigger
-from contracts.types import Contract, Identifier, Name, NonNegInt, Ratio, Tags, Text, UtcDatetime
+from pheromone.contracts.sessions import EditTransitioned, PlaybookWritten, SessionTransitioned, SessionTrigger
+from pheromone.contracts.types import Contract, Identifier, Name, NonNegInt, Ratio, Tags, Text, UtcDatetime
 
 SCHEMA_VERSION = 1
 MAX_ENTRY_BYTES = 64 * 1024

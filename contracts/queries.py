@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
-from contracts.events import EventKind
-from contracts.types import Contract, Identifier, UtcDatetime
+from pheromone.contracts.events import EventKind
+from pheromone.contracts.types import Contract, Identifier, UtcDatetime
 
 MAX_QUERY_LIMIT = 10_000
 MAX_REQUEST_BYTES = 64 * 1024

@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from contracts.types import (
+from pheromone.contracts.types import (
     Clamped01,
     ClampedMin1Int,
     ClampedNonNeg,

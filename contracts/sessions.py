@@ -18,8 +18,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from contracts.records import QuarantineStatus
-from contracts.types import (
+from pheromone.contracts.records import QuarantineStatus
+from pheromone.contracts.types import (
     Contract,
     Identifier,
     Name,

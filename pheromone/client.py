@@ -45,8 +45,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry as BlockingRetry
 
+from pheromone import ratelimits
+
 # Real-time coordination (docs/COORDINATION.md): rate limits, broadcast subscriptions.
-from contracts import (
+from pheromone.contracts import (
     PAYLOAD_TYPES,
     SCHEMA_VERSION,
     Envelope,
@@ -57,9 +59,9 @@ from contracts import (
     RateLimitEvent,
     new_id,
 )
-from contracts import pattern_id as derive_pattern_id
-from contracts.broadcast import BroadcastKind, RateLimitStatus, rate_limit_expiry
-from contracts.streams import (
+from pheromone.contracts import pattern_id as derive_pattern_id
+from pheromone.contracts.broadcast import BroadcastKind, RateLimitStatus, rate_limit_expiry
+from pheromone.contracts.streams import (
     DEFAULT_PREFIX,
     DISCOVERY_TTL_S,
     FIELD,
@@ -68,8 +70,7 @@ from contracts.streams import (
     Keys,
     stream_for,
 )
-from contracts.types import Identifier, UtcDatetime
-from pheromone import ratelimits
+from pheromone.contracts.types import Identifier, UtcDatetime
 from pheromone.errors import ClientClosedError, FlushTimeout
 from pheromone.queries import QueryClient
 from pheromone.spool import Spool, SpoolError
@@ -150,8 +151,8 @@ class Pheromone:
         max_spool_bytes: int = 256 * 1024 * 1024,
         close_timeout: float = 5.0,
     ) -> None:
-        from services.connection import settings_url
-        from services.settings import Settings
+        from pheromone.services.connection import settings_url
+        from pheromone.services.settings import Settings
 
         # Fail fast on a bad workspace or job name, before any event is built.
         Envelope(workspace=workspace, job=job, payload=EscalationOutcomeRecorded(escalation_id="x", outcome="success"))
@@ -213,10 +214,10 @@ class Pheromone:
 
     async def open(self) -> None:
         if self._url is None:
-            from services.embedded import ensure_server
+            from pheromone.services.embedded import ensure_server
 
             self._url, self._server = await asyncio.to_thread(ensure_server, self._data_dir)
-        from services.connection import redis_client  # credentials and TLS from the URL (docs/SECURITY.md)
+        from pheromone.services.connection import redis_client  # credentials and TLS from the URL (docs/SECURITY.md)
 
         assert self._url is not None, "ensure_server always returns a URL"
 
@@ -655,7 +656,7 @@ class Pheromone:
 
     def _connect(self) -> socket.socket:
         if self._sock is None:
-            from services.connection import blocking_connection
+            from pheromone.services.connection import blocking_connection
 
             assert self._url is not None
             if self._conn is None:

@@ -23,11 +23,11 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from contracts.streams import DEAD, Keys
 from pheromone import ratelimits
+from pheromone.contracts.streams import DEAD, Keys
 from pheromone.errors import QueryError
 from pheromone.queries import QueryClient
-from services import status
+from pheromone.services import status
 
 RATE_WINDOW = 6
 """Samples a stream's rate spans (with the default 5 s interval: the last 30 s)."""

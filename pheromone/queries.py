@@ -17,9 +17,9 @@ import redis.asyncio as aioredis
 from pydantic import TypeAdapter
 from redis.exceptions import RedisError
 
-from contracts import Envelope, EventQuery
-from contracts.queries import MAX_REQUEST_BYTES
-from contracts.streams import Keys
+from pheromone.contracts import Envelope, EventQuery
+from pheromone.contracts.queries import MAX_REQUEST_BYTES
+from pheromone.contracts.streams import Keys
 from pheromone.errors import QueryError, QueryTimeout
 
 _ENVELOPES = TypeAdapter(list[Envelope])

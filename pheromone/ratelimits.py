@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
-from contracts import Envelope, RateLimitEvent
-from contracts.broadcast import RateLimitState, RateLimitStatus
-from contracts.streams import Keys
+from pheromone.contracts import Envelope, RateLimitEvent
+from pheromone.contracts.broadcast import RateLimitState, RateLimitStatus
+from pheromone.contracts.streams import Keys
 
 _MAX_SLEEP_S = 1.0
 """wait_until_free() re-checks at least this often, so a limit reported meanwhile is noticed."""
@@ -70,7 +70,7 @@ async def active(redis: aioredis.Redis, keys: Keys) -> list[RateLimitStatus]:
 async def apply_now(redis: aioredis.Redis, keys: Keys, env: Envelope) -> None:
     """A reporter's fast path: its report applied to the live keys (and announced) by the coordinator's own
     script, without waiting for the coordinator to read the stream. Idempotent with the coordinator's run."""
-    from services.coordinator.limits import LimitBook
+    from pheromone.services.coordinator.limits import LimitBook
 
     assert isinstance(env.payload, RateLimitEvent)
     await LimitBook(redis, keys).record([(env, env.payload)], datetime.now(UTC))

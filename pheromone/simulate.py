@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from contracts import (
+from pheromone.contracts import (
     ErrorRecoveryRecord,
     EscalationDecisionRecord,
     EscalationOutcomeRecorded,

@@ -39,8 +39,8 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from contracts.broadcast import BroadcastKind, BroadcastMessage
-from contracts.streams import BROADCAST_RETENTION_S, FIELD, FIELD_EXPIRES, Keys
+from pheromone.contracts.broadcast import BroadcastKind, BroadcastMessage
+from pheromone.contracts.streams import BROADCAST_RETENTION_S, FIELD, FIELD_EXPIRES, Keys
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ class BroadcastHub:
 
     def start(self) -> None:
         if self._task is None:
-            from services.connection import redis_client  # credentials and TLS from the URL
+            from pheromone.services.connection import redis_client  # credentials and TLS from the URL
 
             # Socket timeout above the BLOCK time: a blocking read must not time out on its own.
             self._redis = redis_client(self.url, socket_connect_timeout=2, socket_timeout=BLOCK_MS / 1000 + 10)

@@ -22,9 +22,9 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any, Self, TypeVar
 
-from contracts import Envelope, EventQuery, Payload
-from contracts.broadcast import BroadcastKind, BroadcastMessage, RateLimitStatus
 from pheromone.client import ClientStats, Pheromone
+from pheromone.contracts import Envelope, EventQuery, Payload
+from pheromone.contracts.broadcast import BroadcastKind, BroadcastMessage, RateLimitStatus
 from pheromone.errors import ClientClosedError
 from pheromone.subscriptions import Subscription
 

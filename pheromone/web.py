@@ -22,9 +22,9 @@ from redis.exceptions import RedisError
 
 from pheromone.dashboard import Dashboard, render
 from pheromone.errors import QueryError
-from services import asyncapi
-from services.http import HttpServer, Request, Response
-from services.runtime import Runtime
+from pheromone.services import asyncapi
+from pheromone.services.http import HttpServer, Request, Response
+from pheromone.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
 MAX_REFRESH_S = 3_600

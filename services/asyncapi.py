@@ -21,10 +21,10 @@ from faststream.redis import ListSub, RedisBroker, StreamSub
 from faststream.specification import AsyncAPI
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.broadcast import BroadcastMessage
-from contracts.events import WireEnvelope
-from contracts.queries import QueryReply, QueryRequest
-from contracts.streams import (
+from pheromone.contracts.broadcast import BroadcastMessage
+from pheromone.contracts.events import WireEnvelope
+from pheromone.contracts.queries import QueryReply, QueryRequest
+from pheromone.contracts.streams import (
     BROADCAST,
     DEAD,
     DEFAULT_PREFIX,

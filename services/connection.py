@@ -43,10 +43,10 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from services.errors import PheromoneError
+from pheromone.services.errors import PheromoneError
 
 if TYPE_CHECKING:
-    from services.settings import Settings
+    from pheromone.services.settings import Settings
 
 __all__ = [
     "ConnectionSetupError",

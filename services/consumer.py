@@ -31,12 +31,12 @@ from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from contracts import Envelope, parse_envelope
-from contracts.streams import FIELD, FIELD_KIND
-from services import transport
-from services.errors import StoreBusyError
-from services.metrics import WorkerMetrics
-from services.transport import DeadLetter, Entry
+from pheromone.contracts import Envelope, parse_envelope
+from pheromone.contracts.streams import FIELD, FIELD_KIND
+from pheromone.services import transport
+from pheromone.services.errors import StoreBusyError
+from pheromone.services.metrics import WorkerMetrics
+from pheromone.services.transport import DeadLetter, Entry
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypeVar
 
-from services.errors import EventRejected
+from pheromone.services.errors import EventRejected
 
 S = TypeVar("S", bound=str)
 

@@ -46,13 +46,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from contracts.streams import Keys
-from services import asyncapi, connection, reaper, transport
-from services.consumer import GroupWorker, Handler
-from services.metrics import Metrics, MetricsServer
-from services.settings import Settings
-from services.status import Beat, GroupStatus, client_name, groups, spool
-from services.writer import Writer, WriterLease
+from pheromone.contracts.streams import Keys
+from pheromone.services import asyncapi, connection, reaper, transport
+from pheromone.services.consumer import GroupWorker, Handler
+from pheromone.services.metrics import Metrics, MetricsServer
+from pheromone.services.settings import Settings
+from pheromone.services.status import Beat, GroupStatus, client_name, groups, spool
+from pheromone.services.writer import Writer, WriterLease
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +105,12 @@ ServiceFactory = Callable[[ServiceContext], Awaitable[ServiceParts]]
 
 
 def _factories() -> dict[str, ServiceFactory]:
-    from services.broadcaster.service import build as build_broadcaster
-    from services.consolidator.service import build as build_consolidator
-    from services.coordinator.service import build as build_coordinator
-    from services.entropy.service import build as build_entropy
-    from services.query.service import build as build_query
-    from services.store.service import build as build_store
+    from pheromone.services.broadcaster.service import build as build_broadcaster
+    from pheromone.services.consolidator.service import build as build_consolidator
+    from pheromone.services.coordinator.service import build as build_coordinator
+    from pheromone.services.entropy.service import build as build_entropy
+    from pheromone.services.query.service import build as build_query
+    from pheromone.services.store.service import build as build_store
 
     return {"store": build_store, "query": build_query, "coordinator": build_coordinator,
             "broadcaster": build_broadcaster, "entropy": build_entropy, "consolidator": build_consolidator}

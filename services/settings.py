@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contracts.streams import (
+from pheromone.contracts.streams import (
     BROADCAST_RETENTION_S,
     DEAD_RETENTION_S,
     DEFAULT_PREFIX,

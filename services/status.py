@@ -28,7 +28,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from contracts.streams import BROADCAST, DEAD, STREAM_GROUPS, Keys
+from pheromone.contracts.streams import BROADCAST, DEAD, STREAM_GROUPS, Keys
 
 STREAMS = (*STREAM_GROUPS, BROADCAST, DEAD)
 """Every stream a status reports, by short name."""

@@ -34,9 +34,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import redis.asyncio as aioredis
 
-from contracts.streams import Keys
-from services import transport
-from services.consumer import GroupWorker
+from pheromone.contracts.streams import Keys
+from pheromone.services import transport
+from pheromone.services.consumer import GroupWorker
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from uuid import uuid4
 import pytest
 from redis.asyncio import Redis
 
-from services.embedded import EmbeddedServer
+from pheromone.services.embedded import EmbeddedServer
 
 
 @pytest.fixture(scope="session")

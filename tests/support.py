@@ -15,8 +15,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
-from services.runtime import Runtime
-from services.settings import Settings
+from pheromone.services.runtime import Runtime
+from pheromone.services.settings import Settings
 
 T = TypeVar("T")
 

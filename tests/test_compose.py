@@ -16,8 +16,8 @@ import yaml  # type: ignore[import-untyped]
 from typer.testing import CliRunner
 
 from pheromone.cli import app
-from services.runtime import service_names
-from services.settings import Settings
+from pheromone.services.runtime import service_names
+from pheromone.services.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "compose.yaml"

@@ -14,7 +14,7 @@ import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
 
-from services.embedded import (
+from pheromone.services.embedded import (
     STOP_TIMEOUT,
     EmbeddedServer,
     EmbeddedServerError,
@@ -244,7 +244,7 @@ def test_a_refused_shutdown_falls_straight_through_to_sigterm(tmp_path: Path) ->
 STARTER = """
 import sys
 from pathlib import Path
-from services.embedded import EmbeddedServer
+from pheromone.services.embedded import EmbeddedServer
 
 server = EmbeddedServer(Path(sys.argv[1]), persist=True)
 server.start()

@@ -1,5 +1,5 @@
 """The tree stays clean: ruff with the settings in pyproject.toml over every package and the tests, and
-mypy --strict (pyproject.toml's [tool.mypy]) over contracts, services and pheromone."""
+mypy --strict (pyproject.toml's [tool.mypy]) over the pheromone package, contracts and services included."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from pheromone.cli import admin, coordination, dead, demo, events, learning, serve, sessions, status
 from pheromone.cli.common import CliError, err, invalid
-from services.errors import PheromoneError
+from pheromone.services.errors import PheromoneError
 
 app = typer.Typer(
     name="pheromone",

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from pydantic import BaseModel
 
-import contracts
+from pheromone import contracts
 from pheromone.cli.common import (
     CliError,
     DataDirOpt,
@@ -21,7 +21,7 @@ from pheromone.cli.common import (
     require_store,
     settings,
 )
-from services.store.db import Store
+from pheromone.services.store.db import Store
 
 
 def rebuild(data_dir: DataDirOpt = None, db: DbOpt = None, as_json: JsonOpt = False) -> None:
@@ -45,7 +45,7 @@ def rebuild(data_dir: DataDirOpt = None, db: DbOpt = None, as_json: JsonOpt = Fa
 
 
 def _contract_models() -> dict[str, type[BaseModel]]:
-    from contracts.events import WireEnvelope
+    from pheromone.contracts.events import WireEnvelope
 
     models: dict[str, type[BaseModel]] = {
         name: obj for name in contracts.__all__
@@ -63,7 +63,7 @@ def schema(
 ) -> None:
     """Print the JSON Schema of every wire contract (for producers in other languages)."""
     if queries:
-        from services.query.schemas import query_schemas
+        from pheromone.services.query.schemas import query_schemas
 
         found = query_schemas()
         if name is not None:
@@ -90,8 +90,8 @@ def asyncapi(
     """Print the AsyncAPI 3.0 document of every stream, group and list (JSON; `serve --http-port` serves it too)."""
     from importlib.metadata import version
 
-    from services import asyncapi as spec
-    from services.connection import settings_url
+    from pheromone.services import asyncapi as spec
+    from pheromone.services.connection import settings_url
 
     s = settings(redis_url, prefix=prefix)
     print_json(spec.document(s.prefix, settings_url(s) or "redis://localhost:6379", version("pheromone")))

@@ -17,9 +17,9 @@ from rich import table as rich_table
 from rich.cells import cell_len
 from rich.console import Console
 
-from services import connection
-from services.query import finite
-from services.settings import Settings
+from pheromone.services import connection
+from pheromone.services.query import finite
+from pheromone.services.settings import Settings
 
 PIPE_WIDTH = 10_000
 """The width output gets when it is not a terminal (a pipe, a file, a log): wide enough that no line is wrapped
@@ -124,7 +124,7 @@ def redis_url_for(s: Settings, *, announce: bool = True) -> Iterator[str]:
         with _redis_errors(url):
             yield url
         return
-    from services.embedded import ensure_server
+    from pheromone.services.embedded import ensure_server
 
     url, owned = ensure_server(s.data_dir)
     if owned is not None and announce and err.is_terminal:

@@ -6,8 +6,6 @@ import asyncio
 
 from rich.markup import escape
 
-from contracts.broadcast import RateLimitStatus
-from contracts.streams import Keys
 from pheromone import ratelimits as live
 from pheromone.cli.common import (
     DataDirOpt,
@@ -20,7 +18,9 @@ from pheromone.cli.common import (
     redis_url_for,
     settings,
 )
-from services.connection import redis_client
+from pheromone.contracts.broadcast import RateLimitStatus
+from pheromone.contracts.streams import Keys
+from pheromone.services.connection import redis_client
 
 
 def ratelimits(

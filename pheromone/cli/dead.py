@@ -8,7 +8,6 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from contracts.streams import Keys
 from pheromone.cli.common import (
     CliError,
     DataDirOpt,
@@ -21,8 +20,9 @@ from pheromone.cli.common import (
     redis_url_for,
     settings,
 )
-from services.connection import redis_client
-from services.transport import Entry
+from pheromone.contracts.streams import Keys
+from pheromone.services.connection import redis_client
+from pheromone.services.transport import Entry
 
 STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 

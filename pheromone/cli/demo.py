@@ -22,8 +22,8 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from contracts.streams import CONSOLIDATOR_JOB, ENTROPY_JOB
 from pheromone.cli.common import JsonOpt, RedisUrlOpt, Table, console, err, print_json, redis_url_for, settings
+from pheromone.contracts.streams import CONSOLIDATOR_JOB, ENTROPY_JOB
 
 
 def demo(
@@ -58,9 +58,9 @@ def demo(
 async def _run(s: Any, url: str, seconds: float, workspaces: int, jobs: int, rate: float, *, quiet: bool
                ) -> dict[str, Any]:
     from pheromone.client import Pheromone
+    from pheromone.services.runtime import Runtime
+    from pheromone.services.store.reader import Reader
     from pheromone.simulate import fleet
-    from services.runtime import Runtime
-    from services.store.reader import Reader
 
     before = await _last_seq(s.store_path)  # what earlier runs stored: not this run's to judge
     runtime = Runtime(s, url)
@@ -159,7 +159,7 @@ class Found:
 
 
 async def _last_seq(path: Path) -> int:
-    from services.store.reader import Reader
+    from pheromone.services.store.reader import Reader
 
     if not path.exists():  # noqa: ASYNC240 - one stat() before the run
         return 0
@@ -174,7 +174,7 @@ async def _last_seq(path: Path) -> int:
 async def _wait_stored(path: Path, emitted: set[str], after_seq: int, timeout: float) -> Found:
     """Read the ledger rows committed after `after_seq` (each row once, in commit order: the store assigns
     `seq` under its write lock) until every emitted id is found, or `timeout` seconds have passed."""
-    from services.store.reader import Reader
+    from pheromone.services.store.reader import Reader
 
     deadline = time.monotonic() + timeout
     found = Found(after_seq)

@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from contracts import EventQuery
 from pheromone.cli.common import (
     CliError,
     DataDirOpt,
@@ -24,7 +23,8 @@ from pheromone.cli.common import (
     require_store,
     settings,
 )
-from services.store.reader import Reader
+from pheromone.contracts import EventQuery
+from pheromone.services.store.reader import Reader
 
 QUERY_OPTIONS = {"kinds": "--kind", "correlation_id": "--correlation", "time_range": "--since/--until",
                  "time_range.start": "--since", "time_range.end": "--until"}

@@ -25,7 +25,7 @@ from pheromone.cli.common import (
 )
 from pheromone.cli.patterns import patterns_app
 from pheromone.cli.reads import fmt, kv_table, parse_args, query_store, read_store
-from services.query import learning as q
+from pheromone.services.query import learning as q
 
 escalations_app = typer.Typer(help="Escalation decisions.", no_args_is_help=True)
 executions_app = typer.Typer(help="Sheet executions.", no_args_is_help=True)

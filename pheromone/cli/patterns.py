@@ -17,7 +17,6 @@ import aiosqlite
 import typer
 from rich.measure import Measurement
 
-from contracts import PatternTransitioned, QuarantineStatus
 from pheromone.cli.common import (
     PIPE_WIDTH,
     CliError,
@@ -34,8 +33,9 @@ from pheromone.cli.common import (
     settings,
 )
 from pheromone.cli.reads import fmt, kv_table, parse_args, query_store, read_store, store_uri
-from services.learning.lifecycle import IllegalTransition, check_transition
-from services.query import learning as q
+from pheromone.contracts import PatternTransitioned, QuarantineStatus
+from pheromone.services.learning.lifecycle import IllegalTransition, check_transition
+from pheromone.services.query import learning as q
 
 patterns_app = typer.Typer(
     help="Patterns: list (by priority), show, and move through the quarantine lifecycle.",

@@ -17,8 +17,8 @@ import aiosqlite
 from pydantic import ValidationError
 
 from pheromone.cli.common import CliError, Table, invalid, require_store, settings
-from services.query import learning as q
-from services.settings import LearningSettings
+from pheromone.services.query import learning as q
+from pheromone.services.settings import LearningSettings
 
 A = TypeVar("A", bound=q.Args)
 T = TypeVar("T")

@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 
-from contracts.sessions import Edit
 from pheromone.cli.common import (
     CliError,
     DataDirOpt,
@@ -37,8 +36,9 @@ from pheromone.cli.sessions import (
     known,
     review_app,
 )
-from services.consolidator import review as rv
-from services.sessions import artifacts
+from pheromone.contracts.sessions import Edit
+from pheromone.services.consolidator import review as rv
+from pheromone.services.sessions import artifacts
 
 
 @review_app.command("list")

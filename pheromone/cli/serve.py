@@ -19,9 +19,9 @@ from pheromone.cli.common import (
     redis_url_for,
     settings,
 )
+from pheromone.services.runtime import Runtime, service_names
+from pheromone.services.settings import Settings
 from pheromone.web import HttpSide
-from services.runtime import Runtime, service_names
-from services.settings import Settings
 
 
 def serve(

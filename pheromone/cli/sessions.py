@@ -21,10 +21,6 @@ from typing import Annotated, Any
 import typer
 from pydantic import TypeAdapter, ValidationError
 
-from contracts import Envelope
-from contracts.sessions import AutonomyMode, EditStatus, PlaybookWritten, SessionTrigger, TriggerKind
-from contracts.streams import Keys, entry
-from contracts.types import Identifier
 from pheromone.cli.common import (
     CliError,
     DataDirOpt,
@@ -40,12 +36,16 @@ from pheromone.cli.common import (
     require_store,
     settings,
 )
-from services import connection
-from services.consolidator import review as rv
-from services.consolidator.view import StoreView
-from services.sessions import artifacts
-from services.sessions.guidance import render_playbook
-from services.settings import Settings
+from pheromone.contracts import Envelope
+from pheromone.contracts.sessions import AutonomyMode, EditStatus, PlaybookWritten, SessionTrigger, TriggerKind
+from pheromone.contracts.streams import Keys, entry
+from pheromone.contracts.types import Identifier
+from pheromone.services import connection
+from pheromone.services.consolidator import review as rv
+from pheromone.services.consolidator.view import StoreView
+from pheromone.services.sessions import artifacts
+from pheromone.services.sessions.guidance import render_playbook
+from pheromone.services.settings import Settings
 
 sessions_app = typer.Typer(help="Learning sessions: list, show, run, roll back, reindex.", no_args_is_help=True)
 review_app = typer.Typer(help="Edits sessions staged for review: list, show, approve, reject.",

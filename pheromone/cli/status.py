@@ -21,7 +21,6 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from rich.markup import escape
 
-from contracts.streams import Keys
 from pheromone.cli.common import (
     CliError,
     DataDirOpt,
@@ -35,9 +34,10 @@ from pheromone.cli.common import (
     print_json,
     settings,
 )
-from services import connection
-from services import status as observe
-from services.settings import Settings
+from pheromone.contracts.streams import Keys
+from pheromone.services import connection
+from pheromone.services import status as observe
+from pheromone.services.settings import Settings
 
 TimeoutOpt = Annotated[
     float, typer.Option("--timeout", help="Seconds to wait for Redis (connect and each reply)")
@@ -56,7 +56,7 @@ def _url(s: Settings) -> str:
     url = connection.settings_url(s)
     if url is not None:
         return url
-    from services.embedded import STATE_FILE
+    from pheromone.services.embedded import STATE_FILE
 
     state = s.data_dir / STATE_FILE
     try:
@@ -206,7 +206,7 @@ def health(
     Each problem is one line on stderr; so is an unreachable Redis (also exit 1). For compose healthchecks
     and orchestrators' probes.
     """
-    from services.runtime import service_names
+    from pheromone.services.runtime import service_names
 
     known = service_names()
     unknown = sorted(set(service or ()) - set(known))

@@ -23,9 +23,9 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
-from contracts.broadcast import BroadcastMessage
-from contracts.streams import FIELD, FIELD_EXPIRES, FIELD_KIND, Keys
-from services.transport import run_batch
+from pheromone.contracts.broadcast import BroadcastMessage
+from pheromone.contracts.streams import FIELD, FIELD_EXPIRES, FIELD_KIND, Keys
+from pheromone.services.transport import run_batch
 
 NOW_MS_LUA = """
 local t = redis.call('TIME')

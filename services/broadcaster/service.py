@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from contracts import Envelope, PatternDiscoveryEvent
-from contracts.broadcast import BroadcastMessage
-from contracts.streams import GROUP_BROADCASTER
-from services.broadcaster.publish import Publisher
-from services.runtime import ServiceContext, ServiceParts
+from pheromone.contracts import Envelope, PatternDiscoveryEvent
+from pheromone.contracts.broadcast import BroadcastMessage
+from pheromone.contracts.streams import GROUP_BROADCASTER
+from pheromone.services.broadcaster.publish import Publisher
+from pheromone.services.runtime import ServiceContext, ServiceParts
 
 
 def discovery_message(env: Envelope, now: datetime) -> BroadcastMessage | None:

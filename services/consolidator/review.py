@@ -19,8 +19,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from contracts import Envelope
-from contracts.sessions import (
+from pheromone.contracts import Envelope
+from pheromone.contracts.sessions import (
     Edit,
     EditOutcome,
     EditStatus,
@@ -29,10 +29,10 @@ from contracts.sessions import (
     SessionStatus,
     SessionTransitioned,
 )
-from services.consolidator.view import StoreView
-from services.sessions import artifacts
-from services.sessions.guidance import NotApplicable, apply_edit, key_of
-from services.sessions.states import IllegalTransition, check_edit, check_session
+from pheromone.services.consolidator.view import StoreView
+from pheromone.services.sessions import artifacts
+from pheromone.services.sessions.guidance import NotApplicable, apply_edit, key_of
+from pheromone.services.sessions.states import IllegalTransition, check_edit, check_session
 
 Emit = Callable[[Sequence[Envelope]], Awaitable[None]]
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from contracts import Envelope, new_id
-from contracts.sessions import (
+from pheromone.contracts import Envelope, new_id
+from pheromone.contracts.sessions import (
     AutonomyMode,
     EditStatus,
     EditTransitioned,
@@ -29,13 +29,13 @@ from contracts.sessions import (
     SessionTrigger,
     TriggerKind,
 )
-from contracts.streams import CONSOLIDATOR_JOB
-from services.consolidator.view import StoreView
-from services.sessions import artifacts
-from services.sessions.harvest import GateRefused, harvest
-from services.sessions.pipeline import Consolidation, diagnose_step, gate_step, plan_step, report
-from services.sessions.teacher import Teacher
-from services.settings import SessionsSettings
+from pheromone.contracts.streams import CONSOLIDATOR_JOB
+from pheromone.services.consolidator.view import StoreView
+from pheromone.services.sessions import artifacts
+from pheromone.services.sessions.harvest import GateRefused, harvest
+from pheromone.services.sessions.pipeline import Consolidation, diagnose_step, gate_step, plan_step, report
+from pheromone.services.sessions.teacher import Teacher
+from pheromone.services.settings import SessionsSettings
 
 log = logging.getLogger(__name__)
 Emit = Callable[[Sequence[Envelope]], Awaitable[None]]

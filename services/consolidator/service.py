@@ -31,16 +31,16 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from contracts import Envelope, EventKind, ExecutionRecord
-from contracts.sessions import SessionTrigger, TriggerKind
-from contracts.streams import CONSOLIDATOR_JOB, GROUP_CONSOLIDATOR, Keys, entry
-from services.consolidator.runner import SessionRunner
-from services.consolidator.view import StoreView
-from services.consumer import Refused
-from services.entropy.locks import Locks
-from services.runtime import ServiceContext, ServiceParts
-from services.sessions.teacher import StatisticalTeacher, Teacher
-from services.settings import SessionsSettings
+from pheromone.contracts import Envelope, EventKind, ExecutionRecord
+from pheromone.contracts.sessions import SessionTrigger, TriggerKind
+from pheromone.contracts.streams import CONSOLIDATOR_JOB, GROUP_CONSOLIDATOR, Keys, entry
+from pheromone.services.consolidator.runner import SessionRunner
+from pheromone.services.consolidator.view import StoreView
+from pheromone.services.consumer import Refused
+from pheromone.services.entropy.locks import Locks
+from pheromone.services.runtime import ServiceContext, ServiceParts
+from pheromone.services.sessions.teacher import StatisticalTeacher, Teacher
+from pheromone.services.settings import SessionsSettings
 
 log = logging.getLogger(__name__)
 EXECUTIONS = frozenset({EventKind.EXECUTION.value})
@@ -153,7 +153,7 @@ async def build(ctx: ServiceContext, teacher: Teacher | None = None) -> ServiceP
     s = ctx.settings
     path = s.store_path
     if not path.exists():
-        from services.store.db import Store
+        from pheromone.services.store.db import Store
 
         async with Store(path):  # a consolidator may start before the store service: make it migrated
             pass

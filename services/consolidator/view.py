@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from contracts import Envelope, parse_envelope
-from contracts.sessions import EditStatus, LearningSession, SessionStatus
-from services.sessions import artifacts
-from services.sessions.guidance import Guidance
-from services.sessions.ledger import load_guidance
-from services.sessions.states import ACTIVE
-from services.store.schema import connect
+from pheromone.contracts import Envelope, parse_envelope
+from pheromone.contracts.sessions import EditStatus, LearningSession, SessionStatus
+from pheromone.services.sessions import artifacts
+from pheromone.services.sessions.guidance import Guidance
+from pheromone.services.sessions.ledger import load_guidance
+from pheromone.services.sessions.states import ACTIVE
+from pheromone.services.store.schema import connect
 
 HARVESTED = ("execution", "pattern_applied", "error_recovery")
 LEDGER_SINCE = f"""

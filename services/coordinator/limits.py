@@ -22,11 +22,11 @@ from datetime import datetime
 
 import redis.asyncio as aioredis
 
-from contracts import Envelope, RateLimitEvent
-from contracts.broadcast import BroadcastKind, BroadcastMessage, RateLimitNotice, RateLimitState
-from contracts.streams import Keys
-from services.broadcaster.publish import NOW_MS_LUA, publish_once_lua
-from services.transport import run_batch
+from pheromone.contracts import Envelope, RateLimitEvent
+from pheromone.contracts.broadcast import BroadcastKind, BroadcastMessage, RateLimitNotice, RateLimitState
+from pheromone.contracts.streams import Keys
+from pheromone.services.broadcaster.publish import NOW_MS_LUA, publish_once_lua
+from pheromone.services.transport import run_batch
 
 RECORD_LIMIT = NOW_MS_LUA + """
 local exp = tonumber(ARGV[1])

@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from contracts import Envelope, RateLimitEvent
-from contracts.streams import GROUP_COORDINATOR
-from services.coordinator.limits import LimitBook
-from services.runtime import ServiceContext, ServiceParts
+from pheromone.contracts import Envelope, RateLimitEvent
+from pheromone.contracts.streams import GROUP_COORDINATOR
+from pheromone.services.coordinator.limits import LimitBook
+from pheromone.services.runtime import ServiceContext, ServiceParts
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from contracts import (
+from pheromone.contracts import (
     AdjustmentType,
     DriftMetrics,
     EntropyResponseRecord,
@@ -27,11 +27,11 @@ from contracts import (
     PatternEntropyMetrics,
     new_id,
 )
-from contracts.broadcast import BroadcastMessage, DriftAlert, EntropyResponseNotice
-from contracts.streams import ENTROPY_JOB, SYSTEM_WORKSPACE
-from contracts.types import MAX_LIST
-from services.learning.budget import next_budget
-from services.settings import LearningSettings
+from pheromone.contracts.broadcast import BroadcastMessage, DriftAlert, EntropyResponseNotice
+from pheromone.contracts.streams import ENTROPY_JOB, SYSTEM_WORKSPACE
+from pheromone.contracts.types import MAX_LIST
+from pheromone.services.learning.budget import next_budget
+from pheromone.services.settings import LearningSettings
 
 BOOSTED = (AdjustmentType.BOOST, AdjustmentType.CEILING_ENFORCED)
 MAX_TAGS = 64

@@ -35,16 +35,16 @@ from datetime import UTC, datetime
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from contracts import Envelope, EventKind, PatternApplied, PatternEntropyMetrics
-from contracts.streams import GROUP_ENTROPY, Keys, entry
-from services.broadcaster.publish import Publisher
-from services.entropy.locks import Locks
-from services.entropy.response import drift_alert, plan_response
-from services.entropy.view import StoreView
-from services.errors import StoreError
-from services.metrics import Metrics
-from services.runtime import ServiceContext, ServiceParts
-from services.settings import CoordinationSettings, LearningSettings
+from pheromone.contracts import Envelope, EventKind, PatternApplied, PatternEntropyMetrics
+from pheromone.contracts.streams import GROUP_ENTROPY, Keys, entry
+from pheromone.services.broadcaster.publish import Publisher
+from pheromone.services.entropy.locks import Locks
+from pheromone.services.entropy.response import drift_alert, plan_response
+from pheromone.services.entropy.view import StoreView
+from pheromone.services.errors import StoreError
+from pheromone.services.metrics import Metrics
+from pheromone.services.runtime import ServiceContext, ServiceParts
+from pheromone.services.settings import CoordinationSettings, LearningSettings
 
 log = logging.getLogger(__name__)
 APPLIED = frozenset({EventKind.PATTERN_APPLIED.value})

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import aiosqlite
 
-from contracts import DriftMetrics, PatternEntropyMetrics
-from services.learning.entropy import entropy_from_aggregate
+from pheromone.contracts import DriftMetrics, PatternEntropyMetrics
+from pheromone.services.learning.entropy import entropy_from_aggregate
 
 ENTROPY_STATE = """
 SELECT total, sum_c_log2_c, unique_patterns, effective_patterns FROM entropy_state WHERE id = 1
@@ -57,7 +57,7 @@ class StoreView:
     async def open(self) -> None:
         if not self.path.exists():
             # The entropy service may start before the store service ever ran: make an empty, migrated store.
-            from services.store.db import Store
+            from pheromone.services.store.db import Store
 
             async with Store(self.path):
                 pass

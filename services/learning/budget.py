@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from contracts import AdjustmentType
+from pheromone.contracts import AdjustmentType
 
 if TYPE_CHECKING:
-    from services.settings import LearningSettings
+    from pheromone.services.settings import LearningSettings
 
 
 def clamp_budget(value: float, s: LearningSettings) -> float:

@@ -20,10 +20,10 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from contracts import DriftMetrics, EpistemicDriftMetrics
+from pheromone.contracts import DriftMetrics, EpistemicDriftMetrics
 
 if TYPE_CHECKING:
-    from services.settings import LearningSettings
+    from pheromone.services.settings import LearningSettings
 
 
 def _laplace(outcomes: Sequence[bool]) -> float:

@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping
 from datetime import datetime
 
-from contracts import PatternEntropyMetrics
+from pheromone.contracts import PatternEntropyMetrics
 
 
 def shannon_entropy(counts: Mapping[str, int] | list[int]) -> float:

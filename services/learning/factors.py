@@ -17,10 +17,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from contracts import SuccessFactors, TimeOfDayBucket
+from pheromone.contracts import SuccessFactors, TimeOfDayBucket
 
 if TYPE_CHECKING:
-    from services.settings import LearningSettings
+    from pheromone.services.settings import LearningSettings
 
 GROUNDING = "grounding"
 LIST_FACTORS = ("validation_type", "error_category")

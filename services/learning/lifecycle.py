@@ -25,10 +25,10 @@ from math import sqrt
 from statistics import NormalDist
 from typing import TYPE_CHECKING
 
-from contracts import QuarantineStatus
+from pheromone.contracts import QuarantineStatus
 
 if TYPE_CHECKING:
-    from services.settings import LearningSettings
+    from pheromone.services.settings import LearningSettings
 
 P, Q, V, R = (
     QuarantineStatus.PENDING,

@@ -11,10 +11,10 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from contracts import QuarantineStatus
+from pheromone.contracts import QuarantineStatus
 
 if TYPE_CHECKING:
-    from services.settings import LearningSettings
+    from pheromone.services.settings import LearningSettings
 
 US_PER_DAY = 86_400 * 1_000_000
 

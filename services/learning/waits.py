@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from services.settings import LearningSettings
+    from pheromone.services.settings import LearningSettings
 
 
 @dataclass(frozen=True, slots=True)

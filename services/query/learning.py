@@ -18,16 +18,16 @@ from typing import Annotated, Any, Literal, Self
 import aiosqlite
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from contracts import EscalationDecisionRecord, EvolutionTrajectoryEntry, PatternRecord, QuarantineStatus
-from contracts.types import Identifier, NonNegInt
-from services.learning.entropy import entropy_from_aggregate
-from services.learning.escalations import OUTCOME_RANK
-from services.learning.executions import optimal_window
-from services.learning.factors import FactorCount, why
-from services.learning.trajectory import recurring_issues
-from services.learning.waits import learned_wait
-from services.settings import LearningSettings
-from services.store.codec import from_us
+from pheromone.contracts import EscalationDecisionRecord, EvolutionTrajectoryEntry, PatternRecord, QuarantineStatus
+from pheromone.contracts.types import Identifier, NonNegInt
+from pheromone.services.learning.entropy import entropy_from_aggregate
+from pheromone.services.learning.escalations import OUTCOME_RANK
+from pheromone.services.learning.executions import optimal_window
+from pheromone.services.learning.factors import FactorCount, why
+from pheromone.services.learning.trajectory import recurring_issues
+from pheromone.services.learning.waits import learned_wait
+from pheromone.services.settings import LearningSettings
+from pheromone.services.store.codec import from_us
 
 _Limit = Annotated[int, Field(ge=1, le=1_000)]
 _Unit = Annotated[float, Field(ge=0.0, le=1.0)]

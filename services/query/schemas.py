@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from contracts import EventQuery
-from contracts.events import WireEnvelope
+from pheromone.contracts import EventQuery
+from pheromone.contracts.events import WireEnvelope
 
 
 class NoArgs(BaseModel):
@@ -69,7 +69,7 @@ RESULTS: dict[str, dict[str, Any]] = {
 
 def args_models() -> dict[str, type[BaseModel]]:
     """Every operation's argument model, by operation name (`services.query.service.OPS`)."""
-    from services.query.service import OPS
+    from pheromone.services.query.service import OPS
 
     models: dict[str, type[BaseModel]] = {"events": EventQuery, "counts": NoArgs}
     for name, op in OPS.items():

@@ -21,14 +21,14 @@ from typing import Any
 from faststream.redis import ListSub
 from pydantic import ValidationError
 
-from contracts import EventQuery
-from contracts.queries import MAX_REQUEST_BYTES
-from services.consumer import describe, one_line
-from services.query import finite
-from services.query.learning import LEARNING_OPS
-from services.query.sessions import SESSION_OPS
-from services.runtime import ServiceContext, ServiceParts
-from services.store.reader import Reader
+from pheromone.contracts import EventQuery
+from pheromone.contracts.queries import MAX_REQUEST_BYTES
+from pheromone.services.consumer import describe, one_line
+from pheromone.services.query import finite
+from pheromone.services.query.learning import LEARNING_OPS
+from pheromone.services.query.sessions import SESSION_OPS
+from pheromone.services.runtime import ServiceContext, ServiceParts
+from pheromone.services.store.reader import Reader
 
 log = logging.getLogger(__name__)
 REPLY_TTL_S = 60
@@ -95,7 +95,7 @@ async def build(ctx: ServiceContext) -> ServiceParts:
     path = ctx.settings.store_path
     if not path.exists():
         # A query replica may start before the store service ever ran: make an empty, migrated store.
-        from services.store.db import Store
+        from pheromone.services.store.db import Store
 
         async with Store(path):
             pass

@@ -15,8 +15,8 @@ from typing import Annotated, Any
 import aiosqlite
 from pydantic import Field
 
-from services.query import learning as q
-from services.sessions.guidance import Guidance, render_playbook, served_patterns, unslot
+from pheromone.services.query import learning as q
+from pheromone.services.sessions.guidance import Guidance, render_playbook, served_patterns, unslot
 
 _Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$")]
 _Name = Annotated[str, Field(min_length=1, max_length=256)]

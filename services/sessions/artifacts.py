@@ -12,8 +12,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from contracts.sessions import EditStatus, LearningPlan, LearningSession
-from services.store.codec import us
+from pheromone.contracts.sessions import EditStatus, LearningPlan, LearningSession
+from pheromone.services.store.codec import us
 
 SESSION_FILE = "session.json"
 PLAN_FILE = "plan.json"

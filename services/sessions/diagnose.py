@@ -25,9 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from math import exp, lgamma
 
-from contracts.sessions import FailureCluster
-from services.sessions.harvest import Recovery, Run, stable_hash
-from services.settings import SessionsSettings
+from pheromone.contracts.sessions import FailureCluster
+from pheromone.services.sessions.harvest import Recovery, Run, stable_hash
+from pheromone.services.settings import SessionsSettings
 
 
 def cluster_id(*parts: str | None) -> str:

@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from math import sqrt
 from statistics import NormalDist, fmean
 
-from contracts.sessions import BenchmarkSnapshot, Edit, EditStatus, FailureCluster, LearningPlan, ReplayResult
-from services.sessions.diagnose import matches
-from services.sessions.guidance import Guidance, NotApplicable
-from services.sessions.harvest import Mined, Recovery, Run, Split, check_splits, stable_hash
-from services.sessions.plan import MEASURABLE
-from services.sessions.teacher import wait_evidence
-from services.settings import SessionsSettings
+from pheromone.contracts.sessions import BenchmarkSnapshot, Edit, EditStatus, FailureCluster, LearningPlan, ReplayResult
+from pheromone.services.sessions.diagnose import matches
+from pheromone.services.sessions.guidance import Guidance, NotApplicable
+from pheromone.services.sessions.harvest import Mined, Recovery, Run, Split, check_splits, stable_hash
+from pheromone.services.sessions.plan import MEASURABLE
+from pheromone.services.sessions.teacher import wait_evidence
+from pheromone.services.settings import SessionsSettings
 
 Estimate = tuple[tuple[object, ...], int, int]
 """A train estimate: (what it is the rate of, successes, records)."""

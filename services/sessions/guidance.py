@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from contracts.sessions import LEARNED_BEGIN, LEARNED_END, Edit, EditOp, EditPillar
+from pheromone.contracts.sessions import LEARNED_BEGIN, LEARNED_END, Edit, EditOp, EditPillar
 
 Value = Any
 """A JSON value: a status string, a number, a text, or a list of playbook lines."""

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
-from contracts import Envelope, ErrorRecoveryRecord, ExecutionRecord, PatternApplied
-from contracts.sessions import SessionDigest, TaskRecord
+from pheromone.contracts import Envelope, ErrorRecoveryRecord, ExecutionRecord, PatternApplied
+from pheromone.contracts.sessions import SessionDigest, TaskRecord
 
 Split = Literal["train", "val", "test"]
 SUCCESS_STATUS = "completed"

@@ -20,12 +20,19 @@ import json
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from contracts import Envelope
-from contracts.sessions import Edit, EditStatus, EditTransitioned, PlaybookWritten, SessionStatus, SessionTransitioned
-from services.errors import EventRejected
-from services.order import check_predecessor
-from services.sessions.guidance import NotApplicable, apply_edit, key_of
-from services.sessions.states import (
+from pheromone.contracts import Envelope
+from pheromone.contracts.sessions import (
+    Edit,
+    EditStatus,
+    EditTransitioned,
+    PlaybookWritten,
+    SessionStatus,
+    SessionTransitioned,
+)
+from pheromone.services.errors import EventRejected
+from pheromone.services.order import check_predecessor
+from pheromone.services.sessions.guidance import NotApplicable, apply_edit, key_of
+from pheromone.services.sessions.states import (
     ACTIVE,
     EDIT_FIRST,
     EDIT_TRANSITIONS,
@@ -35,10 +42,10 @@ from services.sessions.states import (
     check_edit,
     check_session,
 )
-from services.store.codec import dumps, us
+from pheromone.services.store.codec import dumps, us
 
 if TYPE_CHECKING:
-    from services.store.projections import ProjectionContext
+    from pheromone.services.store.projections import ProjectionContext
 
 SELECT_SESSION = "SELECT status, scope FROM session_state WHERE session_id = ?"
 ACTIVE_IN_SCOPE = (

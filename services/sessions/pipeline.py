@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from contracts.sessions import (
+from pheromone.contracts.sessions import (
     AutonomyMode,
     EditOutcome,
     EditRecord,
@@ -16,13 +16,13 @@ from contracts.sessions import (
     LearningPlan,
     SleepReport,
 )
-from services.sessions.diagnose import diagnose
-from services.sessions.gate import GateResult, gate
-from services.sessions.guidance import Guidance
-from services.sessions.harvest import Harvest, Mined, mine
-from services.sessions.plan import applies_without_review, make_plan
-from services.sessions.teacher import Lesson, Teacher
-from services.settings import SessionsSettings
+from pheromone.services.sessions.diagnose import diagnose
+from pheromone.services.sessions.gate import GateResult, gate
+from pheromone.services.sessions.guidance import Guidance
+from pheromone.services.sessions.harvest import Harvest, Mined, mine
+from pheromone.services.sessions.plan import applies_without_review, make_plan
+from pheromone.services.sessions.teacher import Lesson, Teacher
+from pheromone.services.settings import SessionsSettings
 
 
 @dataclass

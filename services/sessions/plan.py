@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from contracts.sessions import (
+from pheromone.contracts.sessions import (
     AutonomyMode,
     Edit,
     EditOp,

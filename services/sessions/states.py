@@ -12,7 +12,7 @@ Edit:
 
 from __future__ import annotations
 
-from contracts.sessions import EditStatus, SessionStatus
+from pheromone.contracts.sessions import EditStatus, SessionStatus
 
 S = SessionStatus
 E = EditStatus

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from contracts.sessions import Edit, EditOp, EditPillar, FailureCluster, edit_id
-from services.sessions.guidance import Guidance
-from services.sessions.harvest import Recovery, Run
-from services.settings import SessionsSettings
+from pheromone.contracts.sessions import Edit, EditOp, EditPillar, FailureCluster, edit_id
+from pheromone.services.sessions.guidance import Guidance
+from pheromone.services.sessions.harvest import Recovery, Run
+from pheromone.services.settings import SessionsSettings
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,11 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from services.learning.scores import days_between, priority, trust, variance
+from pheromone.services.learning.scores import days_between, priority, trust, variance
 
 if TYPE_CHECKING:
-    from services.settings import LearningSettings
-    from services.store.patterns import PatternState
+    from pheromone.services.settings import LearningSettings
+    from pheromone.services.store.patterns import PatternState
 
 INSERT_APPLICATION = "INSERT INTO pattern_applications VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 SELECT_COUNTS = """

@@ -35,13 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from contracts import Envelope, parse_envelope
-from services.consumer import Refused, one_line
-from services.errors import EventRejected, StoreBusyError, StoreError
-from services.settings import LearningSettings
-from services.store.codec import us
-from services.store.projections import PROJECTIONS, ProjectionContext, learning_settings
-from services.store.schema import PROJECTION_TABLES, connect, migrate
+from pheromone.contracts import Envelope, parse_envelope
+from pheromone.services.consumer import Refused, one_line
+from pheromone.services.errors import EventRejected, StoreBusyError, StoreError
+from pheromone.services.settings import LearningSettings
+from pheromone.services.store.codec import us
+from pheromone.services.store.projections import PROJECTIONS, ProjectionContext, learning_settings
+from pheromone.services.store.schema import PROJECTION_TABLES, connect, migrate
 
 INSERT_LEDGER = """
 INSERT INTO ledger (event_id, seq, kind, workspace, job, correlation_id, occurred_us, stored_us,

@@ -31,13 +31,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from contracts import Envelope, PatternApplied, PatternObserved, PatternTransitioned, QuarantineStatus
-from contracts.records import normalise_pattern_name, pattern_id
-from services.errors import EventRejected
-from services.learning.drift import effectiveness_drift, epistemic_drift
-from services.learning.entropy import c_log2_c
-from services.learning.factors import GROUNDING, FactorCount, factor_rows, grounding_of, summarise
-from services.learning.lifecycle import (
+from pheromone.contracts import Envelope, PatternApplied, PatternObserved, PatternTransitioned, QuarantineStatus
+from pheromone.contracts.records import normalise_pattern_name, pattern_id
+from pheromone.services.errors import EventRejected
+from pheromone.services.learning.drift import effectiveness_drift, epistemic_drift
+from pheromone.services.learning.entropy import c_log2_c
+from pheromone.services.learning.factors import GROUNDING, FactorCount, factor_rows, grounding_of, summarise
+from pheromone.services.learning.lifecycle import (
     ALLOWED_TRANSITIONS,
     IllegalTransition,
     automatic_transition,
@@ -45,13 +45,13 @@ from services.learning.lifecycle import (
     is_revisit,
     resets_evidence,
 )
-from services.learning.scores import days_between, effectiveness, priority, trust
-from services.order import check_predecessor
-from services.store.batch import SELECT_COUNTS, Live, PatternBatch, Window, scores
-from services.store.codec import dumps, us
+from pheromone.services.learning.scores import days_between, effectiveness, priority, trust
+from pheromone.services.order import check_predecessor
+from pheromone.services.store.batch import SELECT_COUNTS, Live, PatternBatch, Window, scores
+from pheromone.services.store.codec import dumps, us
 
 if TYPE_CHECKING:
-    from services.settings import LearningSettings
+    from pheromone.services.settings import LearningSettings
 
 __all__ = ["ALLOWED_TRANSITIONS", "apply", "content_hash", "observe", "revisit", "settle", "transition"]
 

@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from contracts import (
+from pheromone.contracts import (
     DriftMetrics,
     EntropyResponseRecord,
     Envelope,
@@ -36,14 +36,14 @@ from contracts import (
     PatternTransitioned,
     RateLimitEvent,
 )
-from services.errors import EventRejected
-from services.learning.executions import execution_confidence
-from services.sessions.ledger import SESSION_PROJECTIONS
-from services.settings import LearningSettings
-from services.store import patterns
-from services.store.batch import PatternBatch
-from services.store.codec import dumps as _json
-from services.store.codec import us
+from pheromone.services.errors import EventRejected
+from pheromone.services.learning.executions import execution_confidence
+from pheromone.services.sessions.ledger import SESSION_PROJECTIONS
+from pheromone.services.settings import LearningSettings
+from pheromone.services.store import patterns
+from pheromone.services.store.batch import PatternBatch
+from pheromone.services.store.codec import dumps as _json
+from pheromone.services.store.codec import us
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,8 @@ from typing import Any
 
 import aiosqlite
 
-from contracts import EventQuery
-from services.store.codec import us
+from pheromone.contracts import EventQuery
+from pheromone.services.store.codec import us
 
 
 class Reader:

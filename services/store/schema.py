@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from services.errors import StoreError
+from pheromone.services.errors import StoreError
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the ledger and the projections of seed 000's record families.

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from contracts import Envelope
-from contracts.streams import GROUP_STORE
-from services import collector
-from services.consumer import Refused
-from services.runtime import ServiceContext, ServiceParts
-from services.store.db import Store
+from pheromone.contracts import Envelope
+from pheromone.contracts.streams import GROUP_STORE
+from pheromone.services import collector
+from pheromone.services.consumer import Refused
+from pheromone.services.runtime import ServiceContext, ServiceParts
+from pheromone.services.store.db import Store
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from services.store.db import Store
+from pheromone.services.store.db import Store
 from tests.cli.helpers import PHEROMONE, SAMPLE_EVENTS, Cli, Run
 
 

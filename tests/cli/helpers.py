@@ -10,8 +10,8 @@ from pathlib import Path
 
 import typer.main
 
-from contracts import Envelope, ExecutionRecord, PatternObserved
 from pheromone.cli import app
+from pheromone.contracts import Envelope, ExecutionRecord, PatternObserved
 
 PHEROMONE = Path(sys.executable).parent / "pheromone"
 """The console script installed next to this interpreter (`pyproject.toml`'s `[project.scripts]`)."""

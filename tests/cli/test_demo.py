@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.embedded import EmbeddedServer
+from pheromone.services.embedded import EmbeddedServer
 from tests.cli.helpers import Cli
 
 

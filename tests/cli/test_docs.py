@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from contracts import streams
-from services.settings import Settings
-from services.store.schema import MIGRATIONS, PROJECTION_TABLES
+from pheromone.contracts import streams
+from pheromone.services.settings import Settings
+from pheromone.services.store.schema import MIGRATIONS, PROJECTION_TABLES
 from tests.cli.helpers import PHEROMONE, command_paths
 
 ROOT = Path(__file__).resolve().parents[2]

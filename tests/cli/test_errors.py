@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime import service_names
+from pheromone.services.runtime import service_names
 from tests.cli.helpers import Cli
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from rich.cells import cell_len
 
-from contracts import Envelope, ErrorRecoveryRecord, PatternApplied, PatternObserved, pattern_id
-from contracts.sessions import PlaybookWritten
-from services.settings import LearningSettings
-from services.store.db import Store
+from pheromone.contracts import Envelope, ErrorRecoveryRecord, PatternApplied, PatternObserved, pattern_id
+from pheromone.contracts.sessions import PlaybookWritten
+from pheromone.services.settings import LearningSettings
+from pheromone.services.store.db import Store
 from tests.cli.helpers import Cli
 
 LONG_NAME = "re-read the whole schema and every example before writing the json output, then validate it " * 2

@@ -6,7 +6,7 @@ import json
 
 from pydantic import BaseModel
 
-import contracts
+from pheromone import contracts
 from tests.cli.helpers import Cli
 
 CONTRACT_MODELS = {

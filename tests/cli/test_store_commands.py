@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts import Envelope
+from pheromone.contracts import Envelope
 from tests.cli.helpers import SAMPLE_EVENTS, T0, Cli
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from contracts import (
+from pheromone import Pheromone
+from pheromone.contracts import (
     PAYLOAD_TYPES,
     AdjustmentType,
     DriftMetrics,
@@ -35,8 +36,7 @@ from contracts import (
     TimeOfDayBucket,
     parse_envelope,
 )
-from contracts.sessions import EditTransitioned, PlaybookWritten, SessionTransitioned, SessionTrigger
-from pheromone import Pheromone
+from pheromone.contracts.sessions import EditTransitioned, PlaybookWritten, SessionTransitioned, SessionTrigger
 
 OpenClient = Callable[..., Awaitable[Pheromone]]
 """The `open_client` fixture: `await open_client(url=None, workspace=..., job=..., **kwargs)`."""

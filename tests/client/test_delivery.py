@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from contracts import PatternObserved
 from pheromone import ClientClosedError, FlushTimeout
-from services.embedded import EmbeddedServer
+from pheromone.contracts import PatternObserved
+from pheromone.services.embedded import EmbeddedServer
 from tests.client.helpers import OpenClient, eventually, listing, read_envelopes
 
 

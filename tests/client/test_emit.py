@@ -16,7 +16,9 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from redis import Redis as BlockingRedis
 from redis.asyncio import Redis
 
-from contracts import (
+from pheromone import ClientClosedError, Pheromone
+from pheromone.client import spool_line, utc_text
+from pheromone.contracts import (
     Envelope,
     EvolutionEntryInput,
     PatternObserved,
@@ -25,8 +27,6 @@ from contracts import (
     SuccessFactors,
     parse_envelope,
 )
-from pheromone import ClientClosedError, Pheromone
-from pheromone.client import spool_line, utc_text
 from tests.client.helpers import T0, ULID, OpenClient, expected_stream, one_of_each, read_envelopes, read_raw
 
 OBSERVED = PatternObserved(pattern_type="t", pattern_name="n")

@@ -42,12 +42,19 @@ def test_all_is_pinned_and_sorted() -> None:
 
 
 def test_all_lists_every_public_name_and_nothing_else() -> None:
+    for name in pheromone.__all__:  # the names load on first use (PEP 562): load them all
+        getattr(pheromone, name)
     public = {
         name
         for name, value in vars(pheromone).items()
         if not name.startswith("_") and not isinstance(value, types.ModuleType)
     }
     assert public == set(pheromone.__all__)
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'Pheromon'"):
+        pheromone.Pheromon  # noqa: B018 - the lookup is the test
 
 
 @pytest.mark.parametrize("name", EXPECTED_ALL)
@@ -65,7 +72,7 @@ def test_star_import_gives_exactly_all() -> None:
 
 
 def test_query_types_are_the_contracts_own() -> None:
-    import contracts
+    from pheromone import contracts
 
     assert pheromone.EventQuery is contracts.EventQuery
     assert pheromone.TimeRange is contracts.TimeRange

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from contracts import ErrorRecoveryRecord, EventKind, EventQuery, ExecutionRecord, PatternObserved, TimeRange
-from contracts.queries import MAX_REQUEST_BYTES
-from contracts.streams import Keys
 from pheromone import Pheromone, QueryError, QueryTimeout
+from pheromone.contracts import ErrorRecoveryRecord, EventKind, EventQuery, ExecutionRecord, PatternObserved, TimeRange
+from pheromone.contracts.queries import MAX_REQUEST_BYTES
+from pheromone.contracts.streams import Keys
 from pheromone.queries import QueryClient
-from services.embedded import EmbeddedServer
-from services.runtime import Runtime
-from services.settings import Settings
+from pheromone.services.embedded import EmbeddedServer
+from pheromone.services.runtime import Runtime
+from pheromone.services.settings import Settings
 from tests.client.helpers import T0, OpenClient, eventually
 
 

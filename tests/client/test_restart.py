@@ -12,9 +12,9 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from contracts import PatternObserved
 from pheromone import Pheromone
-from services.embedded import EmbeddedServer
+from pheromone.contracts import PatternObserved
+from pheromone.services.embedded import EmbeddedServer
 from tests.client.helpers import OpenClient, listing, read_envelopes
 
 # Emits N events at a Redis that is down, waits (polling, with a deadline) until a failed send has moved them
@@ -22,7 +22,7 @@ from tests.client.helpers import OpenClient, listing, read_envelopes
 EMITTER = """
 import asyncio, json, sys
 from pathlib import Path
-from contracts import PatternObserved
+from pheromone.contracts import PatternObserved
 from pheromone import Pheromone
 
 async def main(url: str, prefix: str, spool_dir: str, n: int) -> None:

@@ -17,9 +17,9 @@ from redis import Redis as BlockingRedis
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from contracts import PatternObserved
 from pheromone import Pheromone
-from services.embedded import EmbeddedServer
+from pheromone.contracts import PatternObserved
+from pheromone.services.embedded import EmbeddedServer
 from tests.client.helpers import OpenClient, eventually, read_envelopes
 
 OBSERVED = PatternObserved(pattern_type="t", pattern_name="n")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from contracts import PatternApplied
+from pheromone.contracts import PatternApplied
 from pheromone.spool import Spool
 from tests.client.helpers import OpenClient, eventually, read_envelopes
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from contracts import EventQuery, PatternObserved
 from pheromone import ClientClosedError, SyncPheromone
-from services.runtime import Runtime
+from pheromone.contracts import EventQuery, PatternObserved
+from pheromone.services.runtime import Runtime
 from tests.ops.test_metrics import execution as sample_execution
 from tests.support import settings
 

@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from contracts import (
+from pheromone.contracts import (
     DriftMetrics,
     EntropyResponseRecord,
     EpistemicDriftMetrics,
@@ -32,8 +32,8 @@ from contracts import (
     RateLimitEvent,
     SuccessFactors,
 )
-from contracts.sessions import EditTransitioned, PlaybookWritten, SessionTransitioned, SessionTrigger
-from contracts.types import Contract
+from pheromone.contracts.sessions import EditTransitioned, PlaybookWritten, SessionTransitioned, SessionTrigger
+from pheromone.contracts.types import Contract
 
 T0 = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 T1 = T0 + timedelta(hours=1, seconds=30)

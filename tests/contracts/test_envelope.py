@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from ulid import ULID
 
-from contracts import (
+from pheromone.contracts import (
     MAX_ENTRY_BYTES,
     PAYLOAD_TYPES,
     SCHEMA_VERSION,
@@ -28,7 +28,7 @@ from contracts import (
     SuccessFactors,
     parse_envelope,
 )
-from contracts.types import MAX_FLOAT, Contract
+from pheromone.contracts.types import MAX_FLOAT, Contract
 from tests.contracts.contract_samples import SAMPLES, T0, as_json, minimal
 
 PAYLOAD_TAGS = [
@@ -206,7 +206,7 @@ def test_missing_envelope_fields_are_rejected(field: str) -> None:
 
 def test_the_published_wire_schema_requires_what_parse_envelope_requires() -> None:
     """`pheromone schema Envelope` prints WireEnvelope: producers in other languages see the same rule."""
-    from contracts.events import WireEnvelope
+    from pheromone.contracts.events import WireEnvelope
 
     required = set(WireEnvelope.model_json_schema()["required"])
     assert required == {"event_id", "occurred_at", "workspace", "job", "payload"}

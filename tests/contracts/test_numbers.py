@@ -20,8 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-import contracts
-from contracts.types import MAX_FLOAT, MAX_INT
+from pheromone import contracts
+from pheromone.contracts.types import MAX_FLOAT, MAX_INT
 
 Leaf = tuple[str, Any, type]  # (model.field, the annotated numeric type, int or float)
 
@@ -29,9 +29,9 @@ Leaf = tuple[str, Any, type]  # (model.field, the annotated numeric type, int or
 def _models() -> list[type[BaseModel]]:
     found: dict[str, type[BaseModel]] = {}
     for info in pkgutil.iter_modules(contracts.__path__):
-        module = importlib.import_module(f"contracts.{info.name}")
+        module = importlib.import_module(f"pheromone.contracts.{info.name}")
         for _, obj in inspect.getmembers(module, inspect.isclass):
-            if issubclass(obj, BaseModel) and obj.__module__.startswith("contracts."):
+            if issubclass(obj, BaseModel) and obj.__module__.startswith("pheromone.contracts."):
                 found[f"{obj.__module__}.{obj.__qualname__}"] = obj
     return list(found.values())
 

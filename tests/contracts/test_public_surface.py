@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import contracts
+from pheromone import contracts
 
 EXPECTED_ALL = [
     "MAX_ENTRY_BYTES",
@@ -121,19 +121,22 @@ def _modules_after_importing(code: str) -> list[str]:
 
 
 ALL_CONTRACT_MODULES = (
-    "import importlib, pkgutil, contracts\n"
+    "import importlib, pkgutil\n"
+    "from pheromone import contracts\n"
     "for info in pkgutil.iter_modules(contracts.__path__):\n"
-    "    importlib.import_module(f'contracts.{info.name}')"
+    "    importlib.import_module(f'pheromone.contracts.{info.name}')"
 )
 """Import every module of the package, so a new module cannot bring in `services` unnoticed."""
 
 
 def test_contracts_import_nothing_from_services_or_pheromone() -> None:
     modules = _modules_after_importing(ALL_CONTRACT_MODULES)
-    expected = {f"contracts.{info.name}" for info in pkgutil.iter_modules(contracts.__path__)}
-    assert {"contracts.events", "contracts.records", "contracts.streams"} <= expected
+    expected = {f"pheromone.contracts.{info.name}" for info in pkgutil.iter_modules(contracts.__path__)}
+    assert {"pheromone.contracts.events", "pheromone.contracts.records", "pheromone.contracts.streams"} <= expected
     assert expected <= set(modules)  # the probe really imported every module
-    leaked = [m for m in modules if m.split(".")[0] in {"services", "pheromone"}]
+    # The package's own __init__ loads nothing eagerly (PEP 562), so only contracts modules may appear.
+    leaked = [m for m in modules if m.split(".")[0] == "pheromone" and m != "pheromone"
+              and not m.startswith("pheromone.contracts")]
     assert leaked == []
 
 
@@ -146,5 +149,5 @@ def test_contracts_are_pure_data() -> None:
 
 def test_the_probe_would_see_a_services_import() -> None:
     """Guard: the subprocess check can detect what it looks for."""
-    modules = _modules_after_importing("import services")
-    assert "services" in modules
+    modules = _modules_after_importing("import pheromone.services")
+    assert "pheromone.services" in modules

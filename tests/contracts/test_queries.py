@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from contracts import PAYLOAD_TYPES, EventKind, EventQuery, TimeRange
-from contracts.queries import MAX_QUERY_LIMIT
+from pheromone.contracts import PAYLOAD_TYPES, EventKind, EventQuery, TimeRange
+from pheromone.contracts.queries import MAX_QUERY_LIMIT
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 END = datetime(2024, 1, 2, tzinfo=UTC)

@@ -14,7 +14,7 @@ import pytest
 from pydantic import ValidationError
 from ulid import ULID
 
-from contracts import (
+from pheromone.contracts import (
     AdjustmentType,
     DriftMetrics,
     EntropyResponseRecord,
@@ -37,8 +37,8 @@ from contracts import (
     pattern_id,
     time_bucket,
 )
-from contracts import records as records_module
-from contracts.types import Contract
+from pheromone.contracts import records as records_module
+from pheromone.contracts.types import Contract
 from tests.contracts.contract_samples import ALL_MODELS, SAMPLES, SEED_RECORDS, as_json, minimal, sample
 
 _ids = [cls.__name__ for cls in ALL_MODELS]

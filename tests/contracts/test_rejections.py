@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from contracts import (
+from pheromone.contracts import (
     DriftMetrics,
     EntropyResponseRecord,
     EpistemicDriftMetrics,
@@ -35,8 +35,8 @@ from contracts import (
     RateLimitEvent,
     SuccessFactors,
 )
-from contracts.sessions import EditTransitioned, PlaybookWritten, SessionTransitioned, SessionTrigger
-from contracts.types import Contract
+from pheromone.contracts.sessions import EditTransitioned, PlaybookWritten, SessionTransitioned, SessionTrigger
+from pheromone.contracts.types import Contract
 from tests.contracts.contract_samples import ALL_MODELS, SAMPLES, as_json, sample
 
 Field = tuple[type[Contract], str]

@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from contracts.broadcast import BroadcastMessage
+from pheromone.contracts.broadcast import BroadcastMessage
 from pheromone.subscriptions import Subscription
 from tests.support import FAST, eventually, settings, store_rows  # noqa: F401 - re-exported for the tests here
 

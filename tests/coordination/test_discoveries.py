@@ -11,14 +11,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis.asyncio as aioredis
 
-from contracts import PatternDiscoveryEvent, pattern_id
-from contracts.broadcast import BroadcastKind, BroadcastMessage
-from contracts.streams import GROUP_BROADCASTER, Keys
 from pheromone import Pheromone
 from pheromone import subscriptions as subs_module
-from services import transport
-from services.broadcaster.publish import Publisher
-from services.embedded import EmbeddedServer
+from pheromone.contracts import PatternDiscoveryEvent, pattern_id
+from pheromone.contracts.broadcast import BroadcastKind, BroadcastMessage
+from pheromone.contracts.streams import GROUP_BROADCASTER, Keys
+from pheromone.services import transport
+from pheromone.services.broadcaster.publish import Publisher
+from pheromone.services.embedded import EmbeddedServer
 from tests.coordination.conftest import OpenClient, StartRuntime
 from tests.coordination.helpers import Collector, eventually
 

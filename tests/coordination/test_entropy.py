@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from contracts import (
+from pheromone import Pheromone
+from pheromone.contracts import (
     AdjustmentType,
     EntropyResponseRecord,
     PatternApplied,
@@ -24,13 +25,12 @@ from contracts import (
     PatternTransitioned,
     pattern_id,
 )
-from contracts.broadcast import BroadcastKind, DriftAlert, EntropyResponseNotice
-from contracts.streams import GROUP_ENTROPY, GROUP_STORE, Keys
-from pheromone import Pheromone
-from services.entropy.response import plan_response
-from services.entropy.service import EntropyService
-from services.entropy.view import StoreView
-from services.settings import CoordinationSettings, LearningSettings
+from pheromone.contracts.broadcast import BroadcastKind, DriftAlert, EntropyResponseNotice
+from pheromone.contracts.streams import GROUP_ENTROPY, GROUP_STORE, Keys
+from pheromone.services.entropy.response import plan_response
+from pheromone.services.entropy.service import EntropyService
+from pheromone.services.entropy.view import StoreView
+from pheromone.services.settings import CoordinationSettings, LearningSettings
 from tests.coordination.conftest import OpenClient, StartRuntime
 from tests.coordination.helpers import Collector, count, eventually, query
 

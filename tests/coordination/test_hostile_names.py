@@ -11,8 +11,8 @@ import pytest
 import redis.asyncio as aioredis
 from pydantic import ValidationError
 
-from contracts.streams import Keys, key_part
 from pheromone import Pheromone
+from pheromone.contracts.streams import Keys, key_part
 from tests.coordination.conftest import OpenClient, StartRuntime
 from tests.coordination.helpers import eventually
 

@@ -14,10 +14,10 @@ import pytest
 import redis.asyncio as aioredis
 from pydantic import ValidationError
 
-from contracts import RateLimitEvent
-from contracts.broadcast import BroadcastKind, RateLimitNotice, RateLimitStatus
-from contracts.streams import Keys
 from pheromone import Pheromone
+from pheromone.contracts import RateLimitEvent
+from pheromone.contracts.broadcast import BroadcastKind, RateLimitNotice, RateLimitStatus
+from pheromone.contracts.streams import Keys
 from tests.coordination.conftest import OpenClient, StartRuntime
 from tests.coordination.helpers import Collector, count, eventually
 
@@ -175,7 +175,7 @@ async def test_reports_arriving_out_of_order_keep_the_latest_expiry(
 
 
 async def _coordinator_done(client: Pheromone) -> bool:
-    from contracts.streams import GROUP_COORDINATOR
+    from pheromone.contracts.streams import GROUP_COORDINATOR
 
     redis = client._live_redis()
     for info in await redis.xinfo_groups(client.keys.ratelimits):

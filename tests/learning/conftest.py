@@ -10,8 +10,8 @@ import pytest
 from pydantic import SecretStr
 
 from pheromone import Pheromone
-from services.runtime import Runtime
-from services.settings import Settings
+from pheromone.services.runtime import Runtime
+from pheromone.services.settings import Settings
 from tests.support import runtimes
 
 StartRuntime = Callable[..., Awaitable[Runtime]]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from contracts import (
+from pheromone.contracts import (
     Envelope,
     PatternApplied,
     PatternObserved,

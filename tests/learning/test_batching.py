@@ -11,10 +11,10 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from contracts import EntropyResponseRecord, Envelope, ExecutionRecord, SuccessFactors
-from services.learning.scores import priority
-from services.settings import LearningSettings
-from services.store.db import Store
+from pheromone.contracts import EntropyResponseRecord, Envelope, ExecutionRecord, SuccessFactors
+from pheromone.services.learning.scores import priority
+from pheromone.services.settings import LearningSettings
+from pheromone.services.store.db import Store
 from tests.learning.helpers import applied, at, event, moved, observed, pattern_row, pid
 
 NAMES = [f"batched {i}" for i in range(8)]

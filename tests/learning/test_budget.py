@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts import AdjustmentType
-from services.learning.budget import next_budget
-from services.settings import LearningSettings
+from pheromone.contracts import AdjustmentType
+from pheromone.services.learning.budget import next_budget
+from pheromone.services.settings import LearningSettings
 
 S = LearningSettings()
 

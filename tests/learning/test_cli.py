@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pheromone.cli import app
-from services.settings import Settings
-from services.store.db import Store
+from pheromone.services.settings import Settings
+from pheromone.services.store.db import Store
 from tests.learning.conftest import StartRuntime
 from tests.learning.helpers import applied, event, observed, pid, rows
 from tests.learning.test_store import full_workload

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from contracts import SuccessFactors, parse_envelope
-from services.settings import Settings
-from services.store.db import Store
+from pheromone.contracts import SuccessFactors, parse_envelope
+from pheromone.services.settings import Settings
+from pheromone.services.store.db import Store
 from tests.learning.conftest import OpenClient, StartRuntime
 from tests.learning.helpers import applied, at, observed, pid, rows
 

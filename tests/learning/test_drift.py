@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.learning.drift import belief_entropy, effectiveness_drift, epistemic_drift
-from services.settings import LearningSettings
+from pheromone.services.learning.drift import belief_entropy, effectiveness_drift, epistemic_drift
+from pheromone.services.settings import LearningSettings
 
 S = LearningSettings()
 

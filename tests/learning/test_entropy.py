@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.learning.entropy import entropy_metrics, shannon_entropy
+from pheromone.services.learning.entropy import entropy_metrics, shannon_entropy
 
 AT = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from contracts import SuccessFactors, TimeOfDayBucket
-from contracts import time_bucket as contract_bucket
-from services.learning.factors import (
+from pheromone.contracts import SuccessFactors, TimeOfDayBucket
+from pheromone.contracts import time_bucket as contract_bucket
+from pheromone.services.learning.factors import (
     GROUNDING,
     FactorCount,
     factor_rows,
@@ -15,7 +15,7 @@ from services.learning.factors import (
     time_bucket,
     why,
 )
-from services.settings import LearningSettings
+from pheromone.services.settings import LearningSettings
 
 S = LearningSettings()
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts import QuarantineStatus
-from services.learning.lifecycle import (
+from pheromone.contracts import QuarantineStatus
+from pheromone.services.learning.lifecycle import (
     ALLOWED_TRANSITIONS,
     IllegalTransition,
     automatic_transition,
@@ -18,7 +18,7 @@ from services.learning.lifecycle import (
     resets_evidence,
     wilson_bounds,
 )
-from services.settings import LearningSettings
+from pheromone.services.settings import LearningSettings
 
 S = LearningSettings()
 P, Q, V, R = (

@@ -9,12 +9,12 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from contracts import EscalationDecisionRecord
-from services.learning.escalations import rank_key, within
-from services.query import learning as q
-from services.settings import LearningSettings
-from services.store.codec import us
-from services.store.db import Store
+from pheromone.contracts import EscalationDecisionRecord
+from pheromone.services.learning.escalations import rank_key, within
+from pheromone.services.query import learning as q
+from pheromone.services.settings import LearningSettings
+from pheromone.services.store.codec import us
+from pheromone.services.store.db import Store
 from tests.learning.helpers import T0, applied, event, observed, pid
 
 S = LearningSettings()
@@ -65,7 +65,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def q_moved(name: str, ptype: str):  # type: ignore[no-untyped-def]
-    from contracts import PatternTransitioned, pattern_id
+    from pheromone.contracts import PatternTransitioned, pattern_id
 
     return PatternTransitioned(pattern_id=pattern_id(ptype, name), to_status="retired", reason="r", actor="t")
 

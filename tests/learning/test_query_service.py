@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from contracts import ErrorRecoveryRecord, EscalationDecisionRecord, ExecutionRecord
 from pheromone import QueryError
-from services.settings import Settings
+from pheromone.contracts import ErrorRecoveryRecord, EscalationDecisionRecord, ExecutionRecord
+from pheromone.services.settings import Settings
 from tests.learning.conftest import OpenClient, StartRuntime
 from tests.learning.helpers import T0, applied, at, observed, pid
 from tests.learning.test_concurrency import wait_for_ledger

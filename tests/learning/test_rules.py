@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.learning.escalations import distance, outcome_rank, rank_key, within
-from services.learning.executions import execution_confidence, optimal_window
-from services.learning.trajectory import recurring_issues
-from services.learning.waits import learned_value, learned_wait
-from services.settings import LearningSettings
+from pheromone.services.learning.escalations import distance, outcome_rank, rank_key, within
+from pheromone.services.learning.executions import execution_confidence, optimal_window
+from pheromone.services.learning.trajectory import recurring_issues
+from pheromone.services.learning.waits import learned_value, learned_wait
+from pheromone.services.settings import LearningSettings
 
 S = LearningSettings()
 

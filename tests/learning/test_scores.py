@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts import QuarantineStatus
-from services.learning.scores import decay_factor, effectiveness, priority, trust, variance
-from services.settings import LearningSettings
+from pheromone.contracts import QuarantineStatus
+from pheromone.services.learning.scores import decay_factor, effectiveness, priority, trust, variance
+from pheromone.services.settings import LearningSettings
 
 S = LearningSettings()
 P, Q, V = QuarantineStatus.PENDING, QuarantineStatus.QUARANTINED, QuarantineStatus.VALIDATED

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts import (
+from pheromone.contracts import (
     DriftMetrics,
     EntropyResponseRecord,
     ErrorRecoveryRecord,
@@ -20,13 +20,13 @@ from contracts import (
     QuarantineStatus,
     SuccessFactors,
 )
-from services.learning.entropy import entropy_metrics
-from services.learning.lifecycle import ALLOWED_TRANSITIONS
-from services.learning.scores import days_between, effectiveness, priority, trust, variance
-from services.settings import LearningSettings
-from services.store.codec import us
-from services.store.db import Store
-from services.store.schema import PROJECTION_TABLES
+from pheromone.services.learning.entropy import entropy_metrics
+from pheromone.services.learning.lifecycle import ALLOWED_TRANSITIONS
+from pheromone.services.learning.scores import days_between, effectiveness, priority, trust, variance
+from pheromone.services.settings import LearningSettings
+from pheromone.services.store.codec import us
+from pheromone.services.store.db import Store
+from pheromone.services.store.schema import PROJECTION_TABLES
 from tests.learning.helpers import T0, applied, at, event, moved, observed, pattern_row, pid, rows
 
 S = LearningSettings()
@@ -299,7 +299,7 @@ async def test_a_few_unlucky_draws_do_not_quarantine_a_pattern(tmp_path: Path) -
 async def test_entropy_aggregate_equals_a_full_recount(tmp_path: Path) -> None:
     import aiosqlite
 
-    from services.query.learning import EntropyArgs, entropy
+    from pheromone.services.query.learning import EntropyArgs, entropy
 
     db = tmp_path / "s.db"
     events = [*_workload(5, n=300), event(observed("never applied"), 0)]
@@ -545,8 +545,8 @@ async def test_rebuild_reproduces_every_derived_value(tmp_path: Path) -> None:
 
 
 async def test_the_store_records_its_settings_and_rebuild_uses_them(tmp_path: Path) -> None:
-    from services.query.learning import recorded_settings
-    from services.store.reader import Reader
+    from pheromone.services.query.learning import recorded_settings
+    from pheromone.services.store.reader import Reader
 
     custom = LearningSettings(min_applications=2, validate_threshold=0.9, revisit_grace_applications=2)
     db = tmp_path / "s.db"
@@ -562,7 +562,7 @@ async def test_the_store_records_its_settings_and_rebuild_uses_them(tmp_path: Pa
 async def test_a_version_2_store_upgrades(tmp_path: Path) -> None:
     import sqlite3
 
-    from services.store.schema import MIGRATIONS, _statements
+    from pheromone.services.store.schema import MIGRATIONS, _statements
 
     db = tmp_path / "old.db"
     conn = sqlite3.connect(db, isolation_level=None)
@@ -581,7 +581,7 @@ async def test_a_version_2_store_upgrades(tmp_path: Path) -> None:
 async def test_the_content_hash_finds_one_pattern_under_two_names(tmp_path: Path) -> None:
     import aiosqlite
 
-    from services.query.learning import PatternArgs, pattern
+    from pheromone.services.query.learning import PatternArgs, pattern
 
     db = tmp_path / "s.db"
     text = "Wait for the Retry-After header, then retry once."

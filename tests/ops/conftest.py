@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from services.runtime import Runtime
+from pheromone.services.runtime import Runtime
 from tests.cli.helpers import PHEROMONE, Run
 from tests.support import runtimes, settings
 

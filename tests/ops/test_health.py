@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from contracts.streams import FIELD, GROUP_STORE, Keys
-from services.runtime import service_names
-from services.status import GroupStatus, Liveness, problems
+from pheromone.contracts.streams import FIELD, GROUP_STORE, Keys
+from pheromone.services.runtime import service_names
+from pheromone.services.status import GroupStatus, Liveness, problems
 from tests.cli.helpers import PHEROMONE
 from tests.ops.conftest import Cli, StartRuntime
 from tests.support import eventually

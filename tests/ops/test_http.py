@@ -12,12 +12,12 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
-from contracts.streams import FIELD, Keys
 from pheromone import Pheromone
+from pheromone.contracts.streams import FIELD, Keys
 from pheromone.dashboard import plot, render
+from pheromone.services import asyncapi
+from pheromone.services.runtime import Runtime
 from pheromone.web import HttpSide
-from services import asyncapi
-from services.runtime import Runtime
 from tests.ops.conftest import StartRuntime
 from tests.ops.test_metrics import execution
 from tests.support import eventually, settings

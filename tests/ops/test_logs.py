@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from contracts import Envelope, ExecutionRecord
-from contracts.streams import FIELD, GROUP_STORE, Keys
-from services.consumer import GroupWorker
-from services.embedded import EmbeddedServer
+from pheromone.contracts import Envelope, ExecutionRecord
+from pheromone.contracts.streams import FIELD, GROUP_STORE, Keys
+from pheromone.services.consumer import GroupWorker
+from pheromone.services.embedded import EmbeddedServer
 from tests.ops.conftest import StartRuntime
 from tests.support import eventually
 
@@ -89,7 +89,7 @@ async def test_redis_lost_and_regained_are_one_line_each(
     private_server.kill()
 
     def lost() -> list[str]:
-        return [m for m in info_lines(caplog) if "services.runtime: redis lost" in m]
+        return [m for m in info_lines(caplog) if "pheromone.services.runtime: redis lost" in m]
 
     await eventually(lost, what="redis lost logged")
     # Every upkeep loop (retriers, watchdog, trimmer) keeps failing meanwhile; wait for several rounds of them.
@@ -97,7 +97,7 @@ async def test_redis_lost_and_regained_are_one_line_each(
     await eventually(lambda: len([r for r in caplog.records if "redis unavailable" in r.getMessage()]) >= 10,
                      what="loops kept failing")
     private_server.start()  # same port, same AOF
-    await eventually(lambda: [m for m in info_lines(caplog) if "services.runtime: redis regained" in m],
+    await eventually(lambda: [m for m in info_lines(caplog) if "pheromone.services.runtime: redis regained" in m],
                      what="redis regained logged")
     assert len(lost()) == 1
     assert len([m for m in info_lines(caplog) if "redis regained" in m]) == 1
@@ -105,9 +105,10 @@ async def test_redis_lost_and_regained_are_one_line_each(
     # The subscribers' own failed reads (FastStream logs each with its traceback) are not lines of their own:
     # the outage and the recovery are the two lines above, and nothing else is logged at INFO or above.
     assert [r.getMessage() for r in caplog.records if r.exc_info] == []
-    service_lines = [m for m in info_lines(caplog) if not m.startswith("services.embedded")]  # the test's server
+    # The test's own server logs under pheromone.services.embedded.
+    service_lines = [m for m in info_lines(caplog) if not m.startswith("pheromone.services.embedded")]
     # The store's writer lease expired during the outage: taking it back is a lifecycle line of its own, once.
-    retaken = [m for m in service_lines if m.startswith("services.writer") and "writer lease taken" in m]
+    retaken = [m for m in service_lines if m.startswith("pheromone.services.writer") and "writer lease taken" in m]
     assert len(retaken) <= 1, retaken
     service_lines = [m for m in service_lines if m not in retaken]
     assert service_lines == [*lost(), *[m for m in info_lines(caplog) if "redis regained" in m]]
@@ -118,7 +119,7 @@ async def test_a_batch_whose_ack_meets_a_lost_redis_is_not_a_warning_of_its_own(
 ) -> None:
     """Redis dies between a batch's commit and its ack: the entries stay pending (the retrier takes them
     later) and the loss is the runtime's one "redis lost" line, not a warning per batch in flight."""
-    caplog.set_level(logging.DEBUG, logger="services.consumer")
+    caplog.set_level(logging.DEBUG, logger="pheromone.services.consumer")
     keys = Keys(prefix)
     r = aioredis.Redis.from_url(private_server.url)
 

@@ -14,7 +14,8 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from contracts import (
+from pheromone import Pheromone
+from pheromone.contracts import (
     Envelope,
     EventQuery,
     ExecutionRecord,
@@ -24,8 +25,7 @@ from contracts import (
     RateLimitEvent,
     pattern_id,
 )
-from contracts.streams import FIELD, Keys
-from pheromone import Pheromone
+from pheromone.contracts.streams import FIELD, Keys
 from tests.ops.conftest import StartRuntime
 from tests.support import eventually
 

@@ -12,8 +12,8 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]
 from prometheus_client.parser import text_string_to_metric_families
 
+from pheromone.services.runtime import service_names
 from pheromone.web import HttpSide
-from services.runtime import service_names
 from tests.ops.conftest import StartRuntime
 from tests.ops.test_http import get
 from tests.support import eventually

@@ -12,10 +12,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from contracts import PatternApplied, PatternObserved, QueryReply, QueryRequest, pattern_id
 from pheromone import Pheromone
-from services.query.schemas import RESULTS, query_schemas
-from services.query.service import OPS
+from pheromone.contracts import PatternApplied, PatternObserved, QueryReply, QueryRequest, pattern_id
+from pheromone.services.query.schemas import RESULTS, query_schemas
+from pheromone.services.query.service import OPS
 from tests.cli.helpers import PHEROMONE
 from tests.ops.conftest import StartRuntime
 from tests.ops.test_metrics import execution

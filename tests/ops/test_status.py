@@ -10,10 +10,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from contracts import Envelope, ExecutionRecord
-from contracts.streams import FIELD, GROUP_STORE, Keys
+from pheromone.contracts import Envelope, ExecutionRecord
+from pheromone.contracts.streams import FIELD, GROUP_STORE, Keys
+from pheromone.services.embedded import EmbeddedServer
 from pheromone.spool import Spool
-from services.embedded import EmbeddedServer
 from tests.ops.conftest import Cli, StartRuntime
 from tests.support import eventually
 

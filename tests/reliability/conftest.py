@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from services.embedded import EmbeddedServer
+from pheromone.services.embedded import EmbeddedServer
 from tests.reliability.fleet import Producer, ServiceFleet
 
 

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from contracts import Payload
-from contracts.streams import Keys
 from pheromone import Pheromone
+from pheromone.contracts import Payload
+from pheromone.contracts.streams import Keys
+from pheromone.services.runtime import service_names
+from pheromone.services.store.db import Store
 from pheromone.simulate import SimJob
-from services.runtime import service_names
-from services.store.db import Store
 from tests.services import helpers as h
 from tests.support import eventually
 

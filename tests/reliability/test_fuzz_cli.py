@@ -31,7 +31,7 @@ from typer.exceptions import Exit
 from typer.testing import CliRunner
 
 from pheromone.cli import app, main
-from services.store.db import Store
+from pheromone.services.store.db import Store
 from tests.services import helpers as h
 
 pytestmark = pytest.mark.slow

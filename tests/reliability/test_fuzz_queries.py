@@ -20,12 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from contracts import EventQuery
-from contracts.queries import MAX_REQUEST_BYTES
-from contracts.streams import Keys
 from pheromone import Pheromone, QueryError, QueryTimeout
-from services.query.service import OPS
-from services.runtime import Runtime
+from pheromone.contracts import EventQuery
+from pheromone.contracts.queries import MAX_REQUEST_BYTES
+from pheromone.contracts.streams import Keys
+from pheromone.services.query.service import OPS
+from pheromone.services.runtime import Runtime
 from tests.services import helpers as h
 from tests.support import eventually
 from tests.support import settings as fast_settings

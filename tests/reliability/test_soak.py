@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from contracts.streams import Keys
-from services.embedded import EmbeddedServer
+from pheromone.contracts.streams import Keys
+from pheromone.services.embedded import EmbeddedServer
 from tests.reliability import fleet as f
 from tests.reliability.fleet import Producer, ServiceFleet
 from tests.services import helpers as h

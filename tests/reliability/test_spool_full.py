@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from contracts.streams import FIELD, Keys
 from pheromone import Pheromone
+from pheromone.contracts.streams import FIELD, Keys
+from pheromone.services.embedded import EmbeddedServer
 from pheromone.spool import Spool, SpoolFullError
-from services.embedded import EmbeddedServer
 from tests.services import helpers as h
 from tests.support import eventually
 

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from contracts import EventQuery
 from pheromone import Pheromone
+from pheromone.contracts import EventQuery
 from pheromone.errors import QueryError
-from services.connection import ConnectionSetupError, check, client_options, redact, settings_url
-from services.runtime import Runtime
-from services.settings import Settings
+from pheromone.services.connection import ConnectionSetupError, check, client_options, redact, settings_url
+from pheromone.services.runtime import Runtime
+from pheromone.services.settings import Settings
 from tests.cli.helpers import Cli
 from tests.security.conftest import USER, USER_PASSWORD, Certificates, SecureServer, TlsProxy
 from tests.services.helpers import discovery, execution, ledger_count

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from contracts import EventQuery, PatternObserved, pattern_id
-from contracts.streams import key_part
 from pheromone import Pheromone
-from services.runtime import Runtime
+from pheromone.contracts import EventQuery, PatternObserved, pattern_id
+from pheromone.contracts.streams import key_part
+from pheromone.services.runtime import Runtime
 from tests.services.helpers import count, ledger_count
 from tests.support import eventually, settings
 

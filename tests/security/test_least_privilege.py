@@ -11,11 +11,11 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from contracts import EventQuery
-from contracts.streams import FIELD
 from pheromone import Pheromone
-from services.connection import settings_url
-from services.runtime import Runtime, service_names
+from pheromone.contracts import EventQuery
+from pheromone.contracts.streams import FIELD
+from pheromone.services.connection import settings_url
+from pheromone.services.runtime import Runtime, service_names
 from tests.cli.helpers import Cli
 from tests.security.conftest import SecureServer
 from tests.services.helpers import (

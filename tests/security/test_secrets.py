@@ -18,8 +18,8 @@ import pytest
 from pydantic import SecretStr
 
 from pheromone import Pheromone
-from services.connection import settings_url
-from services.runtime import Runtime
+from pheromone.services.connection import settings_url
+from pheromone.services.runtime import Runtime
 from tests.cli.helpers import PHEROMONE, Cli
 from tests.security.conftest import USER, USER_PASSWORD, SecureServer
 from tests.services.helpers import execution, ledger_count

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from contracts import EventQuery
 from pheromone import Pheromone
+from pheromone.contracts import EventQuery
 from pheromone.errors import QueryError
-from services.query.service import OPS
-from services.runtime import Runtime
+from pheromone.services.query.service import OPS
+from pheromone.services.runtime import Runtime
 from tests.cli.helpers import Cli
 from tests.services.helpers import escalation, execution, ledger_count, now, observed, recovery
 from tests.support import eventually, settings

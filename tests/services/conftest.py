@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pheromone import Pheromone
-from services.runtime import Runtime
+from pheromone.services.runtime import Runtime
 from tests.services.helpers import settings
 from tests.support import runtimes
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from contracts import (
+from pheromone.contracts import (
     DriftMetrics,
     EntropyResponseRecord,
     Envelope,
@@ -34,8 +34,15 @@ from contracts import (
     RateLimitEvent,
     pattern_id,
 )
-from contracts.sessions import Edit, EditOp, EditPillar, EditTransitioned, PlaybookWritten, SessionTransitioned
-from contracts.streams import FIELD, GROUP_STORE, Keys
+from pheromone.contracts.sessions import (
+    Edit,
+    EditOp,
+    EditPillar,
+    EditTransitioned,
+    PlaybookWritten,
+    SessionTransitioned,
+)
+from pheromone.contracts.streams import FIELD, GROUP_STORE, Keys
 from tests.support import FAST, eventually, settings  # noqa: F401 - re-exported for the tests here
 
 # -- the store file, read-only ---------------------------------------------------------------------------

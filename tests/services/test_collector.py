@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services import collector
+from pheromone.services import collector
 from tests.services.conftest import StartRuntime
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from contracts.streams import GROUP_STORE, Keys
-from services import transport
+from pheromone.contracts.streams import GROUP_STORE, Keys
+from pheromone.services import transport
 from tests.services import helpers as h
 from tests.services.conftest import StartRuntime
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from typer.testing import CliRunner
 
-from contracts import MAX_ENTRY_BYTES
-from contracts.streams import FIELD, GROUP_STORE, Keys
 from pheromone.cli import app
-from services import transport
-from services.settings import Settings
+from pheromone.contracts import MAX_ENTRY_BYTES
+from pheromone.contracts.streams import FIELD, GROUP_STORE, Keys
+from pheromone.services import transport
+from pheromone.services.settings import Settings
 from tests.services import helpers as h
 from tests.services.conftest import StartRuntime
 

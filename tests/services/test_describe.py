@@ -7,8 +7,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from contracts import parse_envelope
-from services.consumer import MAX_REASON, describe
+from pheromone.contracts import parse_envelope
+from pheromone.services.consumer import MAX_REASON, describe
 from tests.services import helpers as h
 
 

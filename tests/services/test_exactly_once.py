@@ -6,10 +6,10 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from contracts import pattern_id
-from contracts.streams import GROUP_STORE, Keys
-from services import transport
-from services.store.db import Store
+from pheromone.contracts import pattern_id
+from pheromone.contracts.streams import GROUP_STORE, Keys
+from pheromone.services import transport
+from pheromone.services.store.db import Store
 from tests.services import helpers as h
 from tests.services.conftest import StartRuntime
 

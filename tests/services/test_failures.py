@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-import services.store.db
-from contracts import Envelope, pattern_id
-from contracts.streams import GROUP_STORE, Keys
-from services.store import projections, schema
+import pheromone.services.store.db
+from pheromone.contracts import Envelope, pattern_id
+from pheromone.contracts.streams import GROUP_STORE, Keys
+from pheromone.services.store import projections, schema
 from tests.services import helpers as h
 from tests.services.conftest import OpenClient, StartRuntime
 
@@ -31,7 +31,7 @@ async def test_locked_store_keeps_entries_pending_and_stores_each_once_when_back
     prefix: str, redis: aioredis.Redis,
 ) -> None:
     # The store waits 50 ms for a lock instead of 30 s, so a held lock fails batches quickly (StoreBusyError).
-    monkeypatch.setattr(services.store.db, "connect", functools.partial(schema.connect, timeout_s=0.05))
+    monkeypatch.setattr(pheromone.services.store.db, "connect", functools.partial(schema.connect, timeout_s=0.05))
     max_deliveries = 2
     await start_runtime(max_deliveries=max_deliveries)
     ingest = Keys(prefix).ingest
@@ -137,11 +137,11 @@ async def test_batch_with_a_failing_event_leaves_the_state_of_the_batch_without_
             raise OverflowError("Python int too large to convert to SQLite INTEGER")
 
     pairs = [(e, e.model_dump_json()) for e in events]
-    async with services.store.db.Store(tmp_path / "without.db", on_loop=on_loop) as store:
+    async with pheromone.services.store.db.Store(tmp_path / "without.db", on_loop=on_loop) as store:
         clean = await store.apply([p for p in pairs if p[0] is not bad])
         expected = await store.checksum()
     monkeypatch.setitem(projections.PROJECTIONS, "pattern_applied", exploding)
-    async with services.store.db.Store(tmp_path / "with.db", on_loop=on_loop) as store:
+    async with pheromone.services.store.db.Store(tmp_path / "with.db", on_loop=on_loop) as store:
         result = await store.apply(pairs)
         assert await store.checksum() == expected
     assert result.inserted == clean.inserted

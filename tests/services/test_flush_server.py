@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from contracts.streams import GROUP_STORE, Keys
-from services.embedded import EmbeddedServer
+from pheromone.contracts.streams import GROUP_STORE, Keys
+from pheromone.services.embedded import EmbeddedServer
 from tests.services import helpers as h
 from tests.services.conftest import OpenClient, StartRuntime
 
@@ -27,7 +27,7 @@ async def test_flushall_under_a_running_runtime(
     prefix: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A private server: FLUSHALL on the session's server would wipe other tests' keys.
-    caplog.set_level(logging.WARNING, logger="services.runtime")
+    caplog.set_level(logging.WARNING, logger="pheromone.services.runtime")
     url = private_server.url
     keys = Keys(prefix)
     streams = (keys.ingest, keys.ratelimits, keys.discoveries)
@@ -64,7 +64,7 @@ async def test_flushall_under_a_running_runtime(
         assert await h.dead_letters(r, prefix) == []
         # The path under test was taken: each subscriber blocked in XREADGROUP got NOGROUP, FastStream stopped
         # it, and the watchdog started it again.
-        restarted = {rec.getMessage() for rec in caplog.records if rec.name == "services.runtime"}
+        restarted = {rec.getMessage() for rec in caplog.records if rec.name == "pheromone.services.runtime"}
         assert {f"restarting subscriber {GROUP_STORE} on {s}" for s in streams} <= restarted, restarted
     finally:
         await r.aclose()

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from contracts import EventKind, EventQuery, Payload, pattern_id
-from contracts.streams import Keys
 from pheromone import Pheromone
+from pheromone.contracts import EventKind, EventQuery, Payload, pattern_id
+from pheromone.contracts.streams import Keys
 from pheromone.simulate import SimJob
 from tests.services import helpers as h
 from tests.services.conftest import OpenClient, StartRuntime

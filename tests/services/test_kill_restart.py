@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from contracts import Payload
 from pheromone import Pheromone
+from pheromone.contracts import Payload
 from pheromone.simulate import SimJob
 from tests.services import helpers as h
 from tests.services.conftest import OpenClient

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from contracts import Envelope, EventKind, parse_envelope
-from contracts.streams import FIELD, FIELD_KIND, GROUP_ENTROPY, Keys, entry
-from services import consumer, transport
-from services.consumer import GroupWorker
+from pheromone.contracts import Envelope, EventKind, parse_envelope
+from pheromone.contracts.streams import FIELD, FIELD_KIND, GROUP_ENTROPY, Keys, entry
+from pheromone.services import consumer, transport
+from pheromone.services.consumer import GroupWorker
 from tests.services import helpers as h
 from tests.services.conftest import OpenClient, StartRuntime
 from tests.support import eventually, store_rows

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from services.errors import StoreError
-from services.store.db import Store
-from services.store.schema import MIGRATIONS, connect
+from pheromone.services.errors import StoreError
+from pheromone.services.store.db import Store
+from pheromone.services.store.schema import MIGRATIONS, connect
 
 OPENER = """
 import asyncio, sys, time
 from pathlib import Path
-from services.store.db import Store
+from pheromone.services.store.db import Store
 
 path, go = Path(sys.argv[1]), Path(sys.argv[2])
 print("ready", flush=True)

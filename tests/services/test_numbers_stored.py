@@ -11,11 +11,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from contracts import Envelope, ExecutionRecord
-from contracts.types import MAX_FLOAT, MAX_INT
-from services.query.service import answer, reply_json
-from services.store.db import Store
-from services.store.reader import Reader
+from pheromone.contracts import Envelope, ExecutionRecord
+from pheromone.contracts.types import MAX_FLOAT, MAX_INT
+from pheromone.services.query.service import answer, reply_json
+from pheromone.services.store.db import Store
+from pheromone.services.store.reader import Reader
 from tests.cli.helpers import PHEROMONE
 from tests.services import helpers as h
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from typer.testing import CliRunner
 
-from contracts.streams import Keys
 from pheromone.cli import app
+from pheromone.contracts.streams import Keys
+from pheromone.services.store.db import Store
 from pheromone.simulate import SimJob
-from services.store.db import Store
 from tests.services import helpers as h
 from tests.services.conftest import OpenClient, StartRuntime
 

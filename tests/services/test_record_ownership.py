@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts import (
+from pheromone.contracts import (
     Envelope,
     ErrorRecoveryRecord,
     EscalationDecisionRecord,
@@ -17,8 +17,8 @@ from contracts import (
     PatternDiscoveryEvent,
     RateLimitEvent,
 )
-from contracts.types import Contract
-from services.store.db import Store
+from pheromone.contracts.types import Contract
+from pheromone.services.store.db import Store
 from tests.contracts.contract_samples import sample
 
 FAMILIES: list[tuple[type[Contract], str, dict[str, object]]] = [
@@ -86,8 +86,8 @@ async def test_only_the_owner_records_an_escalation_outcome(tmp_path: Path) -> N
 async def test_execution_stats_scope_by_the_reporting_workspace_not_the_records_claim(tmp_path: Path) -> None:
     import aiosqlite
 
-    from services.query import learning as q
-    from services.settings import LearningSettings
+    from pheromone.services.query import learning as q
+    from pheromone.services.settings import LearningSettings
 
     own = ExecutionRecord.model_validate(sample(ExecutionRecord, id="exec-own", workspace_hash="ws-a"))
     spoof = ExecutionRecord.model_validate(sample(ExecutionRecord, id="exec-spoof", workspace_hash="ws-a"))

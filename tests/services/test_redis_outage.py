@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from contracts import Payload
-from contracts.streams import Keys
 from pheromone import Pheromone
+from pheromone.contracts import Payload
+from pheromone.contracts.streams import Keys
+from pheromone.services.embedded import EmbeddedServer
 from pheromone.spool import Spool
-from services.embedded import EmbeddedServer
 from tests.services import helpers as h
 from tests.services.conftest import OpenClient, StartRuntime
 

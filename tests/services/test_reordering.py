@@ -7,9 +7,9 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from contracts import Envelope
-from contracts.sessions import SessionTransitioned
-from contracts.streams import GROUP_STORE, Keys
+from pheromone.contracts import Envelope
+from pheromone.contracts.sessions import SessionTransitioned
+from pheromone.contracts.streams import GROUP_STORE, Keys
 from tests.services import helpers as h
 from tests.services.conftest import StartRuntime
 

@@ -24,11 +24,11 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from contracts import Envelope, PatternObserved, PatternTransitioned, Payload
-from contracts.records import pattern_id
-from contracts.sessions import Edit, EditOp, EditPillar, EditTransitioned, SessionTransitioned
-from contracts.streams import GROUP_STORE, Keys
-from services.store.db import Store
+from pheromone.contracts import Envelope, PatternObserved, PatternTransitioned, Payload
+from pheromone.contracts.records import pattern_id
+from pheromone.contracts.sessions import Edit, EditOp, EditPillar, EditTransitioned, SessionTransitioned
+from pheromone.contracts.streams import GROUP_STORE, Keys
+from pheromone.services.store.db import Store
 from tests.services import helpers as h
 
 pytestmark = pytest.mark.slow

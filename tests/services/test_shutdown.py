@@ -14,8 +14,8 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from contracts.streams import Keys
 from pheromone import Pheromone
+from pheromone.contracts.streams import Keys
 from tests.services import helpers as h
 from tests.services.conftest import StartRuntime
 

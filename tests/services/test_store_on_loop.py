@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from contracts import Envelope
-from services.errors import StoreBusyError
-from services.store import db as store_db
-from services.store.db import Store
+from pheromone.contracts import Envelope
+from pheromone.services.errors import StoreBusyError
+from pheromone.services.store import db as store_db
+from pheromone.services.store.db import Store
 from tests.services import helpers as h
 from tests.services.conftest import OpenClient, StartRuntime
 from tests.support import eventually

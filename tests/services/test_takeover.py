@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from contracts import Envelope
-from contracts.sessions import SessionTransitioned
-from contracts.streams import GROUP_STORE, Keys
-from services.consumer import GroupWorker
-from services.store.db import Store
-from services.writer import take_over
+from pheromone.contracts import Envelope
+from pheromone.contracts.sessions import SessionTransitioned
+from pheromone.contracts.streams import GROUP_STORE, Keys
+from pheromone.services.consumer import GroupWorker
+from pheromone.services.store.db import Store
+from pheromone.services.writer import take_over
 from tests.services import helpers as h
 from tests.services.conftest import StartRuntime
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from contracts.streams import FIELD, Keys
-from services import transport
+from pheromone.contracts.streams import FIELD, Keys
+from pheromone.services import transport
 from tests.services import helpers as h
 from tests.services.conftest import StartRuntime
 

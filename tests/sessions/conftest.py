@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pheromone import Pheromone
-from services.runtime import Runtime
+from pheromone.services.runtime import Runtime
 from tests.support import runtimes, settings
 
 StartRuntime = Callable[..., Awaitable[Runtime]]

@@ -14,7 +14,14 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from contracts import Envelope, ErrorRecoveryRecord, ExecutionRecord, PatternApplied, PatternObserved, pattern_id
+from pheromone.contracts import (
+    Envelope,
+    ErrorRecoveryRecord,
+    ExecutionRecord,
+    PatternApplied,
+    PatternObserved,
+    pattern_id,
+)
 
 WORKSPACE = "ws-fleet"
 PLANTED = pattern_id("prompt_pattern", "split the prompt")

@@ -9,9 +9,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from contracts import Envelope
-from contracts.sessions import AutonomyMode, SessionTrigger, TriggerKind
-from contracts.streams import FIELD, Keys
+from pheromone.contracts import Envelope
+from pheromone.contracts.sessions import AutonomyMode, SessionTrigger, TriggerKind
+from pheromone.contracts.streams import FIELD, Keys
 from tests.support import eventually, store_rows
 
 
@@ -60,13 +60,13 @@ async def session_of(db: Path, trigger_id: str, *statuses: str) -> dict[str, Any
 
 
 def read_session(path: str) -> Any:
-    from contracts.sessions import LearningSession
+    from pheromone.contracts.sessions import LearningSession
 
     return LearningSession.model_validate_json(Path(path).read_bytes())
 
 
 def guidance_checksum(db: Path, workspace: str | None = None) -> str:
-    from services.sessions.ledger import guidance_checksum as checksum
+    from pheromone.services.sessions.ledger import guidance_checksum as checksum
 
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:

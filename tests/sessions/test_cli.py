@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from contracts.sessions import AutonomyMode, LearningSession, SessionStatus, TriggerKind
-from services.sessions import artifacts
-from services.store.db import Store
+from pheromone.contracts.sessions import AutonomyMode, LearningSession, SessionStatus, TriggerKind
+from pheromone.services.sessions import artifacts
+from pheromone.services.store.db import Store
 from tests.sessions.cli import run
 
 
@@ -99,7 +99,7 @@ def test_the_index_is_rebuilt_from_the_artifacts(data: Path) -> None:
 
 
 def test_the_plan_artifact_is_frozen(tmp_path: Path) -> None:
-    from contracts.sessions import LearningPlan
+    from pheromone.contracts.sessions import LearningPlan
 
     plan = LearningPlan(session_id="s1", teacher="t", created_at=datetime(2025, 1, 1, tzinfo=UTC))
     artifacts.write_plan(tmp_path, plan)

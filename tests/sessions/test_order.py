@@ -16,12 +16,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contracts import Envelope, PatternObserved, PatternTransitioned, Payload
-from contracts.records import pattern_id
-from contracts.sessions import Edit, EditOp, EditPillar, EditTransitioned, SessionTransitioned
-from services.order import reachable
-from services.sessions.states import EDIT_FIRST, EDIT_TRANSITIONS, SESSION_TRANSITIONS
-from services.store.db import ApplyResult, Store
+from pheromone.contracts import Envelope, PatternObserved, PatternTransitioned, Payload
+from pheromone.contracts.records import pattern_id
+from pheromone.contracts.sessions import Edit, EditOp, EditPillar, EditTransitioned, SessionTransitioned
+from pheromone.services.order import reachable
+from pheromone.services.sessions.states import EDIT_FIRST, EDIT_TRANSITIONS, SESSION_TRANSITIONS
+from pheromone.services.store.db import ApplyResult, Store
 from tests.sessions import helpers as h
 
 WS = "ws-order"

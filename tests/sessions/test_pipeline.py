@@ -10,14 +10,23 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts.sessions import AutonomyMode, Edit, EditOp, EditPillar, EditRiskTier, EditStatus, FailureCluster, edit_id
-from services.sessions.diagnose import cluster_id, fisher_greater
-from services.sessions.guidance import Guidance
-from services.sessions.harvest import harvest
-from services.sessions.pipeline import Consolidation, diagnose_step, gate_step, plan_step
-from services.sessions.plan import RISK_TABLE, applies_without_review
-from services.sessions.teacher import Lesson, StatisticalTeacher
-from services.settings import SessionsSettings
+from pheromone.contracts.sessions import (
+    AutonomyMode,
+    Edit,
+    EditOp,
+    EditPillar,
+    EditRiskTier,
+    EditStatus,
+    FailureCluster,
+    edit_id,
+)
+from pheromone.services.sessions.diagnose import cluster_id, fisher_greater
+from pheromone.services.sessions.guidance import Guidance
+from pheromone.services.sessions.harvest import harvest
+from pheromone.services.sessions.pipeline import Consolidation, diagnose_step, gate_step, plan_step
+from pheromone.services.sessions.plan import RISK_TABLE, applies_without_review
+from pheromone.services.sessions.teacher import Lesson, StatisticalTeacher
+from pheromone.services.settings import SessionsSettings
 from tests.sessions.fleet import HARMLESS, ODDS, PLANTED, WORKSPACE, fleet
 
 S = SessionsSettings()
@@ -135,7 +144,7 @@ def test_an_edit_supporting_a_staged_edit_is_staged_whatever_its_tier() -> None:
 
 
 def test_the_gain_is_paired_and_its_noise_counts_both_sides() -> None:
-    from services.sessions.gate import Replayer
+    from pheromone.services.sessions.gate import Replayer
 
     c = diagnose_step(harvest(list(enumerate(fleet(), 1))), WORKSPACE, "s-1", S)
     rp = Replayer(c.mined, S)
@@ -215,7 +224,7 @@ def test_the_risk_table_covers_every_op_and_autonomy_decides_per_tier() -> None:
 
 
 def test_a_full_session_record_round_trips_through_its_json() -> None:
-    from contracts.sessions import LearningSession, SessionStatus, TriggerKind
+    from pheromone.contracts.sessions import LearningSession, SessionStatus, TriggerKind
 
     c = session(StatisticalTeacher(), recoveries=True)
     assert c.gated is not None

@@ -9,11 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from contracts import Envelope
-from contracts.sessions import Edit, EditOp, EditPillar, EditTransitioned, PlaybookWritten, SessionTransitioned
-from services.query.service import answer
-from services.store.db import Store
-from services.store.reader import Reader
+from pheromone.contracts import Envelope
+from pheromone.contracts.sessions import (
+    Edit,
+    EditOp,
+    EditPillar,
+    EditTransitioned,
+    PlaybookWritten,
+    SessionTransitioned,
+)
+from pheromone.services.query.service import answer
+from pheromone.services.store.db import Store
+from pheromone.services.store.reader import Reader
 
 PATTERN = re.compile(r"p:reply:[0-9a-f]{32}")
 REPLY = "p:reply:" + "0" * 32

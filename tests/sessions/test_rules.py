@@ -8,10 +8,31 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from contracts.sessions import LEARNED_BEGIN, Edit, EditOp, EditPillar, EditStatus, PlaybookWritten, SessionStatus
-from services.sessions.guidance import Guidance, NotApplicable, apply_edit, render_playbook, served_patterns, slot
-from services.sessions.harvest import GateRefused, Harvest, Mined, Run, check_splits, dream, mine
-from services.sessions.states import EDIT_TRANSITIONS, SESSION_TRANSITIONS, IllegalTransition, check_edit, check_session
+from pheromone.contracts.sessions import (
+    LEARNED_BEGIN,
+    Edit,
+    EditOp,
+    EditPillar,
+    EditStatus,
+    PlaybookWritten,
+    SessionStatus,
+)
+from pheromone.services.sessions.guidance import (
+    Guidance,
+    NotApplicable,
+    apply_edit,
+    render_playbook,
+    served_patterns,
+    slot,
+)
+from pheromone.services.sessions.harvest import GateRefused, Harvest, Mined, Run, check_splits, dream, mine
+from pheromone.services.sessions.states import (
+    EDIT_TRANSITIONS,
+    SESSION_TRANSITIONS,
+    IllegalTransition,
+    check_edit,
+    check_session,
+)
 
 S, E = SessionStatus, EditStatus
 

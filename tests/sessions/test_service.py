@@ -9,9 +9,9 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from contracts.sessions import AutonomyMode, EditOp, EditStatus
-from contracts.streams import Keys
-from services.store.db import Store
+from pheromone.contracts.sessions import AutonomyMode, EditOp, EditStatus
+from pheromone.contracts.streams import Keys
+from pheromone.services.store.db import Store
 from tests.sessions import cli
 from tests.sessions import helpers as h
 from tests.sessions.conftest import OpenClient, StartRuntime

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from contracts import Envelope, Payload
-from contracts.sessions import (
+from pheromone.contracts import Envelope, Payload
+from pheromone.contracts.sessions import (
     Edit,
     EditOp,
     EditPillar,
@@ -16,7 +16,7 @@ from contracts.sessions import (
     SessionTransitioned,
     SessionTrigger,
 )
-from services.store.db import Store
+from pheromone.services.store.db import Store
 from tests.sessions import helpers as h
 
 WS = "ws-store"

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from contracts import Envelope, ExecutionRecord
-from contracts.sessions import SessionTrigger, TriggerKind
-from contracts.streams import FIELD, GROUP_CONSOLIDATOR, Keys
-from services.consolidator.runner import SessionRunner
-from services.consolidator.view import StoreView
-from services.settings import SessionsSettings
+from pheromone.contracts import Envelope, ExecutionRecord
+from pheromone.contracts.sessions import SessionTrigger, TriggerKind
+from pheromone.contracts.streams import FIELD, GROUP_CONSOLIDATOR, Keys
+from pheromone.services.consolidator.runner import SessionRunner
+from pheromone.services.consolidator.view import StoreView
+from pheromone.services.settings import SessionsSettings
 from tests.sessions import cli
 from tests.sessions import helpers as h
 from tests.sessions.conftest import StartRuntime
@@ -160,7 +160,7 @@ async def test_a_session_that_fails_is_recorded_as_failed(
 async def test_a_session_abandoned_by_a_dead_consolidator_is_failed_by_the_next_one(
     start_runtime: StartRuntime, db: Path, prefix: str, redis: aioredis.Redis
 ) -> None:
-    from contracts.sessions import SessionTransitioned
+    from pheromone.contracts.sessions import SessionTransitioned
 
     await start_runtime()
     stale = [Envelope(workspace=WORKSPACE, job="consolidator", payload=SessionTransitioned(
@@ -180,7 +180,7 @@ async def test_a_session_whose_last_events_were_dead_lettered_does_not_hold_its_
 ) -> None:
     """Its owner is gone and its next move can never apply (here: sent from a status it never reached, refused
     until the retry bound, then dead-lettered): the next trigger of the scope fails it and starts its own."""
-    from contracts.sessions import SessionTransitioned
+    from pheromone.contracts.sessions import SessionTransitioned
 
     await start_runtime(max_deliveries=2)
     stuck = [SessionTransitioned(session_id="s-stuck", scope=WORKSPACE, to_status="triggered", trigger="on_demand"),  # type: ignore[arg-type]
