@@ -41,6 +41,7 @@ from pheromone.services.entropy.locks import Locks
 from pheromone.services.runtime import ServiceContext, ServiceParts
 from pheromone.services.sessions.teacher import StatisticalTeacher, Teacher
 from pheromone.services.settings import SessionsSettings
+from pheromone.services.store.db import ensure_store
 
 log = logging.getLogger(__name__)
 EXECUTIONS = frozenset({EventKind.EXECUTION.value})
@@ -152,11 +153,7 @@ class Consolidator:
 async def build(ctx: ServiceContext, teacher: Teacher | None = None) -> ServiceParts:
     s = ctx.settings
     path = s.store_path
-    if not path.exists():
-        from pheromone.services.store.db import Store
-
-        async with Store(path):  # a consolidator may start before the store service: make it migrated
-            pass
+    await ensure_store(path)
     view = StoreView(path)
 
     async def emit(events: Sequence[Envelope]) -> None:

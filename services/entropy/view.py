@@ -17,6 +17,7 @@ import aiosqlite
 
 from pheromone.contracts import DriftMetrics, PatternEntropyMetrics
 from pheromone.services.learning.entropy import entropy_from_aggregate
+from pheromone.services.store.db import ensure_store
 
 ENTROPY_STATE = """
 SELECT total, sum_c_log2_c, unique_patterns, effective_patterns FROM entropy_state WHERE id = 1
@@ -55,12 +56,7 @@ class StoreView:
         await self.close()
 
     async def open(self) -> None:
-        if not self.path.exists():
-            # The entropy service may start before the store service ever ran: make an empty, migrated store.
-            from pheromone.services.store.db import Store
-
-            async with Store(self.path):
-                pass
+        await ensure_store(self.path)
         self._db = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True)
         await self._db.execute("PRAGMA busy_timeout=10000")
 

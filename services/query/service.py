@@ -28,6 +28,7 @@ from pheromone.services.query import finite
 from pheromone.services.query.learning import LEARNING_OPS
 from pheromone.services.query.sessions import SESSION_OPS
 from pheromone.services.runtime import ServiceContext, ServiceParts
+from pheromone.services.store.db import ensure_store
 from pheromone.services.store.reader import Reader
 
 log = logging.getLogger(__name__)
@@ -93,12 +94,7 @@ def reply_json(response: dict[str, Any]) -> str:
 
 async def build(ctx: ServiceContext) -> ServiceParts:
     path = ctx.settings.store_path
-    if not path.exists():
-        # A query replica may start before the store service ever ran: make an empty, migrated store.
-        from pheromone.services.store.db import Store
-
-        async with Store(path):
-            pass
+    await ensure_store(path)
     reader = await Reader(path).__aenter__()
     pattern = re.compile(re.escape(f"{ctx.keys.prefix}:reply:") + r"[0-9a-f]{32}")
     redis = ctx.redis

@@ -334,3 +334,11 @@ class Store:
 def us_now() -> int:
     return time.time_ns() // 1_000
 
+
+
+async def ensure_store(path: Path) -> None:
+    """Make an empty, migrated store at `path` if there is none: a reader (query, entropy, consolidator) may
+    start before the store service ever ran, and must find the tables it reads."""
+    if not path.exists():  # noqa: ASYNC240 - one stat() at start
+        async with Store(path):
+            pass
