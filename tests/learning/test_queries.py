@@ -13,10 +13,11 @@ from pheromone.contracts import EscalationDecisionRecord
 from pheromone.services.learning.escalations import rank_key, within
 from pheromone.services.query import learning as q
 from pheromone.services.settings import LearningSettings
-from pheromone.services.store.codec import us
 from pheromone.services.store import learning_reads
+from pheromone.services.store.codec import us
 from pheromone.services.store.db import Store
 from pheromone.services.store.reader import Reader
+from pheromone.services.store.reads import UnknownId
 from tests.learning.helpers import T0, applied, event, observed, pid
 
 S = LearningSettings()
@@ -155,9 +156,9 @@ async def test_similar_escalations_follow_the_rule(reader: Reader, seed: int) ->
 
 
 async def test_unknown_and_ambiguous_ids(reader: Reader) -> None:
-    with pytest.raises(q.UnknownId, match="no pattern"):
+    with pytest.raises(UnknownId, match="no pattern"):
         await q.pattern(reader, q.PatternArgs(id="p_0000"), S)
-    with pytest.raises(q.UnknownId, match="ambiguous"):
+    with pytest.raises(UnknownId, match="ambiguous"):
         await q.pattern(reader, q.PatternArgs(id="p_a"), S)
     shown = await q.pattern(reader, q.PatternArgs(id=pid("p5", "type2")[:12]), S)
     assert shown["pattern"]["pattern_name"] == "p5"
