@@ -15,6 +15,7 @@ import typer
 from pydantic import TypeAdapter, ValidationError
 
 from pheromone.cli.common import CliError, invalid, redis_url_for, require_store
+from pheromone.cli.reads import readable
 from pheromone.contracts import Envelope
 from pheromone.contracts.streams import Keys, entry
 from pheromone.contracts.types import Identifier
@@ -70,7 +71,7 @@ def store_view(s: Settings) -> Iterator[StoreView]:
 
 def read(s: Settings, fn: Callable[[StoreReads], Awaitable[T]]) -> T:
     """Run `fn` on a reader of the configured store (which must exist), with the same one-line errors."""
-    path = require_store(s)
+    path = readable(require_store(s))
 
     async def run() -> T:
         async with Reader(path) as reader:
