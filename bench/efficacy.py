@@ -58,7 +58,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import aiosqlite  # noqa: E402
 
 from pheromone.contracts import (  # noqa: E402
     Envelope,
@@ -77,6 +76,7 @@ from pheromone.services.sessions.pipeline import Consolidation, diagnose_step, g
 from pheromone.services.sessions.teacher import Lesson, StatisticalTeacher  # noqa: E402
 from pheromone.services.settings import LearningSettings, SessionsSettings  # noqa: E402
 from pheromone.services.store.db import Store  # noqa: E402
+from pheromone.services.store.reader import Reader  # noqa: E402
 
 WS = "ws-bench"
 MODELS = ("model-a", "model-b")
@@ -198,8 +198,8 @@ async def through_store(world: World, rng: random.Random, tmp: Path) -> tuple[Ha
                   .fetchone()[0] for n in NAMES}
     finally:
         view.close()
-    async with aiosqlite.connect(db) as conn:
-        learned = await wait(conn, WaitArgs(error_code=RECOVERY_CODE, model=RECOVERY_MODEL), L)
+    async with Reader(db) as reader:
+        learned = await wait(reader, WaitArgs(error_code=RECOVERY_CODE, model=RECOVERY_MODEL), L)
     db.unlink()
     return h, status, (learned["wait_seconds"] if learned["strategy"] != "static_fallback" else None)
 

@@ -11,8 +11,8 @@ left empty because none of the measured queries reads it. Derived aggregates (`p
 would have left them.
 
 Each query is measured three ways on the same store:
-  in-process   the functions the query service and the CLI use (`services.query.learning`), over an aiosqlite
-               connection (the thread hop included);
+  in-process   the functions the query service and the CLI use (`services.query.learning`), over the store's
+               `Reader` (an aiosqlite connection: the thread hop included);
   service      what a job pays: `Pheromone.queries` in this process -> Redis -> the query service
                (`pheromone serve --only query`, its own process) -> the reply;
   under load   the same through the service while a job emits pattern applications (`--load-rate` a second)
@@ -41,7 +41,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import aiosqlite
 
 from pheromone import Pheromone
 from pheromone.contracts import PatternApplied
@@ -49,6 +48,7 @@ from pheromone.services.embedded import EmbeddedServer
 from pheromone.services.query import learning as q
 from pheromone.services.settings import LearningSettings
 from pheromone.services.store.db import Store
+from pheromone.services.store.reader import Reader
 
 T0_US = 1_735_689_600_000_000  # 2025-01-01T00:00:00Z
 DAY_US = 86_400 * 1_000_000
@@ -299,9 +299,9 @@ async def _migrate(path: Path) -> None:
 async def measure(path: Path, iterations: int, seed: int) -> dict[str, dict[str, float]]:
     rng = random.Random(seed)
     tags = [f"tag-{i}" for i in range(N_TAGS)]
-    async with aiosqlite.connect(f"file:{path}?mode=ro", uri=True) as db:
-        s: LearningSettings = await q.recorded_settings(db)
-        async with db.execute("SELECT id FROM patterns ORDER BY random() LIMIT 200") as cur:
+    async with Reader(path) as db:
+        s: LearningSettings = await db.settings()
+        async with db.db.execute("SELECT id FROM patterns ORDER BY random() LIMIT 200") as cur:
             some_ids = [r[0] for r in await cur.fetchall()]
 
         cases: dict[str, Callable[[], Awaitable[Any]]] = {

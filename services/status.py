@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +28,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from pheromone.contracts.streams import BROADCAST, DEAD, STREAM_GROUPS, Keys
+from pheromone.services.store.reader import Reader
 
 STREAMS = (*STREAM_GROUPS, BROADCAST, DEAD)
 """Every stream a status reports, by short name."""
@@ -179,25 +179,26 @@ async def heartbeats(r: aioredis.Redis, keys: Keys) -> list[Liveness]:
     return out
 
 
-def store(path: Path) -> dict[str, Any]:
-    """The store file's size, its WAL's, the ledger count and the last applied event (highest `seq`)."""
+def _store_file(path: Path) -> dict[str, Any]:
+    """Whether the store file exists, and its size and its WAL's."""
     wal = path.with_name(path.name + "-wal")
     out: dict[str, Any] = {"path": str(path), "exists": path.is_file()}
+    if out["exists"]:
+        out["bytes"] = path.stat().st_size
+        out["wal_bytes"] = wal.stat().st_size if wal.exists() else 0
+    return out
+
+
+async def store(path: Path) -> dict[str, Any]:
+    """The store file's size, its WAL's, the ledger count and the last applied event (highest `seq`)."""
+    out = _store_file(path)
     if not out["exists"]:
         return out
-    out["bytes"] = path.stat().st_size
-    out["wal_bytes"] = wal.stat().st_size if wal.exists() else 0
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
-    try:
-        out["ledger"] = conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
-        row = conn.execute(
-            "SELECT seq, event_id, kind, workspace, stored_us FROM ledger ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
-    finally:
-        conn.close()
-    out["last_event"] = None if row is None else {
-        "seq": row[0], "event_id": row[1], "kind": row[2], "workspace": row[3],
-        "stored_at": datetime.fromtimestamp(row[4] / 1e6, UTC).isoformat(),
+    async with Reader(path) as reader:
+        out["ledger"], last = await reader.ledger_summary()
+    out["last_event"] = None if last is None else {
+        "seq": last[0], "event_id": last[1], "kind": last[2], "workspace": last[3],
+        "stored_at": datetime.fromtimestamp(last[4] / 1e6, UTC).isoformat(),
     }
     return out
 
@@ -249,7 +250,7 @@ async def snapshot(r: aioredis.Redis, keys: Keys, store_path: Path, spool_dir: P
         "dead_letters": next(s.length for s in stream_rows if s.name == DEAD),
         "services": [asdict(b) for b in await heartbeats(r, keys)],
         "store_writer": await writer(r, keys),
-        "store": store(store_path),
+        "store": await store(store_path),
         "spool": spool(spool_dir),
         "host": os.uname().nodename,
     }

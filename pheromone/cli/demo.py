@@ -23,6 +23,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pheromone.cli.common import JsonOpt, RedisUrlOpt, Table, console, err, print_json, redis_url_for, settings
+from pheromone.contracts import QuarantineStatus
 from pheromone.contracts.streams import CONSOLIDATOR_JOB, ENTROPY_JOB
 
 
@@ -108,14 +109,9 @@ async def _run(s: Any, url: str, seconds: float, workspaces: int, jobs: int, rat
 
     async with Reader(s.store_path) as reader:
         # Ranked as jobs are served them: by the learning model's priority (docs/LEARNING.md).
-        top = await (await reader.db.execute(
-            "SELECT pattern_name, led_to_success_count, led_to_failure_count, quarantine_status, "
-            "effectiveness_score, priority_score FROM patterns ORDER BY priority_score DESC, id LIMIT 5")).fetchall()
-        limits = await (await reader.db.execute(
-            "SELECT model, error_code, MAX(expires_us) FROM rate_limit_events "
-            "WHERE expires_us > ? GROUP BY model, error_code ORDER BY model", (int(time.time() * 1e6),))).fetchall()
-        ledger_rows = (await (await reader.db.execute(
-            JOB_EVENT_COUNT, SERVICE_JOBS)).fetchone() or [0])[0]
+        top = await reader.patterns(statuses=[x.value for x in QuarantineStatus], limit=5)
+        limits = await reader.active_rate_limits(int(time.time() * 1e6))
+        ledger_rows = await reader.job_event_count(SERVICE_JOBS)
     missing = len(emitted - found.rows.keys())
     duplicates = sum(n - 1 for n in found.rows.values())
     return {
@@ -130,9 +126,10 @@ async def _run(s: Any, url: str, seconds: float, workspaces: int, jobs: int, rat
         "seconds": seconds,
         "counts": dict(sorted(found.kinds.items())),
         "top_patterns": [
-            {"pattern": n, "successes": ok, "failures": bad, "status": st, "effectiveness": round(eff, 3),
-             "priority": round(pri, 3)}
-            for n, ok, bad, st, eff, pri in top
+            {"pattern": p["pattern_name"], "successes": p["led_to_success_count"],
+             "failures": p["led_to_failure_count"], "status": p["quarantine_status"],
+             "effectiveness": round(p["effectiveness_score"], 3), "priority": round(p["priority_score"], 3)}
+            for p in top
         ],
         "active_rate_limits": [
             {"model": m, "error_code": code, "expires_in_s": round(exp / 1e6 - time.time(), 1)}
@@ -143,9 +140,6 @@ async def _run(s: Any, url: str, seconds: float, workspaces: int, jobs: int, rat
 
 SERVICE_JOBS = (ENTROPY_JOB, CONSOLIDATOR_JOB)
 """The services' own events (entropy responses, learning sessions) are theirs, not the jobs': not counted."""
-JOB_EVENT_COUNT = "SELECT COUNT(*) FROM ledger WHERE job NOT IN (?, ?)"
-LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM ledger"
-ROWS_AFTER = "SELECT seq, event_id, kind FROM ledger WHERE seq > ? ORDER BY seq"
 
 
 @dataclass
@@ -165,10 +159,10 @@ async def _last_seq(path: Path) -> int:
         return 0
     async with Reader(path) as reader:
         try:
-            row = await (await reader.db.execute(LAST_SEQ)).fetchone()
+            _, last = await reader.ledger_summary()
         except sqlite3.OperationalError:  # a store file the store service has not set up yet
             return 0
-    return int(row[0]) if row else 0
+    return 0 if last is None else last[0]
 
 
 async def _wait_stored(path: Path, emitted: set[str], after_seq: int, timeout: float) -> Found:
@@ -181,7 +175,7 @@ async def _wait_stored(path: Path, emitted: set[str], after_seq: int, timeout: f
     while True:
         if path.exists():  # noqa: ASYNC240 - one stat() while polling, cheaper than a thread hop
             async with Reader(path) as reader:
-                for seq, event_id, kind in await (await reader.db.execute(ROWS_AFTER, (found.last_seq,))).fetchall():
+                for seq, event_id, kind in await reader.ledger_since(found.last_seq):
                     found.last_seq = seq
                     if event_id in emitted:
                         found.rows[event_id] += 1

@@ -428,7 +428,7 @@ def export(
     if not 1 <= limit <= 1_000_000:
         raise CliError("--limit must be between 1 and 1000000")
     path = require_store(settings(data_dir=data_dir, db=db))
-    data = read_store(path, lambda conn, _: q.export(conn, limit=limit))
+    data = read_store(path, lambda reads: q.export(reads, limit=limit))
     text = json.dumps(data, indent=2) + "\n" if fmt == "json" else to_markdown(data)
     if output is None:
         import sys

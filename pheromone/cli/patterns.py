@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-import aiosqlite
 import typer
 from rich.measure import Measurement
 
@@ -32,10 +31,11 @@ from pheromone.cli.common import (
     require_store,
     settings,
 )
-from pheromone.cli.reads import fmt, kv_table, parse_args, query_store, read_store, store_uri
+from pheromone.cli.reads import fmt, kv_table, parse_args, query_store, read_store, readable
 from pheromone.contracts import PatternTransitioned, QuarantineStatus
 from pheromone.services.learning.lifecycle import IllegalTransition, check_transition
 from pheromone.services.query import learning as q
+from pheromone.services.store.reader import Reader
 
 patterns_app = typer.Typer(
     help="Patterns: list (by priority), show, and move through the quarantine lifecycle.",
@@ -214,7 +214,7 @@ def _transition(
         raise CliError("--timeout must be >= 0")
     s = settings(redis_url, data_dir, db, prefix)
     path = require_store(s)
-    pid, current = read_store(path, lambda conn, _: q.pattern_status(conn, pattern_id))
+    pid, current = read_store(path, lambda reads: q.pattern_status(reads, pattern_id))
     try:
         check_transition(current, to)
     except IllegalTransition as exc:
@@ -262,20 +262,15 @@ def _transition(
         )
 
 
-APPLIED = "SELECT from_status, to_status, reason, actor, at_us FROM pattern_transitions WHERE event_id = ?"
-
-
 async def _applied(path: Path, event_id: str, wait_s: float) -> dict[str, Any] | None:
+    """The transition the event recorded, once the store has applied it; None when `wait_s` runs out."""
     deadline = time.monotonic() + wait_s
-    uri = store_uri(path)
+    readable(path)
     while wait_s > 0:
-        async with (
-            aiosqlite.connect(uri, uri=True) as conn,
-            conn.execute(APPLIED, (event_id,)) as cur,
-        ):
-            row = await cur.fetchone()
-        if row is not None:
-            return dict(zip(("from_status", "to_status", "reason", "actor", "at_us"), row, strict=True))
+        async with Reader(path) as reader:
+            applied = await reader.transition_of(event_id)
+        if applied is not None:
+            return applied
         if time.monotonic() >= deadline:
             return None
         await asyncio.sleep(0.1)

@@ -1,7 +1,7 @@
-"""Reading the store file from the CLI: argument validation, a read-only connection, shared table helpers.
+"""Reading the store file from the CLI: argument validation, the store's reader, shared table helpers.
 
-Read commands open the SQLite store directly (operators run them next to the store) through the same query
-functions the query service uses (`services.query.learning`).
+Read commands open the store directly (operators run them next to the store) with the store's one `Reader`,
+through the same query functions the query service uses (`services.query.learning`).
 """
 
 from __future__ import annotations
@@ -11,14 +11,13 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
 
-import aiosqlite
 from pydantic import ValidationError
 
 from pheromone.cli.common import CliError, Table, invalid, require_store, settings
 from pheromone.services.query import learning as q
-from pheromone.services.settings import LearningSettings
+from pheromone.services.store.reader import Reader, probe
+from pheromone.services.store.reads import StoreReads, UnknownId
 
 A = TypeVar("A", bound=q.Args)
 T = TypeVar("T")
@@ -42,30 +41,24 @@ def parse_args(schema: type[A], names: Mapping[str, str] | None = None, /, **val
         raise CliError(invalid(exc, {**FIELD_OPTIONS, **(names or {})})) from exc
 
 
-def store_uri(path: Path) -> str:
-    """A read-only SQLite URI for `path`, after a synchronous probe: a path aiosqlite cannot open fails inside
-    its worker thread, which then reports into an event loop `asyncio.run` has closed (a stray traceback)."""
-    uri = f"file:{quote(str(path))}?mode=ro"
+def readable(path: Path) -> Path:
+    """`path`, after a synchronous probe that it is a store this process can read (a one-line error if not)."""
     try:
-        probe = sqlite3.connect(uri, uri=True)
-        try:
-            probe.execute("PRAGMA schema_version")
-        finally:
-            probe.close()
+        probe(path)
     except sqlite3.Error as exc:
         raise CliError(f"cannot read the store at {path}: {exc}") from exc
-    return uri
+    return path
 
 
-def read_store(path: Path, fn: Callable[[aiosqlite.Connection, LearningSettings], Awaitable[T]]) -> T:
-    uri = store_uri(path)
+def read_store(path: Path, fn: Callable[[StoreReads], Awaitable[T]]) -> T:
+    """Run `fn` on a reader of the store at `path`; a store error or an unknown id is a one-line error."""
+    readable(path)
 
     async def run() -> T:
         try:
-            async with aiosqlite.connect(uri, uri=True) as db:
-                await db.execute("PRAGMA busy_timeout=10000")
-                return await fn(db, await q.recorded_settings(db))
-        except q.UnknownId as exc:
+            async with Reader(path) as reader:
+                return await fn(reader)
+        except UnknownId as exc:
             raise CliError(str(exc)) from exc
         except sqlite3.Error as exc:
             raise CliError(f"cannot read the store at {path}: {exc}") from exc
@@ -74,8 +67,13 @@ def read_store(path: Path, fn: Callable[[aiosqlite.Connection, LearningSettings]
 
 
 def query_store(db: Path | None, data_dir: Path | None, fn: Any, args: q.Args) -> Any:
+    """A learning query's answer, from the store named by --db / --data-dir, with the settings it recorded."""
     path = require_store(settings(data_dir=data_dir, db=db))
-    return read_store(path, lambda conn, s: fn(conn, args, s))
+
+    async def run(reads: StoreReads) -> Any:
+        return await fn(reads, args, await reads.settings())
+
+    return read_store(path, run)
 
 
 def fmt(value: float | None, digits: int = 3) -> str:

@@ -22,23 +22,25 @@ from pheromone.cli.common import (
     print_json,
     settings,
 )
-from pheromone.cli.sessions import (
+from pheromone.cli.session_common import (
     ActorOpt,
     EditArg,
     SessionArg,
     TimeoutOpt,
     WorkspaceOpt,
-    _actor,
-    _positive,
-    _root,
-    _send,
-    _view,
+    actor_name,
+    artifacts_root,
     known,
-    review_app,
+    positive,
+    send,
+    store_view,
 )
 from pheromone.contracts.sessions import Edit
 from pheromone.services.consolidator import review as rv
 from pheromone.services.sessions import artifacts
+
+review_app = typer.Typer(help="Edits sessions staged for review: list, show, approve, reject.",
+                         no_args_is_help=True)
 
 
 @review_app.command("list")
@@ -46,7 +48,7 @@ def list_(workspace: WorkspaceOpt = None, as_json: JsonOpt = False, data_dir: Da
           db: DbOpt = None) -> None:
     """Edits waiting for review, oldest first."""
     s = settings(data_dir=data_dir, db=db)
-    with _view(s) as view:
+    with store_view(s) as view:
         rows = [(sid, Edit.model_validate_json(body)) for sid, _, body in view.staged(workspace)]
     if as_json:
         print_json([{"session_id": sid, **e.model_dump(mode="json")} for sid, e in rows])
@@ -66,9 +68,9 @@ def show(session_id: SessionArg, edit_id: EditArg, as_json: JsonOpt = False, dat
          db: DbOpt = None) -> None:
     """One edit of a session: what it changes, why, its gate scores and its status."""
     s = settings(data_dir=data_dir, db=db)
-    with _view(s) as view:
+    with store_view(s) as view:
         status = view.edit_statuses(session_id).get(edit_id)
-        record = artifacts.read_session(_root(s), session_id)
+        record = artifacts.read_session(artifacts_root(s), session_id)
     outcome = next((o for o in record.outcomes if o.edit.id == edit_id), None)
     if outcome is None:
         raise CliError(f"session {session_id} has no edit {edit_id}")
@@ -87,11 +89,11 @@ def approve(session_id: SessionArg, edit_id: EditArg, actor: ActorOpt = None, ti
             prefix: PrefixOpt = None) -> None:
     """Approve a staged edit: it is applied to the guidance jobs are served."""
     s = settings(redis_url, data_dir, db, prefix)
-    _positive(timeout)
+    positive(timeout)
     known(s, session_id)
-    with _view(s) as view:
-        record = _send(s, lambda k: k.ingest, [], lambda emit: rv.approve(
-            view, emit, _root(s), session_id, edit_id, _actor(actor), timeout))
+    with store_view(s) as view:
+        record = send(s, lambda k: k.ingest, [], lambda emit: rv.approve(
+            view, emit, artifacts_root(s), session_id, edit_id, actor_name(actor), timeout))
     _done(as_json, session_id, edit_id, "applied", record.status.value)
 
 
@@ -103,13 +105,13 @@ def reject(session_id: SessionArg, edit_id: EditArg,
            prefix: PrefixOpt = None) -> None:
     """Reject a staged edit, recording why; the guidance is unchanged."""
     s = settings(redis_url, data_dir, db, prefix)
-    _positive(timeout)
+    positive(timeout)
     if not reason.strip():
         raise CliError("--reason must not be empty")
     known(s, session_id)
-    with _view(s) as view:
-        record = _send(s, lambda k: k.ingest, [], lambda emit: rv.reject(
-            view, emit, _root(s), session_id, edit_id, reason, _actor(actor), timeout))
+    with store_view(s) as view:
+        record = send(s, lambda k: k.ingest, [], lambda emit: rv.reject(
+            view, emit, artifacts_root(s), session_id, edit_id, reason, actor_name(actor), timeout))
     _done(as_json, session_id, edit_id, "rejected", record.status.value)
 
 

@@ -8,19 +8,14 @@ ones that change guidance, wait until the store has applied them. Every refusal 
 
 from __future__ import annotations
 
-import asyncio
-import getpass
-import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import TypeAdapter, ValidationError
 
+from pheromone.cli import review
 from pheromone.cli.common import (
     CliError,
     DataDirOpt,
@@ -30,120 +25,41 @@ from pheromone.cli.common import (
     RedisUrlOpt,
     Table,
     console,
-    invalid,
     print_json,
-    redis_url_for,
-    require_store,
     settings,
+)
+from pheromone.cli.session_common import (
+    ActorOpt,
+    SessionArg,
+    TimeoutOpt,
+    WorkspaceOpt,
+    actor_name,
+    artifacts_root,
+    known,
+    positive,
+    read,
+    send,
+    store_view,
+    workspace_name,
 )
 from pheromone.contracts import Envelope
 from pheromone.contracts.sessions import AutonomyMode, EditStatus, PlaybookWritten, SessionTrigger, TriggerKind
-from pheromone.contracts.streams import Keys, entry
-from pheromone.contracts.types import Identifier
-from pheromone.services import connection
 from pheromone.services.consolidator import review as rv
-from pheromone.services.consolidator.view import StoreView
+from pheromone.services.query.sessions import PlaybookArgs
+from pheromone.services.query.sessions import playbook as playbook_of
 from pheromone.services.sessions import artifacts
-from pheromone.services.sessions.guidance import render_playbook
 from pheromone.services.settings import Settings
+from pheromone.services.store.reads import StoreReads
 
 sessions_app = typer.Typer(help="Learning sessions: list, show, run, roll back, reindex.", no_args_is_help=True)
-review_app = typer.Typer(help="Edits sessions staged for review: list, show, approve, reject.",
-                         no_args_is_help=True)
-
-WorkspaceOpt = Annotated[str | None, typer.Option("--workspace", "-w", help="Workspace (the session scope)")]
-ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who (default operator:<user>)")]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the store to apply it")]
-SessionArg = Annotated[str, typer.Argument(help="Session id")]
-EditArg = Annotated[str, typer.Argument(help="Edit id (as `review list` shows it)")]
 FINAL = ("completed", "awaiting_review", "failed", "rolled_back")
-_WORKSPACE: TypeAdapter[str] = TypeAdapter(Identifier)
 
 
 def register(app: typer.Typer) -> None:
-    from pheromone.cli import review  # noqa: F401 - its commands register themselves on review_app
-
     app.add_typer(sessions_app, name="sessions")
-    app.add_typer(review_app, name="review")
+    app.add_typer(review.review_app, name="review")
     app.command("flag")(flag)
     app.command("playbook")(playbook)
-
-
-# -- plumbing ------------------------------------------------------------------------------------------------
-
-
-def _root(s: Settings) -> Path:
-    return s.sessions.artifacts_dir or s.data_dir / "sessions"
-
-
-@contextmanager
-def _view(s: Settings) -> Iterator[StoreView]:
-    view = StoreView(require_store(s))
-    try:
-        yield view
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            raise CliError(f"the store at {s.store_path} has no session tables (run `pheromone serve` once to "
-                           "upgrade it)") from exc
-        raise CliError(f"cannot read the store at {s.store_path}: {exc}") from exc
-    except sqlite3.DatabaseError as exc:
-        raise CliError(f"cannot read the store at {s.store_path}: {exc}") from exc
-    except (artifacts.ArtifactError, rv.ReviewError) as exc:
-        raise CliError(str(exc)) from exc
-    finally:
-        view.close()
-
-
-def _send(s: Settings, stream: Callable[[Keys], str], events: Sequence[Envelope],
-          then: Callable[[rv.Emit], Any] | None = None) -> Any:
-    """Send `events` (or run `then(emit)`) against the configured or embedded Redis."""
-    keys = Keys(s.prefix)
-
-    with redis_url_for(s) as url:
-
-        async def go() -> Any:
-            r = connection.redis_client(url)
-
-            async def emit(batch: Sequence[Envelope]) -> None:
-                async with r.pipeline(transaction=True) as pipe:
-                    for env in batch:
-                        pipe.xadd(stream(keys), entry(env.model_dump_json(), env.kind))
-                    await pipe.execute()
-
-            try:
-                if events:
-                    await emit(events)
-                return await then(emit) if then is not None else None
-            finally:
-                await r.aclose()
-
-        return asyncio.run(go())
-
-
-def known(s: Settings, session_id: str) -> None:
-    """Fail before connecting to anything when the session has no artifact (or no store exists)."""
-    require_store(s)
-    try:
-        artifacts.read_session(_root(s), session_id)
-    except artifacts.ArtifactError as exc:
-        raise CliError(str(exc)) from exc
-
-
-def workspace_name(workspace: str) -> str:
-    try:
-        return _WORKSPACE.validate_python(workspace)
-    except ValidationError as exc:
-        raise CliError(invalid(exc, what="--workspace")) from exc
-
-
-def _actor(actor: str | None) -> str:
-    return actor or f"operator:{getpass.getuser()}"
-
-
-def _positive(timeout: float) -> float:
-    if not 0 < timeout <= 3600:
-        raise CliError("--timeout must be in (0, 3600] seconds")
-    return timeout
 
 
 # -- sessions ------------------------------------------------------------------------------------------------
@@ -158,7 +74,7 @@ def list_(workspace: WorkspaceOpt = None,
         raise CliError("--limit must be between 1 and 1000")
     s = settings(data_dir=data_dir, db=db)
     workspace = workspace_name(workspace) if workspace is not None else None
-    with _view(s) as view:
+    with store_view(s) as view:
         rows = view.sessions(workspace, limit)
     if as_json:
         print_json(rows)
@@ -179,7 +95,7 @@ def show(session_id: SessionArg, as_json: JsonOpt = False, data_dir: DataDirOpt 
     """One session: its report, edits and benchmark snapshots (from its session.json)."""
     s = settings(data_dir=data_dir, db=db)
     try:
-        record = artifacts.read_session(_root(s), session_id)
+        record = artifacts.read_session(artifacts_root(s), session_id)
     except artifacts.ArtifactError as exc:
         raise CliError(str(exc)) from exc
     if as_json:
@@ -221,9 +137,9 @@ def run(workspace: Annotated[str, typer.Option("--workspace", "-w", help="Worksp
     s = settings(redis_url, data_dir, db, prefix)
     workspace = workspace_name(workspace)
     trigger = SessionTrigger(trigger=TriggerKind.ON_DEMAND, scope=workspace, autonomy=autonomy,
-                             requested_by=_actor(None))
+                             requested_by=actor_name(None))
     env = Envelope(workspace=workspace, job="cli", payload=trigger)
-    _send(s, lambda k: k.triggers, [env])
+    send(s, lambda k: k.triggers, [env])
     result: dict[str, Any] = {"trigger_id": env.event_id, "workspace": workspace, "session": None}
     if wait > 0:
         result["session"] = _await_session(s, env.event_id, wait)
@@ -241,12 +157,9 @@ def _await_session(s: Settings, trigger_id: str, wait: float) -> dict[str, Any]:
     deadline = time.monotonic() + wait
     while True:
         if s.store_path.exists():
-            with _view(s) as view:
-                row = view.conn.execute("SELECT * FROM session_index WHERE trigger_id = ?", (trigger_id,))
-                names = [d[0] for d in row.description]
-                found = row.fetchone()
-            if found is not None and found[names.index("status")] in FINAL:
-                return dict(zip(names, found, strict=True))
+            found = read(s, lambda reads: reads.session_of_trigger(trigger_id))
+            if found is not None and found["status"] in FINAL:
+                return found
         if time.monotonic() >= deadline:
             raise CliError(f"sent trigger {trigger_id}, but no session ended within {wait:g}s "
                            "(is the consolidator running? `pheromone serve --only consolidator`)")
@@ -261,11 +174,11 @@ def rollback(session_id: SessionArg,
              prefix: PrefixOpt = None) -> None:
     """Revert every edit a session applied (exactly, newest first) and reject the ones still staged."""
     s = settings(redis_url, data_dir, db, prefix)
-    _positive(timeout)
+    positive(timeout)
     known(s, session_id)
-    with _view(s) as view:
-        record = _send(s, lambda k: k.ingest, [], lambda emit: rv.rollback(
-            view, emit, _root(s), session_id, reason, _actor(actor), timeout))
+    with store_view(s) as view:
+        record = send(s, lambda k: k.ingest, [], lambda emit: rv.rollback(
+            view, emit, artifacts_root(s), session_id, reason, actor_name(actor), timeout))
     undone = [o.edit.id for o in record.outcomes if o.status is EditStatus.ROLLED_BACK]
     if as_json:
         print_json({"session_id": session_id, "status": record.status.value, "rolled_back": undone})
@@ -277,8 +190,8 @@ def rollback(session_id: SessionArg,
 def reindex(as_json: JsonOpt = False, data_dir: DataDirOpt = None, db: DbOpt = None) -> None:
     """Rebuild the session index in SQLite from the session.json artifacts."""
     s = settings(data_dir=data_dir, db=db)
-    with _view(s) as view:
-        count, bad = artifacts.reindex(view.conn, _root(s))
+    with store_view(s) as view:
+        count, bad = artifacts.reindex(view.conn, artifacts_root(s))
     if as_json:
         print_json({"indexed": count, "unreadable": bad})
     else:
@@ -296,13 +209,13 @@ def flag(record_id: Annotated[str, typer.Argument(help="Execution id or event id
     if workspace is not None:
         workspace = workspace_name(workspace)
     else:
-        with _view(s) as view:
+        with store_view(s) as view:
             workspace = view.workspace_of(record_id)
         if workspace is None:
             raise CliError(f"no execution or event {record_id!r} in the store (pass --workspace to flag it anyway)")
     env = Envelope(workspace=workspace, job="cli", payload=SessionTrigger(
-        trigger=TriggerKind.USER_FLAG, scope=workspace, subject=record_id, requested_by=_actor(None)))
-    _send(s, lambda k: k.triggers, [env])
+        trigger=TriggerKind.USER_FLAG, scope=workspace, subject=record_id, requested_by=actor_name(None)))
+    send(s, lambda k: k.triggers, [env])
     if as_json:
         print_json({"trigger_id": env.event_id, "workspace": workspace, "flagged": record_id})
     else:
@@ -318,12 +231,13 @@ def playbook(workspace: WorkspaceOpt = None,
     s = settings(redis_url, data_dir, db, prefix)
     workspace = workspace_name(workspace) if workspace is not None else None
     if set_file is not None:
-        _set_playbook(s, workspace, set_file, _positive(timeout))
-    with _view(s) as view:
-        names = [workspace] if workspace else sorted(
-            {r[0] for r in view.conn.execute("SELECT workspace FROM playbooks UNION "
-                                             "SELECT workspace FROM guidance WHERE pillar = 'playbook'")})
-        books = {w: render_playbook(view.hand(w), view.guidance(w).learned) for w in names}
+        _set_playbook(s, workspace, set_file, positive(timeout))
+
+    async def books_of(reads: StoreReads) -> dict[str, str]:
+        names = [workspace] if workspace else await reads.playbook_workspaces()
+        return {w: (await playbook_of(reads, PlaybookArgs(workspace=w)))["markdown"] for w in names}
+
+    books = read(s, books_of)
     if as_json:
         print_json(books if workspace is None else {"workspace": workspace, "markdown": books[workspace]})
         return
@@ -346,6 +260,6 @@ def _set_playbook(s: Settings, workspace: str | None, path: Path, timeout: float
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"cannot read {path}: {exc}") from exc
     env = Envelope(workspace=workspace, job="cli", payload=PlaybookWritten(workspace=workspace, text=text,
-                                                                          actor=_actor(None)))
-    with _view(s) as view:
-        _send(s, lambda k: k.ingest, [env], lambda emit: rv.wait_applied(view, env.event_id, timeout))
+                                                                          actor=actor_name(None)))
+    with store_view(s) as view:
+        send(s, lambda k: k.ingest, [env], lambda emit: rv.wait_applied(view, env.event_id, timeout))

@@ -115,7 +115,7 @@ def status(
         report = {
             "redis": {"url": None if url is None else connection.redact(url), "reachable": False,
                       "error": str(exc)},
-            "prefix": s.prefix, "store": observe.store(s.store_path),
+            "prefix": s.prefix, "store": asyncio.run(observe.store(s.store_path)),
             "spool": observe.spool(spool_dir or s.data_dir / "spool"),
         }
     if as_json:

@@ -1,7 +1,7 @@
 """Success factors (seed 000, v22): WHY a pattern works, aggregated per pattern.
 
 Each application adds one observation per factor value present (`factor_rows`): the store keeps
-(applications, successes) per (pattern, factor, value) with `INSERT ... ON CONFLICT DO UPDATE` increments, so
+(applications, successes) per (pattern, factor, value) as upsert increments (`services.store.patterns`), so
 concurrent producers never lose an update. Factors: every validation type and error category, the prior
 sheet status, the time-of-day bucket (the producer's, else the event's UTC hour), the retry iteration, whether
 an escalation was pending, and the grounding confidence (summed, for its mean).

@@ -30,21 +30,22 @@ from pheromone.services.query.sessions import SESSION_OPS
 from pheromone.services.runtime import ServiceContext, ServiceParts
 from pheromone.services.store.db import ensure_store
 from pheromone.services.store.reader import Reader
+from pheromone.services.store.reads import StoreReads
 
 log = logging.getLogger(__name__)
 REPLY_TTL_S = 60
 _REPLY_MEMBER = re.compile(rb'"reply"\s*:\s*"([^"\\]{1,256})"')
 
-Op = Callable[[Reader, dict[str, Any]], Awaitable[Any]]
+Op = Callable[[StoreReads, dict[str, Any]], Awaitable[Any]]
 
 
-async def _events(reader: Reader, args: dict[str, Any]) -> Any:
+async def _events(reader: StoreReads, args: dict[str, Any]) -> Any:
     # Validate as JSON: strict contracts take times from JSON strings, not from Python strings.
     query = EventQuery.model_validate_json(json.dumps(args))
     return [json.loads(body) for body in await reader.events(query)]
 
 
-async def _counts(reader: Reader, args: dict[str, Any]) -> Any:
+async def _counts(reader: StoreReads, args: dict[str, Any]) -> Any:
     if args:  # fleet-wide: a `workspace` (or any) argument must be refused, not silently ignored
         raise ValueError(f"counts takes no arguments (it counts the whole ledger); got {', '.join(sorted(args))}")
     return await reader.counts()
@@ -56,7 +57,7 @@ OPS.update(LEARNING_OPS)  # the learning model's queries (issue 3)
 OPS.update(SESSION_OPS)  # what learning sessions edited: playbook, guidance (issue 6)
 
 
-async def answer(reader: Reader, raw: bytes, reply_pattern: re.Pattern[str]) -> tuple[str | None, dict[str, Any]]:
+async def answer(reader: StoreReads, raw: bytes, reply_pattern: re.Pattern[str]) -> tuple[str | None, dict[str, Any]]:
     """Parse and run one request; returns (reply key or None, response)."""
     if len(raw) > MAX_REQUEST_BYTES:
         # Not parsed, but answered if it names a reply key (one regex pass; JSON escapes quotes in strings, so

@@ -8,21 +8,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-import aiosqlite
 from pydantic import Field
 
 from pheromone.services.query import learning as q
 from pheromone.services.sessions.guidance import Guidance, render_playbook, served_patterns, unslot
+from pheromone.services.store.reads import StoreReads
 
 _Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$")]
 _Name = Annotated[str, Field(min_length=1, max_length=256)]
-
-GUIDANCE = "SELECT pillar, key, value FROM guidance WHERE workspace = ?"
-HAND = "SELECT hand FROM playbooks WHERE workspace = ?"
 
 
 class PlaybookArgs(q.Args):
@@ -35,44 +31,37 @@ class GuidanceArgs(q.Args):
     limit: Annotated[int, Field(ge=1, le=1_000)] = 20
 
 
-async def _guidance(db: aiosqlite.Connection, workspace: str) -> Guidance:
-    async with db.execute(GUIDANCE, (workspace,)) as cur:
-        return Guidance({(p, k): json.loads(v) for p, k, v in await cur.fetchall()})
-
-
-async def playbook(db: aiosqlite.Connection, a: PlaybookArgs) -> dict[str, Any]:
-    g = await _guidance(db, a.workspace)
-    async with db.execute(HAND, (a.workspace,)) as cur:
-        row = await cur.fetchone()
-    hand = str(row[0]) if row else ""
+async def playbook(reads: StoreReads, a: PlaybookArgs) -> dict[str, Any]:
+    g = Guidance(await reads.guidance(a.workspace))
+    hand = await reads.hand(a.workspace)
     return {"workspace": a.workspace, "markdown": render_playbook(hand, g.learned), "hand": hand,
             "learned": g.learned}
 
 
-async def guidance(db: aiosqlite.Connection, a: GuidanceArgs) -> dict[str, Any]:
-    g = await _guidance(db, a.workspace)
-    s = await q.recorded_settings(db)
-    ranked = await q.patterns(db, q.PatternsArgs(limit=min(1_000, a.limit * 5)), s)
+async def guidance(reads: StoreReads, a: GuidanceArgs) -> dict[str, Any]:
+    g = Guidance(await reads.guidance(a.workspace))
+    s = await reads.settings()
+    ranked = await q.patterns(reads, q.PatternsArgs(limit=min(1_000, a.limit * 5)), s)
     waits = [{"error_code": code, "model": model, "seconds": v}
              for (p, k), v in sorted(g.entries.items()) if p == "wait_policy"
              for code, model, _ in [unslot(k)] if model is None or model == a.model]
-    book = await playbook(db, PlaybookArgs(workspace=a.workspace))
+    book = await playbook(reads, PlaybookArgs(workspace=a.workspace))
     return {"workspace": a.workspace, "model": a.model,
             "patterns": served_patterns(ranked, g, a.model)[: a.limit], "waits": waits,
             "playbook": book["markdown"]}
 
 
-def _op(fn: Callable[[aiosqlite.Connection, Any], Awaitable[Any]],
-        model: type[q.Args]) -> Callable[[Any, dict[str, Any]], Awaitable[Any]]:
-    async def run(reader: Any, args: dict[str, Any]) -> Any:
-        return await fn(reader.db, model.model_validate(args))
+def _op(fn: Callable[[StoreReads, Any], Awaitable[Any]],
+        model: type[q.Args]) -> Callable[[StoreReads, dict[str, Any]], Awaitable[Any]]:
+    async def run(reads: StoreReads, args: dict[str, Any]) -> Any:
+        return await fn(reads, model.model_validate(args))
 
     run.__name__ = fn.__name__
     run.args_model = model  # type: ignore[attr-defined]  # `pheromone schema --queries` exports its schema
     return run
 
 
-SESSION_OPS: dict[str, Callable[[Any, dict[str, Any]], Awaitable[Any]]] = {
+SESSION_OPS: dict[str, Callable[[StoreReads, dict[str, Any]], Awaitable[Any]]] = {
     "playbook": _op(playbook, PlaybookArgs),
     "guidance": _op(guidance, GuidanceArgs),
 }

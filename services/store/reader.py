@@ -1,10 +1,14 @@
-"""Read-side access to the store for queries: aiosqlite, read-only, never blocking the event loop.
+"""The one way to read the store: `Reader`, a read-only aiosqlite connection that never blocks the event loop.
 
-Every query is one SQL constant with bound parameters; filters only ever add `?` placeholders.
+It implements `services.store.reads.StoreReads` over SQLite: the ledger reads are here, the learning model's
+in `learning_reads`, the learning sessions' in `session_reads`. Every query is one SQL constant with bound
+parameters; filters only ever add `?` placeholders.
 """
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +16,45 @@ import aiosqlite
 
 from pheromone.contracts import EventQuery
 from pheromone.services.store.codec import us
+from pheromone.services.store.learning_reads import LearningReads
+from pheromone.services.store.session_reads import SessionReads
+
+COUNTS = "SELECT kind, COUNT(*) FROM ledger GROUP BY kind ORDER BY kind"
+LEDGER_COUNT = "SELECT COUNT(*) FROM ledger"
+LAST_EVENT = "SELECT seq, event_id, kind, workspace, stored_us FROM ledger ORDER BY seq DESC LIMIT 1"
+LEDGER_SINCE = "SELECT seq, event_id, kind FROM ledger WHERE seq > ? ORDER BY seq"
+JOB_EVENT_COUNT = "SELECT COUNT(*) FROM ledger WHERE job NOT IN ({})"
+PROBE = "PRAGMA schema_version"
+BUSY_TIMEOUT = "PRAGMA busy_timeout=10000"
 
 
-class Reader:
-    """A read-only connection to the store file. Use `async with Reader(path) as reader:`."""
+def probe(path: Path | str) -> None:
+    """Open the file read-only and read its schema version, synchronously; raises sqlite3.Error when it is
+    no SQLite database or cannot be opened. A path aiosqlite cannot open fails inside its worker thread,
+    which then reports into an event loop `asyncio.run` may have closed: a command probes first instead."""
+    conn = sqlite3.connect(_uri(Path(path)), uri=True)
+    try:
+        conn.execute(PROBE)
+    finally:
+        conn.close()
+
+
+def _uri(path: Path) -> str:
+    # as_uri() percent-encodes the path: a '#', '?' or '%' in it must not end the file name early.
+    return f"{path.resolve().as_uri()}?mode=ro"
+
+
+class Reader(LearningReads, SessionReads):
+    """A read-only connection to the store file: `async with Reader(path) as reader:`. It is the SQLite
+    `StoreReads`."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._db: aiosqlite.Connection | None = None
 
     async def __aenter__(self) -> Reader:
-        # as_uri() percent-encodes the path: a '#', '?' or '%' in it must not end the file name early.
-        self._db = await aiosqlite.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
-        await self._db.execute("PRAGMA busy_timeout=10000")
+        self._db = await aiosqlite.connect(_uri(self.path), uri=True)
+        await self._db.execute(BUSY_TIMEOUT)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -55,10 +85,29 @@ class Reader:
 
     async def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
-        async with self.db.execute("SELECT kind, COUNT(*) FROM ledger GROUP BY kind ORDER BY kind") as cur:
+        async with self.db.execute(COUNTS) as cur:
             for kind, n in await cur.fetchall():
                 out[kind] = n
         return out
+
+    async def ledger_summary(self) -> tuple[int, tuple[int, str, str, str, int] | None]:
+        """The ledger's row count and its last event: (seq, event id, kind, workspace, stored at in us)."""
+        async with self.db.execute(LEDGER_COUNT) as cur:
+            count = int((await cur.fetchone() or (0,))[0])
+        async with self.db.execute(LAST_EVENT) as cur:
+            row = await cur.fetchone()
+        return count, None if row is None else (int(row[0]), str(row[1]), str(row[2]), str(row[3]), int(row[4]))
+
+    async def ledger_since(self, seq: int) -> list[tuple[int, str, str]]:
+        """(seq, event id, kind) of every event stored after ledger position `seq`, in commit order."""
+        async with self.db.execute(LEDGER_SINCE, (seq,)) as cur:
+            return [(int(s), str(e), str(k)) for s, e, k in await cur.fetchall()]
+
+    async def job_event_count(self, excluded_jobs: Sequence[str]) -> int:
+        """Events in the ledger except those of the named jobs (e.g. the services' own)."""
+        sql = JOB_EVENT_COUNT.format(",".join("?" * len(excluded_jobs)) or "NULL")
+        async with self.db.execute(sql, list(excluded_jobs)) as cur:
+            return int((await cur.fetchone() or (0,))[0])
 
 
 def _where(query: EventQuery) -> tuple[str, list[Any]]:

@@ -13,8 +13,11 @@ from pheromone.contracts import EscalationDecisionRecord
 from pheromone.services.learning.escalations import rank_key, within
 from pheromone.services.query import learning as q
 from pheromone.services.settings import LearningSettings
+from pheromone.services.store import learning_reads
 from pheromone.services.store.codec import us
 from pheromone.services.store.db import Store
+from pheromone.services.store.reader import Reader
+from pheromone.services.store.reads import UnknownId
 from tests.learning.helpers import T0, applied, event, observed, pid
 
 S = LearningSettings()
@@ -71,9 +74,9 @@ def q_moved(name: str, ptype: str):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-async def db(store: Path) -> AsyncIterator[aiosqlite.Connection]:
-    async with aiosqlite.connect(store) as conn:
-        yield conn
+async def reader(store: Path) -> AsyncIterator[Reader]:
+    async with Reader(store) as r:
+        yield r
 
 
 async def reference(db: aiosqlite.Connection, a: q.PatternsArgs) -> list[str]:
@@ -120,26 +123,26 @@ CASES = [
 @pytest.mark.parametrize("plan", ["scan", "matches"])
 @pytest.mark.parametrize("args", CASES, ids=lambda a: a.model_dump_json(exclude_defaults=True))
 async def test_both_tag_plans_match_a_brute_force_filter(
-    db: aiosqlite.Connection, args: q.PatternsArgs, plan: str, monkeypatch: pytest.MonkeyPatch
+    reader: Reader, args: q.PatternsArgs, plan: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(q, "SCAN_COST_US" if plan == "scan" else "MATCH_COST_US", 0.0)
-    got = [p["id"] for p in await q.patterns(db, args, S)]
-    assert got == await reference(db, args)
+    monkeypatch.setattr(learning_reads, "SCAN_COST_US" if plan == "scan" else "MATCH_COST_US", 0.0)
+    got = [p["id"] for p in await q.patterns(reader, args, S)]
+    assert got == await reference(reader.db, args)
 
 
-async def test_tag_counts_match_the_tags(db: aiosqlite.Connection) -> None:
-    async with db.execute("SELECT tag, COUNT(*) FROM pattern_tags GROUP BY tag ORDER BY tag") as cur:
+async def test_tag_counts_match_the_tags(reader: Reader) -> None:
+    async with reader.db.execute("SELECT tag, COUNT(*) FROM pattern_tags GROUP BY tag ORDER BY tag") as cur:
         expected = await cur.fetchall()
-    async with db.execute("SELECT tag, patterns FROM tag_counts ORDER BY tag") as cur:
+    async with reader.db.execute("SELECT tag, patterns FROM tag_counts ORDER BY tag") as cur:
         assert await cur.fetchall() == expected
 
 
 @pytest.mark.parametrize("seed", range(5))
-async def test_similar_escalations_follow_the_rule(db: aiosqlite.Connection, seed: int) -> None:
+async def test_similar_escalations_follow_the_rule(reader: Reader, seed: int) -> None:
     rng = random.Random(seed)
     c, v = rng.random(), rng.random()
-    got = await q.escalations_similar(db, q.EscalationArgs(confidence=c, validation_pass_rate=v, limit=8), S)
-    async with db.execute(
+    got = await q.escalations_similar(reader, q.EscalationArgs(confidence=c, validation_pass_rate=v, limit=8), S)
+    async with reader.db.execute(
         "SELECT id, confidence, validation_pass_rate, outcome_after_action, recorded_us "
         "FROM escalation_decisions"
     ) as cur:
@@ -152,27 +155,27 @@ async def test_similar_escalations_follow_the_rule(db: aiosqlite.Connection, see
         assert got["suggestion"]["based_on"] == expected[0][0]
 
 
-async def test_unknown_and_ambiguous_ids(db: aiosqlite.Connection) -> None:
-    with pytest.raises(q.UnknownId, match="no pattern"):
-        await q.pattern(db, q.PatternArgs(id="p_0000"), S)
-    with pytest.raises(q.UnknownId, match="ambiguous"):
-        await q.pattern(db, q.PatternArgs(id="p_a"), S)
-    shown = await q.pattern(db, q.PatternArgs(id=pid("p5", "type2")[:12]), S)
+async def test_unknown_and_ambiguous_ids(reader: Reader) -> None:
+    with pytest.raises(UnknownId, match="no pattern"):
+        await q.pattern(reader, q.PatternArgs(id="p_0000"), S)
+    with pytest.raises(UnknownId, match="ambiguous"):
+        await q.pattern(reader, q.PatternArgs(id="p_a"), S)
+    shown = await q.pattern(reader, q.PatternArgs(id=pid("p5", "type2")[:12]), S)
     assert shown["pattern"]["pattern_name"] == "p5"
 
 
-async def test_status_of_a_pattern(db: aiosqlite.Connection) -> None:
-    full, status = await q.pattern_status(db, pid("p0", "type0")[:10])
+async def test_status_of_a_pattern(reader: Reader) -> None:
+    full, status = await q.pattern_status(reader, pid("p0", "type0")[:10])
     assert full == pid("p0", "type0") and status.value == "retired"
 
 
 def test_plan_choice() -> None:
     # 50,000 patterns, limit 10: a tag on 20,847 of them is found at once by walking the priority order; a tag
     # on 176 is cheaper to read from the tag index and sort
-    assert q.scan_is_cheaper(20_847, 20_847, 50_000, 10)
-    assert not q.scan_is_cheaper(176, 176, 50_000, 10)
+    assert learning_reads.scan_is_cheaper(20_847, 20_847, 50_000, 10)
+    assert not learning_reads.scan_is_cheaper(176, 176, 50_000, 10)
     # all-of two tags (2,851 and 10,807): ~616 expected matches, the rarest tag drives 2,851 candidates
-    assert q.scan_is_cheaper(2_851, 50_000 * 2_851 / 50_000 * 10_807 / 50_000, 50_000, 10)
+    assert learning_reads.scan_is_cheaper(2_851, 50_000 * 2_851 / 50_000 * 10_807 / 50_000, 50_000, 10)
 
 
 async def test_similar_escalations_on_dense_data_match_brute_force(tmp_path: Path) -> None:
@@ -194,12 +197,12 @@ async def test_similar_escalations_on_dense_data_match_brute_force(tmp_path: Pat
     path = tmp_path / "dense.db"
     async with Store(path) as s:
         assert (await s.apply([event(d, 0) for d in decisions])).rejected == []
-    async with aiosqlite.connect(path) as db:
+    async with Reader(path) as reader:
         for _ in range(25):
             c, v, limit = rng.gauss(0.5, 0.1), rng.gauss(0.5, 0.1), rng.randint(1, 12)
             c, v = min(max(c, 0), 1), min(max(v, 0), 1)
             got = await q.escalations_similar(
-                db, q.EscalationArgs(confidence=c, validation_pass_rate=v, limit=limit), S
+                reader, q.EscalationArgs(confidence=c, validation_pass_rate=v, limit=limit), S
             )
             tol = (S.escalation_confidence_tolerance, S.escalation_pass_rate_tolerance)
             every = [

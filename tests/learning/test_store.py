@@ -297,17 +297,16 @@ async def test_a_few_unlucky_draws_do_not_quarantine_a_pattern(tmp_path: Path) -
 
 
 async def test_entropy_aggregate_equals_a_full_recount(tmp_path: Path) -> None:
-    import aiosqlite
-
     from pheromone.services.query.learning import EntropyArgs, entropy
+    from pheromone.services.store.reader import Reader
 
     db = tmp_path / "s.db"
     events = [*_workload(5, n=300), event(observed("never applied"), 0)]
     await apply_all(db, events)
     counts = dict(rows(db, "SELECT pattern_id, applications FROM pattern_counts"))
     expected = entropy_metrics(counts, calculated_at=T0, alert_threshold=S.entropy_alert_threshold)
-    async with aiosqlite.connect(db) as conn:
-        current = (await entropy(conn, EntropyArgs(), S))["current"]
+    async with Reader(db) as reader:
+        current = (await entropy(reader, EntropyArgs(), S))["current"]
     assert current["unique_pattern_count"] == expected.unique_pattern_count == 7
     assert current["effective_pattern_count"] == expected.effective_pattern_count == 6
     assert current["total_applications"] == expected.total_applications == 300
@@ -545,14 +544,13 @@ async def test_rebuild_reproduces_every_derived_value(tmp_path: Path) -> None:
 
 
 async def test_the_store_records_its_settings_and_rebuild_uses_them(tmp_path: Path) -> None:
-    from pheromone.services.query.learning import recorded_settings
     from pheromone.services.store.reader import Reader
 
     custom = LearningSettings(min_applications=2, validate_threshold=0.9, revisit_grace_applications=2)
     db = tmp_path / "s.db"
     await apply_all(db, full_workload(), learning=custom)
     async with Reader(db) as reader:
-        assert await recorded_settings(reader.db) == custom
+        assert await reader.settings() == custom
     async with Store(db) as store:  # no settings given: the recorded ones
         before = await store.checksum()
         await store.rebuild()
@@ -579,9 +577,8 @@ async def test_a_version_2_store_upgrades(tmp_path: Path) -> None:
 
 
 async def test_the_content_hash_finds_one_pattern_under_two_names(tmp_path: Path) -> None:
-    import aiosqlite
-
     from pheromone.services.query.learning import PatternArgs, pattern
+    from pheromone.services.store.reader import Reader
 
     db = tmp_path / "s.db"
     text = "Wait for the Retry-After header, then retry once."
@@ -591,6 +588,6 @@ async def test_the_content_hash_finds_one_pattern_under_two_names(tmp_path: Path
         event(observed("honour retry-after", ptype="tool_pattern", description=text), 2),  # other type
         event(observed("no description"), 3),
     ])
-    async with aiosqlite.connect(db) as conn:
-        shown = await pattern(conn, PatternArgs(id=pid("honour retry-after")), S)
+    async with Reader(db) as reader:
+        shown = await pattern(reader, PatternArgs(id=pid("honour retry-after")), S)
     assert [x["pattern_name"] for x in shown["same_content"]] == ["Respect  Retry-After"]

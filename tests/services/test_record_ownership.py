@@ -84,17 +84,16 @@ async def test_only_the_owner_records_an_escalation_outcome(tmp_path: Path) -> N
 
 
 async def test_execution_stats_scope_by_the_reporting_workspace_not_the_records_claim(tmp_path: Path) -> None:
-    import aiosqlite
-
     from pheromone.services.query import learning as q
     from pheromone.services.settings import LearningSettings
+    from pheromone.services.store.reader import Reader
 
     own = ExecutionRecord.model_validate(sample(ExecutionRecord, id="exec-own", workspace_hash="ws-a"))
     spoof = ExecutionRecord.model_validate(sample(ExecutionRecord, id="exec-spoof", workspace_hash="ws-a"))
     async with Store(tmp_path / "store.db") as store:
         await store.apply([envelope("ws-a", own), envelope("ws-b", spoof)])
-    async with aiosqlite.connect(tmp_path / "store.db") as db:
-        scoped = await q.execution_stats(db, q.ExecutionStatsArgs(workspace="ws-a"), LearningSettings())
-        claimed = await q.execution_stats(db, q.ExecutionStatsArgs(workspace_hash="ws-a"), LearningSettings())
+    async with Reader(tmp_path / "store.db") as reader:
+        scoped = await q.execution_stats(reader, q.ExecutionStatsArgs(workspace="ws-a"), LearningSettings())
+        claimed = await q.execution_stats(reader, q.ExecutionStatsArgs(workspace_hash="ws-a"), LearningSettings())
     assert [g["executions"] for g in scoped["stats"]] == [1]
     assert [g["executions"] for g in claimed["stats"]] == [2], "the record's own field is a filter, not a boundary"
