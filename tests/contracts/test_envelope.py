@@ -172,7 +172,7 @@ def test_payload_must_be_an_object(payload: Any) -> None:
     "cls", [c for c in SAMPLES if "type" not in c.model_fields], ids=lambda c: c.__name__
 )
 def test_read_models_are_not_payloads(cls: type[Contract]) -> None:
-    """PatternRecord, SuccessFactors and EvolutionEntryInput are never sent as events."""
+    """PatternRecord and SuccessFactors are never sent as events."""
     assert cls not in PAYLOAD_TYPES
     with pytest.raises(ValidationError):
         Envelope(workspace="w", job="j", payload=cls.model_validate(SAMPLES[cls]))  # type: ignore[arg-type]

@@ -37,7 +37,6 @@ EXPECTED_ALL = [
     "EscalationOutcomeRecorded",
     "EventKind",
     "EventQuery",
-    "EvolutionEntryInput",
     "EvolutionTrajectoryEntry",
     "ExecutionRecord",
     "ExplorationBudgetRecord",
