@@ -26,7 +26,8 @@ from pheromone.contracts import (
     SuccessFactors,
     parse_envelope,
 )
-from tests.client.helpers import T0, ULID, OpenClient, expected_stream, one_of_each, read_envelopes, read_raw
+from tests.client.helpers import T0, ULID, expected_stream, one_of_each, read_envelopes, read_raw
+from tests.support import OpenClient
 
 OBSERVED = PatternObserved(pattern_type="t", pattern_name="n")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
