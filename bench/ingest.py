@@ -488,9 +488,9 @@ async def naive_run(url: str, tmp: Path, n: int, a: argparse.Namespace) -> float
 
 def machine_reference_us(n: int = 2_000, rounds: int = 5) -> float:
     """This machine's speed at the store's hottest code, measured in the same run: CPU microseconds per
-    `parse_envelope` of the fleet's mix, the best of `rounds`. Shared machines differ from day to day (the
-    same commit ran this benchmark at 23k and at 12.5k events/s on two days; bench/RESULTS.md), so figures
-    from different runs compare only beside this one."""
+    `parse_envelope` of the fleet's mix, the best of `rounds`. Shared machines differ from day to day
+    (bench/RESULTS.md, session 3: one commit at half its earlier rate), so figures from different runs
+    compare only beside this one."""
     from pheromone.contracts import parse_envelope
 
     raws = [Envelope(workspace="ws-0", job="job-0", payload=rec).model_dump_json().encode()

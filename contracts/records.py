@@ -300,22 +300,6 @@ class EpistemicDriftMetrics(Contract):
     drift_direction: EpistemicDriftDirection = "stable"
 
 
-class EvolutionEntryInput(Contract):
-    """Input for recording an evolution trajectory entry."""
-
-    cycle: NonNegInt
-    evolutions_completed: NonNegInt
-    evolutions_deferred: NonNegInt
-    issue_classes: ShortList
-    cv_avg: NonNegFloat
-    implementation_loc: NonNegInt
-    test_loc: NonNegInt
-    loc_accuracy: NonNegFloat
-    research_candidates_resolved: NonNegInt = 0
-    research_candidates_created: NonNegInt = 0
-    notes: Text = ""
-
-
 class EvolutionTrajectoryEntry(Contract):
     """One evolution cycle in the self-improvement trajectory (v16). `cycle` is unique."""
 

@@ -14,7 +14,7 @@ each `event_id` once. Order is kept, except that a batch whose send failed is sp
 overflowed the buffer during that send.
 
 Threads: `emit()`, `flush()` and everything else run on the job's event loop; the sender thread only pops
-batches, sends them and reads the replies, holding the GIL for a few microseconds per event. The buffer is a
+batches, sends them and reads the replies, so it holds the GIL only briefly per event. The buffer is a
 deque (appends on the right by `emit()`, pops on the left by the sender); the spool and every move between
 buffer and spool happen under one lock, so a spill and a batch never interleave.
 """

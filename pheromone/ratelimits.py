@@ -3,8 +3,8 @@
 A check is one GET of the key of (model, error code), or of the model for any code. The key expires with
 the limit on the server (PEXPIREAT), and the answer is active only while the key exists *and* the stored
 expiry is still ahead of the client's clock, so an expired limit is never reported active by either clock.
-(One GET rather than GET+PTTL: a pipeline costs redis-py about twice a single command, see
-bench/RESULTS.md, and the stored expiry gives the time left.)
+(One GET rather than GET+PTTL: the stored expiry already gives the time left, and a pipeline costs
+redis-py more than a single command; bench/RESULTS.md, "Real-time coordination".)
 """
 
 from __future__ import annotations

@@ -3,9 +3,8 @@
 Parsing a batch of 1,000 envelopes allocates ~10,000 container objects (models, their dicts, lists,
 datetimes) that live until the batch commits. With the default thresholds (700, 10, 10) that triggers a
 young collection every ~70 events and a full one every ~7,000, and a full collection walks every object the
-imports left behind (FastStream, pydantic's schemas, redis-py, rich): measured on the simulated fleet's mix,
-validation took ~30 us per event with the defaults and ~16 us after `tune()`, and end-to-end ingest went
-from 9.3k to 18.5k events/s (bench/RESULTS.md).
+imports left behind (FastStream, pydantic's schemas, redis-py, rich), none of which is ever garbage: on the
+hot path that walk is wasted work (bench/RESULTS.md, "What doubled it", has the figures).
 
 `tune()` freezes what exists at start-up (module-level objects never become garbage) and raises the young
 threshold, so collections are rarer and each walks only what the running service made since start. Cycles

@@ -54,8 +54,8 @@ Handler = Callable[[Sequence[tuple[Envelope, bytes]]], Awaitable[Sequence[tuple[
 _FIELD, _FIELD_KIND = FIELD.encode(), FIELD_KIND.encode()
 MAX_INFLIGHT_BATCHES = 1
 """Batches handed on and not yet committed. One: the read of the next batch (I/O) overlaps the commit, but
-its parsing does not. Parsing ahead (2) was measured slower, 6.9k against 9.0k events/s end-to-end: pydantic
-holds the GIL while the writer thread's many short sqlite calls each release and re-take it (a GIL convoy)."""
+its parsing does not, because pydantic holds the GIL while the writer thread's many short sqlite calls each
+release and re-take it (a GIL convoy); bench/RESULTS.md measures two against one."""
 
 
 MAX_REASON = 1_000

@@ -3,9 +3,8 @@
     PheromoneError
     ├── StoreError                 the SQLite store refused or failed
     │   └── StoreBusyError         retryable: the database is locked or unwritable for now
-    ├── EventRejected              this one event cannot be applied: dead-letter it, unless `retryable`
-    │                              (it names a record not stored yet: retried until max_deliveries)
-    └── TransportError             retryable: Redis is unreachable or answered with an error
+    └── EventRejected              this one event cannot be applied: dead-letter it, unless `retryable`
+                                   (it names a record not stored yet: retried until max_deliveries)
 
 Subscribers map them: retryable errors leave the entry pending for the retrier; permanent ones go to the
 dead-letter stream at once with their message.
@@ -37,7 +36,3 @@ class EventRejected(PheromoneError):
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
-
-
-class TransportError(PheromoneError):
-    pass

@@ -127,11 +127,6 @@ async def claim(
             if fields is not None]
 
 
-def ms_of(entry_id: bytes | str) -> int:
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    return int(text.split("-", 1)[0])
-
-
 def id_key(entry_id: bytes | str) -> tuple[int, int]:
     """An entry id as (ms, seq): sorts as the stream does."""
     return _id_tuple(entry_id)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
 from redis.asyncio import Redis
 
+from pheromone import Pheromone
 from pheromone.services.embedded import EmbeddedServer
+from tests.support import OpenClient
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +55,32 @@ async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+def client_options(tmp_path: Path, prefix: str) -> dict[str, Any]:
+    """What `open_client` passes every client unless the call says otherwise; a folder's conftest overrides
+    this fixture to change its tests' defaults (a workspace name, a shared spool directory)."""
+    return {"workspace": "ws-t", "prefix": prefix, "data_dir": tmp_path}
+
+
+@pytest.fixture
+async def open_client(redis_url: str, client_options: dict[str, Any]) -> AsyncIterator[OpenClient]:
+    """`await open_client(job="job-t", url=None, **options)`: an open client, closed at teardown. Each
+    (workspace, job) spools in its own directory under data_dir unless given `spool_dir`, so two clients
+    never contend for one spool."""
+    opened: list[Pheromone] = []
+
+    async def open_(job: str = "job-t", *, url: str | None = None, **kw: Any) -> Pheromone:
+        options = {**client_options, **kw}
+        options.setdefault("spool_dir", Path(options["data_dir"]) / "spool" / options["workspace"] / job)
+        client = Pheromone(url or redis_url, job=job, **options)
+        await client.open()
+        opened.append(client)
+        return client
+
+    try:
+        yield open_
+    finally:
+        for client in reversed(opened):
+            await client.close()

@@ -15,10 +15,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
+from pheromone import Pheromone
 from pheromone.services.runtime import Runtime
 from pheromone.services.settings import Settings
 
 T = TypeVar("T")
+
+OpenClient = Callable[..., Awaitable[Pheromone]]
+"""The `open_client` fixture (tests/conftest.py): `await open_client(job, url=None, **options)`."""
 
 FAST = {"claim_idle_ms": 300, "group_check_s": 0.2, "poll_ms": 20}
 """Settings that keep the retrier, the watchdog and the group readers quick in tests."""

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from pheromone import Pheromone
 from pheromone.contracts import (
     PAYLOAD_TYPES,
     AdjustmentType,
@@ -38,8 +37,6 @@ from pheromone.contracts import (
 )
 from pheromone.contracts.sessions import EditTransitioned, PlaybookWritten, SessionTransitioned, SessionTrigger
 
-OpenClient = Callable[..., Awaitable[Pheromone]]
-"""The `open_client` fixture: `await open_client(url=None, workspace=..., job=..., **kwargs)`."""
 ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 T0 = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)

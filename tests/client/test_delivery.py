@@ -12,7 +12,8 @@ from redis.asyncio import Redis
 from pheromone import ClientClosedError, FlushTimeout
 from pheromone.contracts import PatternObserved
 from pheromone.services.embedded import EmbeddedServer
-from tests.client.helpers import OpenClient, eventually, listing, read_envelopes
+from tests.client.helpers import eventually, listing, read_envelopes
+from tests.support import OpenClient
 
 
 def observed(name: str) -> PatternObserved:
@@ -80,7 +81,7 @@ async def test_close_drains_then_refuses_more(
 async def test_redis_down_emit_keeps_working_events_spool_and_arrive_once_after_restart(
     open_client: OpenClient, private_server: EmbeddedServer, prefix: str
 ) -> None:
-    client = await open_client(private_server.url, batch_size=25)
+    client = await open_client(url=private_server.url, batch_size=25)
     private_server.stop()
 
     ids = [client.emit(observed(str(i))) for i in range(60)]  # never raises, Redis or not

@@ -20,14 +20,14 @@ from pheromone import ClientClosedError, Pheromone
 from pheromone.client import spool_line, utc_text
 from pheromone.contracts import (
     Envelope,
-    EvolutionEntryInput,
     PatternObserved,
     PatternRecord,
     Payload,
     SuccessFactors,
     parse_envelope,
 )
-from tests.client.helpers import T0, ULID, OpenClient, expected_stream, one_of_each, read_envelopes, read_raw
+from tests.client.helpers import T0, ULID, expected_stream, one_of_each, read_envelopes, read_raw
+from tests.support import OpenClient
 
 OBSERVED = PatternObserved(pattern_type="t", pattern_name="n")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -227,12 +227,8 @@ class NotAContract(BaseModel):
         NotAContract(),
         SuccessFactors(),  # a contract, but not an event payload
         PatternRecord.model_construct(),  # type: ignore[call-arg]  # a read model, not an event payload
-        EvolutionEntryInput(
-            cycle=1, evolutions_completed=0, evolutions_deferred=0, issue_classes=[], cv_avg=0.0,
-            implementation_loc=0, test_loc=0, loc_accuracy=0.0,
-        ),
     ],
-    ids=["dict", "str", "none", "plain-model", "success-factors", "pattern-record", "entry-input"],
+    ids=["dict", "str", "none", "plain-model", "success-factors", "pattern-record"],
 )
 async def test_emitting_something_that_is_not_a_record_raises_type_error(
     open_client: OpenClient, thing: object

@@ -21,7 +21,8 @@ from pheromone.queries import QueryClient
 from pheromone.services.embedded import EmbeddedServer
 from pheromone.services.runtime import Runtime
 from pheromone.services.settings import Settings
-from tests.client.helpers import T0, OpenClient, eventually
+from tests.client.helpers import T0, eventually
+from tests.support import OpenClient
 
 
 @pytest.fixture
@@ -232,7 +233,7 @@ async def test_requests_are_queued_for_the_service_oldest_first(
 async def test_query_with_redis_down_is_a_query_error_not_a_redis_error(
     open_client: OpenClient, private_server: EmbeddedServer
 ) -> None:
-    client = await open_client(private_server.url)
+    client = await open_client(url=private_server.url)
     private_server.stop()
     with pytest.raises(QueryError, match="query 'events' failed: ConnectionError") as exc:
         await client.events(EventQuery(), timeout=1)

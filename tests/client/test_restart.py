@@ -15,7 +15,8 @@ from redis.asyncio import Redis
 from pheromone import Pheromone
 from pheromone.contracts import PatternObserved
 from pheromone.services.embedded import EmbeddedServer
-from tests.client.helpers import OpenClient, listing, read_envelopes
+from tests.client.helpers import listing, read_envelopes
+from tests.support import OpenClient
 
 # Emits N events at a Redis that is down, waits (polling, with a deadline) until a failed send has moved them
 # all to the spool, prints their ids as one JSON line, then hangs until killed.
@@ -71,7 +72,7 @@ async def test_events_of_a_killed_client_are_replayed_once_in_order_by_the_next(
     assert any(name.endswith(".jsonl") for name in listing(spool_dir))  # the events outlived the process
 
     private_server.start()
-    client = await open_client(url, batch_size=64)  # same spool directory
+    client = await open_client(url=url, batch_size=64)  # same spool directory
     await client.flush(timeout=15)  # flush() waits for the adopted spool, not only this client's emits
 
     redis = Redis.from_url(url)

@@ -20,7 +20,8 @@ from redis.exceptions import ResponseError
 from pheromone import Pheromone
 from pheromone.contracts import PatternObserved
 from pheromone.services.embedded import EmbeddedServer
-from tests.client.helpers import OpenClient, eventually, read_envelopes
+from tests.client.helpers import eventually, read_envelopes
+from tests.support import OpenClient
 
 OBSERVED = PatternObserved(pattern_type="t", pattern_name="n")
 

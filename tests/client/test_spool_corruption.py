@@ -8,7 +8,8 @@ from redis.asyncio import Redis
 
 from pheromone.contracts import PatternApplied
 from pheromone.spool import Spool
-from tests.client.helpers import OpenClient, eventually, read_envelopes
+from tests.client.helpers import eventually, read_envelopes
+from tests.support import OpenClient
 
 
 async def test_unreadable_spool_lines_become_dead_letters_and_the_rest_is_sent(

@@ -15,7 +15,6 @@ import types
 import typing
 from typing import Annotated, Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
@@ -86,10 +85,10 @@ def _check(where: str, typed: Any, kind: type, value: int | float) -> None:
         assert -MAX_FLOAT <= accepted <= MAX_FLOAT, (where, value, accepted)
 
 
-@pytest.mark.parametrize(("where", "typed", "kind"), LEAVES, ids=[where for where, _, _ in LEAVES])
-def test_no_field_accepts_a_number_past_the_bounds(where: str, typed: Any, kind: type) -> None:
-    for value in PROBES:
-        _check(where, typed, kind, value)
+def test_no_field_accepts_a_number_past_the_bounds() -> None:
+    for where, typed, kind in LEAVES:
+        for value in PROBES:
+            _check(where, typed, kind, value)
 
 
 @settings(max_examples=300, deadline=None)

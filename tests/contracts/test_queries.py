@@ -135,10 +135,10 @@ def test_too_many_kinds_are_rejected() -> None:
     assert len(EventQuery.model_validate_json(json.dumps({"kinds": ["drift"] * 32})).kinds) == 32
 
 
-@pytest.mark.parametrize("field", ["workspace", "job", "correlation_id"])
-@pytest.mark.parametrize("value", ["", "a b", "x" * 129, "tab\t"], ids=repr)
-def test_id_filters_are_validated(field: str, value: str) -> None:
-    assert query_error(**{field: value})["loc"] == (field,)
+def test_id_filters_are_validated() -> None:
+    for field in ["workspace", "job", "correlation_id"]:
+        for value in ["", "a b", "x" * 129, "tab\t"]:
+            assert query_error(**{field: value})["loc"] == (field,), (field, value)
 
 
 def test_unknown_query_fields_are_rejected() -> None:

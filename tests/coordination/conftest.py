@@ -8,13 +8,11 @@ from typing import Any
 
 import pytest
 
-from pheromone import Pheromone
 from pheromone.services.runtime import Runtime
 from tests.coordination.helpers import settings
 from tests.support import runtimes
 
 StartRuntime = Callable[..., Awaitable[Runtime]]
-OpenClient = Callable[..., Awaitable[Pheromone]]
 
 
 @pytest.fixture
@@ -34,26 +32,5 @@ async def start_runtime(tmp_path: Path, prefix: str, redis_url: str) -> AsyncIte
 
 
 @pytest.fixture
-async def open_client(tmp_path: Path, prefix: str, redis_url: str) -> AsyncIterator[OpenClient]:
-    """`await open_client(job, workspace=..., url=None, **kwargs)`: an open client with its own spool dir."""
-    opened: list[Pheromone] = []
-
-    async def open_(job: str, *, workspace: str = "ws-0", url: str | None = None, **kw: Any) -> Pheromone:
-        client = Pheromone(
-            url or redis_url,
-            workspace=workspace,
-            job=job,
-            prefix=prefix,
-            data_dir=tmp_path,
-            spool_dir=tmp_path / "spool" / workspace / job,
-            **kw,
-        )
-        await client.open()
-        opened.append(client)
-        return client
-
-    try:
-        yield open_
-    finally:
-        for client in opened:
-            await client.close()
+def client_options(tmp_path: Path, prefix: str) -> dict[str, Any]:
+    return {"workspace": "ws-0", "prefix": prefix, "data_dir": tmp_path}

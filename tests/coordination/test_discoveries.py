@@ -19,8 +19,9 @@ from pheromone.contracts.streams import GROUP_BROADCASTER, Keys
 from pheromone.services import transport
 from pheromone.services.broadcaster.publish import Publisher
 from pheromone.services.embedded import EmbeddedServer
-from tests.coordination.conftest import OpenClient, StartRuntime
+from tests.coordination.conftest import StartRuntime
 from tests.coordination.helpers import Collector, eventually
+from tests.support import OpenClient
 
 SERVICES = ["store", "coordinator", "broadcaster"]
 

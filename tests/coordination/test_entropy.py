@@ -31,8 +31,9 @@ from pheromone.services.entropy.response import plan_response
 from pheromone.services.entropy.service import EntropyService
 from pheromone.services.entropy.view import StoreView
 from pheromone.services.settings import CoordinationSettings, LearningSettings
-from tests.coordination.conftest import OpenClient, StartRuntime
+from tests.coordination.conftest import StartRuntime
 from tests.coordination.helpers import Collector, count, eventually, query
+from tests.support import OpenClient
 
 PATTERNS = [f"pattern {i}" for i in range(8)]
 FAST_ENTROPY = {

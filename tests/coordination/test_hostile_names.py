@@ -13,8 +13,9 @@ from pydantic import ValidationError
 
 from pheromone import Pheromone
 from pheromone.contracts.streams import Keys, key_part
-from tests.coordination.conftest import OpenClient, StartRuntime
+from tests.coordination.conftest import StartRuntime
 from tests.coordination.helpers import eventually
+from tests.support import OpenClient
 
 HOSTILE = [
     "claude sonnet",  # spaces

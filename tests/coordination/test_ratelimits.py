@@ -18,8 +18,9 @@ from pheromone import Pheromone
 from pheromone.contracts import RateLimitEvent
 from pheromone.contracts.broadcast import BroadcastKind, RateLimitNotice, RateLimitStatus
 from pheromone.contracts.streams import Keys
-from tests.coordination.conftest import OpenClient, StartRuntime
+from tests.coordination.conftest import StartRuntime
 from tests.coordination.helpers import Collector, count, eventually
+from tests.support import OpenClient
 
 SERVICES = ["store", "coordinator", "broadcaster"]
 

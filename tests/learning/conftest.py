@@ -9,13 +9,11 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from pheromone import Pheromone
 from pheromone.services.runtime import Runtime
 from pheromone.services.settings import Settings
 from tests.support import runtimes
 
 StartRuntime = Callable[..., Awaitable[Runtime]]
-OpenClient = Callable[..., Awaitable[Pheromone]]
 
 
 @pytest.fixture
@@ -43,27 +41,5 @@ async def runtime(learning_settings: Settings, redis_url: str) -> AsyncIterator[
 
 
 @pytest.fixture
-async def open_client(learning_settings: Settings, redis_url: str) -> AsyncIterator[OpenClient]:
-    """`await open_client(job, workspace=...)`: an open client with its own spool, closed at teardown."""
-    opened: list[Pheromone] = []
-
-    async def open_(job: str, *, workspace: str = "ws-1", **kw: Any) -> Pheromone:
-        s = learning_settings
-        client = Pheromone(
-            redis_url,
-            workspace=workspace,
-            job=job,
-            prefix=s.prefix,
-            data_dir=s.data_dir,
-            spool_dir=s.data_dir / "spool" / job,
-            **kw,
-        )
-        await client.open()
-        opened.append(client)
-        return client
-
-    try:
-        yield open_
-    finally:
-        for client in opened:
-            await client.close()
+def client_options(learning_settings: Settings) -> dict[str, Any]:
+    return {"workspace": "ws-1", "prefix": learning_settings.prefix, "data_dir": learning_settings.data_dir}

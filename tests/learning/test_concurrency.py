@@ -14,8 +14,9 @@ import pytest
 from pheromone.contracts import SuccessFactors, parse_envelope
 from pheromone.services.settings import Settings
 from pheromone.services.store.db import Store
-from tests.learning.conftest import OpenClient, StartRuntime
+from tests.learning.conftest import StartRuntime
 from tests.learning.helpers import applied, at, observed, pid, rows
+from tests.support import OpenClient
 
 PRODUCERS = 24
 APPLICATIONS_EACH = 60

@@ -7,9 +7,10 @@ import pytest
 from pheromone import QueryError
 from pheromone.contracts import ErrorRecoveryRecord, EscalationDecisionRecord, ExecutionRecord
 from pheromone.services.settings import Settings
-from tests.learning.conftest import OpenClient, StartRuntime
+from tests.learning.conftest import StartRuntime
 from tests.learning.helpers import T0, applied, at, observed, pid
 from tests.learning.test_concurrency import wait_for_ledger
+from tests.support import OpenClient
 
 
 async def test_learning_queries_round_trip(

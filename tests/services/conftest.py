@@ -8,13 +8,11 @@ from typing import Any
 
 import pytest
 
-from pheromone import Pheromone
 from pheromone.services.runtime import Runtime
 from tests.services.helpers import settings
 from tests.support import runtimes
 
 StartRuntime = Callable[..., Awaitable[Runtime]]
-OpenClient = Callable[..., Awaitable[Pheromone]]
 BACKBONE = ("store", "query")
 
 
@@ -38,20 +36,3 @@ async def start_runtime(tmp_path: Path, prefix: str, redis_url: str) -> AsyncIte
         yield start
 
 
-@pytest.fixture
-async def open_client(tmp_path: Path, prefix: str, redis_url: str) -> AsyncIterator[OpenClient]:
-    """`await open_client(name, workspace=..., url=None, **kwargs)`: an open client with its own spool dir."""
-    opened: list[Pheromone] = []
-
-    async def open_(name: str, *, workspace: str = "ws-t", url: str | None = None, **kw: Any) -> Pheromone:
-        client = Pheromone(url or redis_url, workspace=workspace, job=name, prefix=prefix, data_dir=tmp_path,
-                           spool_dir=tmp_path / "spool" / name, **kw)
-        await client.open()
-        opened.append(client)
-        return client
-
-    try:
-        yield open_
-    finally:
-        for client in opened:
-            await client.close()

@@ -16,7 +16,8 @@ from pheromone.contracts import Envelope, pattern_id
 from pheromone.contracts.streams import GROUP_STORE, Keys
 from pheromone.services.store import projections, schema
 from tests.services import helpers as h
-from tests.services.conftest import OpenClient, StartRuntime
+from tests.services.conftest import StartRuntime
+from tests.support import OpenClient
 
 NAME = "retry with jitter"
 

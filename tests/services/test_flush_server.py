@@ -12,7 +12,8 @@ import redis.asyncio as aioredis
 from pheromone.contracts.streams import GROUP_STORE, Keys
 from pheromone.services.embedded import EmbeddedServer
 from tests.services import helpers as h
-from tests.services.conftest import OpenClient, StartRuntime
+from tests.services.conftest import StartRuntime
+from tests.support import OpenClient
 
 
 async def groups_of(r: aioredis.Redis, stream: str) -> set[str]:

@@ -15,7 +15,8 @@ from pheromone.contracts import EventKind, EventQuery, Payload, pattern_id
 from pheromone.contracts.streams import Keys
 from pheromone.simulate import SimJob
 from tests.services import helpers as h
-from tests.services.conftest import OpenClient, StartRuntime
+from tests.services.conftest import StartRuntime
+from tests.support import OpenClient
 
 CLIENTS = 8
 WORKSPACES = 4

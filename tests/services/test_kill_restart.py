@@ -19,7 +19,7 @@ from pheromone import Pheromone
 from pheromone.contracts import Payload
 from pheromone.simulate import SimJob
 from tests.services import helpers as h
-from tests.services.conftest import OpenClient
+from tests.support import OpenClient
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,8 @@ from pheromone.contracts.streams import FIELD, FIELD_KIND, GROUP_ENTROPY, Keys, 
 from pheromone.services import consumer, transport
 from pheromone.services.consumer import GroupWorker
 from tests.services import helpers as h
-from tests.services.conftest import OpenClient, StartRuntime
-from tests.support import eventually, store_rows
+from tests.services.conftest import StartRuntime
+from tests.support import OpenClient, eventually, store_rows
 
 APPLIED = EventKind.PATTERN_APPLIED.value
 

@@ -17,7 +17,8 @@ from pheromone.contracts.streams import Keys
 from pheromone.services.store.db import Store
 from pheromone.simulate import SimJob
 from tests.services import helpers as h
-from tests.services.conftest import OpenClient, StartRuntime
+from tests.services.conftest import StartRuntime
+from tests.support import OpenClient
 
 
 async def mixed_workload(start_runtime: StartRuntime, open_client: OpenClient, db: Path, prefix: str,

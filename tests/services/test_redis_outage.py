@@ -15,7 +15,8 @@ from pheromone.contracts.streams import Keys
 from pheromone.services.embedded import EmbeddedServer
 from pheromone.spool import Spool
 from tests.services import helpers as h
-from tests.services.conftest import OpenClient, StartRuntime
+from tests.services.conftest import StartRuntime
+from tests.support import OpenClient
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +55,7 @@ async def test_producers_and_store_ride_out_a_redis_outage(
     assert len(set(during)) == 9_000
     await h.eventually(lambda: all(c.spool_bytes > 0 for c in clients), what="events spooled to disk")
     assert all(c.stats.send_failures > 0 for c in clients)
-    assert all(list((tmp_path / "spool" / f"job-{i}").glob("spool-*.jsonl")) for i in range(3))
+    assert all(list((tmp_path / "spool" / "ws-t" / f"job-{i}").glob("spool-*.jsonl")) for i in range(3))
     assert not set(during) & set(h.ledger_ids(db))
 
     await asyncio.to_thread(private_server.start)  # same port, same AOF

@@ -18,8 +18,8 @@ from pheromone.services.errors import StoreBusyError
 from pheromone.services.store import db as store_db
 from pheromone.services.store.db import Store
 from tests.services import helpers as h
-from tests.services.conftest import OpenClient, StartRuntime
-from tests.support import eventually
+from tests.services.conftest import StartRuntime
+from tests.support import OpenClient, eventually
 
 
 def batch(n: int = 40) -> list[tuple[Envelope, bytes]]:

@@ -9,12 +9,10 @@ from typing import Any
 
 import pytest
 
-from pheromone import Pheromone
 from pheromone.services.runtime import Runtime
 from tests.support import runtimes, settings
 
 StartRuntime = Callable[..., Awaitable[Runtime]]
-OpenClient = Callable[..., Awaitable[Pheromone]]
 SERVICES = ("store", "query", "consolidator")
 QUIET = {"schedule_interval_s": 0, "cluster_trigger_runs": 10_000}
 """No scheduled or cluster triggers unless a test asks: sessions start when the test triggers them."""
@@ -40,18 +38,5 @@ async def start_runtime(tmp_path: Path, prefix: str, redis_url: str) -> AsyncIte
 
 
 @pytest.fixture
-async def open_client(tmp_path: Path, prefix: str, redis_url: str) -> AsyncIterator[OpenClient]:
-    opened: list[Pheromone] = []
-
-    async def open_(name: str, *, workspace: str = "ws-fleet") -> Pheromone:
-        client = Pheromone(redis_url, workspace=workspace, job=name, prefix=prefix, data_dir=tmp_path,
-                           spool_dir=tmp_path / "spool" / name)
-        await client.open()
-        opened.append(client)
-        return client
-
-    try:
-        yield open_
-    finally:
-        for client in opened:
-            await client.close()
+def client_options(tmp_path: Path, prefix: str) -> dict[str, Any]:
+    return {"workspace": "ws-fleet", "prefix": prefix, "data_dir": tmp_path}

@@ -14,8 +14,9 @@ from pheromone.contracts.streams import Keys
 from pheromone.services.store.db import Store
 from tests.sessions import cli
 from tests.sessions import helpers as h
-from tests.sessions.conftest import OpenClient, StartRuntime
+from tests.sessions.conftest import StartRuntime
 from tests.sessions.fleet import PLANTED, WORKSPACE, fleet
+from tests.support import OpenClient
 
 FINAL = ("awaiting_review", "completed", "failed")
 
