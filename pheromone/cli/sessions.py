@@ -42,10 +42,10 @@ from pheromone.contracts.streams import Keys, entry
 from pheromone.contracts.types import Identifier
 from pheromone.services import connection
 from pheromone.services.consolidator import review as rv
-from pheromone.services.consolidator.view import StoreView
 from pheromone.services.sessions import artifacts
 from pheromone.services.sessions.guidance import render_playbook
 from pheromone.services.settings import Settings
+from pheromone.services.store.session_store import SessionStore
 
 sessions_app = typer.Typer(help="Learning sessions: list, show, run, roll back, reindex.", no_args_is_help=True)
 review_app = typer.Typer(help="Edits sessions staged for review: list, show, approve, reject.",
@@ -77,8 +77,8 @@ def _root(s: Settings) -> Path:
 
 
 @contextmanager
-def _view(s: Settings) -> Iterator[StoreView]:
-    view = StoreView(require_store(s))
+def _view(s: Settings) -> Iterator[SessionStore]:
+    view = SessionStore(require_store(s))
     try:
         yield view
     except sqlite3.OperationalError as exc:
@@ -278,7 +278,7 @@ def reindex(as_json: JsonOpt = False, data_dir: DataDirOpt = None, db: DbOpt = N
     """Rebuild the session index in SQLite from the session.json artifacts."""
     s = settings(data_dir=data_dir, db=db)
     with _view(s) as view:
-        count, bad = artifacts.reindex(view.conn, _root(s))
+        count, bad = view.reindex(_root(s))
     if as_json:
         print_json({"indexed": count, "unreadable": bad})
     else:

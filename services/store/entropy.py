@@ -1,4 +1,5 @@
-"""What the entropy service reads from the store: read-only, through aiosqlite, one SQL constant per question.
+"""What the entropy service reads from the store (`EntropyReader`): read-only, through aiosqlite, one SQL
+constant per question.
 
 The store keeps the population's entropy aggregate (`entropy_state`: total applications, sum of c log2 c,
 unique and effective pattern counts) and each pattern's current drift (`pattern_drift`) up to date in the same
@@ -17,11 +18,9 @@ import aiosqlite
 
 from pheromone.contracts import DriftMetrics, PatternEntropyMetrics
 from pheromone.services.learning.entropy import entropy_from_aggregate
+from pheromone.services.store.batch import SELECT_ENTROPY
 from pheromone.services.store.db import ensure_store
 
-ENTROPY_STATE = """
-SELECT total, sum_c_log2_c, unique_patterns, effective_patterns FROM entropy_state WHERE id = 1
-"""
 MAX_COUNT = "SELECT MAX(applications) FROM pattern_counts"
 LATEST_BUDGET = "SELECT budget_value FROM exploration_budget ORDER BY seq DESC LIMIT 1"
 QUARANTINED = """
@@ -41,14 +40,14 @@ class Drifting:
     tags: list[str]
 
 
-class StoreView:
-    """A read-only connection to the store file. Use `async with StoreView(path) as view:`."""
+class EntropyReader:
+    """A read-only connection to the store file. Use `async with EntropyReader(path) as reader:`."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
 
-    async def __aenter__(self) -> StoreView:
+    async def __aenter__(self) -> EntropyReader:
         await self.open()
         return self
 
@@ -67,12 +66,12 @@ class StoreView:
 
     @property
     def db(self) -> aiosqlite.Connection:
-        assert self._db is not None, "StoreView used before open()"
+        assert self._db is not None, "EntropyReader used before open()"
         return self._db
 
     async def entropy(self, *, calculated_at: datetime, alert_threshold: float) -> PatternEntropyMetrics:
         """The population's entropy metrics now (learning's formula, from the store's running aggregate)."""
-        async with self.db.execute(ENTROPY_STATE) as cur:
+        async with self.db.execute(SELECT_ENTROPY) as cur:
             row = await cur.fetchone()
         async with self.db.execute(MAX_COUNT) as cur:
             top = await cur.fetchone()
