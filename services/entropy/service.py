@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -104,7 +103,7 @@ class EntropyService:
             self._due.clear()
             try:
                 await self.evaluate(periodic=periodic)
-            except (RedisError, StoreError, sqlite3.Error, OSError) as exc:
+            except (RedisError, StoreError, OSError) as exc:
                 self.stats.failures += 1
                 log.warning("entropy evaluation failed, will retry: %s", exc)
             except Exception:  # the loop must outlive any one evaluation

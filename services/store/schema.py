@@ -307,7 +307,7 @@ PROJECTION_TABLES: tuple[str, ...] = (
 
 Not listed: `learning_settings`, the settings the projections derive with (see `services.store.projections`);
 it is configuration, not state derived from events. Nor `session_index`: it is rebuilt from the session.json
-artifacts (`services.sessions.artifacts.reindex`)."""
+artifacts (`services.store.session_store.SessionStore.reindex`)."""
 
 
 def connect(path: str, *, timeout_s: float = 30.0) -> sqlite3.Connection:
