@@ -1,7 +1,7 @@
 """What every projection receives besides the event (`ProjectionContext`), and a projection's signature.
 
-Its own module so that the projection families (`projections`, `sessions`) and the writer (`db`) share it
-without importing one another.
+Its own module so that the projection families (`projections`, `session_projections`) and the writer (`db`)
+share it without importing one another.
 """
 
 from __future__ import annotations

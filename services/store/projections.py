@@ -41,7 +41,7 @@ from pheromone.services.store import patterns
 from pheromone.services.store.codec import dumps as _json
 from pheromone.services.store.codec import us
 from pheromone.services.store.context import Projection, ProjectionContext
-from pheromone.services.store.sessions import SESSION_PROJECTIONS
+from pheromone.services.store.session_projections import SESSION_PROJECTIONS
 
 SELECT_LEARNING = "SELECT body FROM learning_settings WHERE id = 1"
 RECORD_LEARNING = """
@@ -299,4 +299,4 @@ PROJECTIONS: dict[str, Projection] = {
     "drift": drift,
     "epistemic_drift": drift,
 }
-PROJECTIONS.update(SESSION_PROJECTIONS)  # learning sessions: services.store.sessions
+PROJECTIONS.update(SESSION_PROJECTIONS)  # learning sessions: services.store.session_projections

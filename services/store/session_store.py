@@ -21,7 +21,7 @@ from pheromone.services.sessions.guidance import Guidance
 from pheromone.services.sessions.states import ACTIVE
 from pheromone.services.store.codec import us
 from pheromone.services.store.schema import connect
-from pheromone.services.store.sessions import SELECT_GUIDANCE, SELECT_SESSION
+from pheromone.services.store.session_projections import SELECT_GUIDANCE, SELECT_SESSION
 
 HARVESTED = ("execution", "pattern_applied", "error_recovery")
 LEDGER_SINCE = f"""
