@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import aiosqlite
 
@@ -35,6 +36,15 @@ DRIFTING = """
 SELECT d.pattern_id, d.drift, p.context_tags FROM pattern_drift d LEFT JOIN patterns p ON p.id = d.pattern_id
 WHERE d.drift_exceeded = 1 AND d.drift IS NOT NULL ORDER BY d.drift_magnitude DESC LIMIT ?
 """
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """A failing store is a `StoreError` here as in the writer (`StoreBusyError` when retryable)."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise map_sqlite_error(exc) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,49 +70,53 @@ class EntropyReader:
     async def open(self) -> None:
         """Open read-only, creating an empty store first if there is none (`ensure_store`)."""
         await ensure_store(self.path)
-        try:
+        with store_errors():
             self._db = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True)
             await self._db.execute("PRAGMA busy_timeout=10000")
-        except sqlite3.Error as exc:
-            raise map_sqlite_error(exc) from exc
 
     async def close(self) -> None:
         if self._db is not None:
             await self._db.close()
             self._db = None
 
-    async def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
-        """The rows of one question; a failing store is a `StoreError` (retryable ones `StoreBusyError`)."""
+    @property
+    def db(self) -> aiosqlite.Connection:
         if self._db is None:
             raise StoreError("EntropyReader used before open()")
-        try:
-            async with self._db.execute(sql, args) as cur:
-                return list(await cur.fetchall())
-        except sqlite3.Error as exc:
-            raise map_sqlite_error(exc) from exc
+        return self._db
 
     async def entropy(self, *, calculated_at: datetime, alert_threshold: float) -> PatternEntropyMetrics:
         """The population's entropy metrics now (learning's formula, from the store's running aggregate)."""
-        state, top = await self._rows(SELECT_ENTROPY), await self._rows(MAX_COUNT)
-        total, s, unique, effective = state[0] if state else (0, 0.0, 0, 0)
+        with store_errors():
+            async with self.db.execute(SELECT_ENTROPY) as cur:
+                row = await cur.fetchone()
+            async with self.db.execute(MAX_COUNT) as cur:
+                top = await cur.fetchone()
+        total, s, unique, effective = row if row is not None else (0, 0.0, 0, 0)
         return entropy_from_aggregate(
             total=int(total), sum_c_log2_c=float(s), unique=int(unique), effective=int(effective),
-            max_count=int(top[0][0] or 0) if top else 0, calculated_at=calculated_at,
+            max_count=int(top[0] or 0) if top else 0, calculated_at=calculated_at,
             alert_threshold=alert_threshold,
         )
 
     async def budget(self) -> float | None:
         """The exploration budget's latest value (None before the first budget record)."""
-        rows = await self._rows(LATEST_BUDGET)
-        return float(rows[0][0]) if rows else None
+        with store_errors():
+            async with self.db.execute(LATEST_BUDGET) as cur:
+                row = await cur.fetchone()
+        return None if row is None else float(row[0])
 
     async def quarantined(self, limit: int) -> list[str]:
         if limit <= 0:
             return []
-        return [str(r[0]) for r in await self._rows(QUARANTINED, (limit,))]
+        with store_errors():
+            async with self.db.execute(QUARANTINED, (limit,)) as cur:
+                return [str(r[0]) for r in await cur.fetchall()]
 
     async def drifting(self, limit: int = 100) -> list[Drifting]:
         """Patterns whose current effectiveness drift exceeds its threshold, largest drift first."""
-        rows = await self._rows(DRIFTING, (limit,))
+        with store_errors():
+            async with self.db.execute(DRIFTING, (limit,)) as cur:
+                rows = await cur.fetchall()
         return [Drifting(DriftMetrics.model_validate_json(drift), json.loads(tags) if tags else [])
                 for _, drift, tags in rows]
