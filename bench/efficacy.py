@@ -68,7 +68,6 @@ from pheromone.contracts import (  # noqa: E402
     pattern_id,
 )
 from pheromone.contracts.sessions import AutonomyMode, Edit, EditOp, EditPillar, EditStatus, edit_id  # noqa: E402
-from pheromone.services.consolidator.view import StoreView  # noqa: E402
 from pheromone.services.query.learning import WaitArgs, wait  # noqa: E402
 from pheromone.services.sessions.guidance import Guidance, NotApplicable  # noqa: E402
 from pheromone.services.sessions.harvest import Harvest, Recovery, Run, harvest  # noqa: E402
@@ -77,6 +76,7 @@ from pheromone.services.sessions.teacher import Lesson, StatisticalTeacher  # no
 from pheromone.services.settings import LearningSettings, SessionsSettings  # noqa: E402
 from pheromone.services.store.db import Store  # noqa: E402
 from pheromone.services.store.reader import Reader  # noqa: E402
+from pheromone.services.store.session_store import SessionStore  # noqa: E402
 
 WS = "ws-bench"
 MODELS = ("model-a", "model-b")
@@ -191,7 +191,7 @@ async def through_store(world: World, rng: random.Random, tmp: Path) -> tuple[Ha
     async with Store(db) as store:
         for i in range(0, len(events), 1_000):
             await store.apply([(e, e.model_dump_json()) for e in events[i : i + 1_000]])
-    view = StoreView(db)
+    view = SessionStore(db)
     try:
         h = harvest(view.ledger(WS, 0, S.max_harvest_events))
         status = {n: view.conn.execute("SELECT quarantine_status FROM patterns WHERE id = ?", (PID[n],))
@@ -351,7 +351,7 @@ async def lifecycle(seed: int, tmp: Path) -> dict[str, bool]:
             t += timedelta(seconds=1)
             later.append(Envelope(workspace=WS, job="life", occurred_at=t, payload=PatternApplied(
                 pattern_id=rid, success=rng.random() < 0.8)))
-    view = StoreView(db)
+    view = SessionStore(db)
     try:
         def moved_to(name: str, to: str) -> bool:
             return view.conn.execute("SELECT 1 FROM pattern_transitions WHERE pattern_id = ? AND to_status = ?",
@@ -362,7 +362,7 @@ async def lifecycle(seed: int, tmp: Path) -> dict[str, bool]:
         view.close()
     async with Store(db) as store:
         await store.apply([(e, e.model_dump_json()) for e in later])
-    view = StoreView(db)
+    view = SessionStore(db)
     try:
         out["recover_30"] = quarantined == "quarantined" and view.conn.execute(
             "SELECT 1 FROM pattern_transitions WHERE pattern_id = ? AND from_status = 'quarantined'",

@@ -24,7 +24,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import redis.asyncio as aioredis
 from pydantic import ValidationError
@@ -34,19 +33,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from pheromone.contracts import Envelope, parse_envelope
 from pheromone.contracts.streams import FIELD, FIELD_KIND
 from pheromone.services import transport
-from pheromone.services.errors import StoreBusyError
+from pheromone.services.errors import Refused, StoreBusyError, one_line
 from pheromone.services.metrics import WorkerMetrics
 from pheromone.services.transport import DeadLetter, Entry
 
 log = logging.getLogger(__name__)
-
-class Refused(NamedTuple):
-    """An event the handler would not apply: dead-lettered, or left pending when `retry` (see EventRejected)."""
-
-    index: int  # type: ignore[assignment]  # shadows tuple.index on purpose: the entry's place in the batch
-    reason: str
-    retry: bool = False
-
 
 Handler = Callable[[Sequence[tuple[Envelope, bytes]]], Awaitable[Sequence[tuple[int, str] | Refused]]]
 """Applies valid events; returns the (index, reason[, retry]) of each event it refuses."""
@@ -58,16 +49,6 @@ its parsing does not, because pydantic holds the GIL while the writer thread's m
 release and re-take it (a GIL convoy); bench/RESULTS.md measures two against one."""
 
 
-MAX_REASON = 1_000
-"""Characters of a dead letter's reason; the entry's own bytes are kept whole beside it."""
-
-
-def one_line(text: str, limit: int = MAX_REASON) -> str:
-    """Text quoted from a message (a field's name, a value) made safe for a reason or a log line: control
-    characters escaped, so a newline in a hostile field name cannot split the line or forge a log line, and
-    bounded in length."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 def describe(exc: BaseException) -> str:

@@ -7,10 +7,13 @@
                                    (it names a record not stored yet: retried until max_deliveries)
 
 Subscribers map them: retryable errors leave the entry pending for the retrier; permanent ones go to the
-dead-letter stream at once with their message.
+dead-letter stream at once with their message. A handler reports the events it refuses as `Refused` (the store
+and the consumer both speak it, so it lives here, below both).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 
 class PheromoneError(Exception):
@@ -36,3 +39,23 @@ class EventRejected(PheromoneError):
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class Refused(NamedTuple):
+    """An event the handler would not apply: dead-lettered, or left pending when `retry` (see EventRejected)."""
+
+    index: int  # type: ignore[assignment]  # shadows tuple.index on purpose: the entry's place in the batch
+    reason: str
+    retry: bool = False
+
+
+MAX_REASON = 1_000
+"""Characters of a dead letter's reason; the entry's own bytes are kept whole beside it."""
+
+
+def one_line(text: str, limit: int = MAX_REASON) -> str:
+    """Text quoted from a message (a field's name, a value) made safe for a reason or a log line: control
+    characters escaped, so a newline in a hostile field name cannot split the line or forge a log line, and
+    bounded in length."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"

@@ -21,11 +21,11 @@ from pheromone.contracts.streams import Keys, entry
 from pheromone.contracts.types import Identifier
 from pheromone.services import connection
 from pheromone.services.consolidator import review as rv
-from pheromone.services.consolidator.view import StoreView
 from pheromone.services.sessions import artifacts
 from pheromone.services.settings import Settings
 from pheromone.services.store.reader import Reader
 from pheromone.services.store.reads import StoreReads
+from pheromone.services.store.session_store import SessionStore
 
 T = TypeVar("T")
 
@@ -59,9 +59,9 @@ def _store_errors(s: Settings) -> Iterator[None]:
 
 
 @contextmanager
-def store_view(s: Settings) -> Iterator[StoreView]:
+def store_view(s: Settings) -> Iterator[SessionStore]:
     """The consolidator's view of the store (sessions, edits, the session index), closed after the block."""
-    view = StoreView(require_store(s))
+    view = SessionStore(require_store(s))
     try:
         with _store_errors(s):
             yield view

@@ -191,7 +191,7 @@ def reindex(as_json: JsonOpt = False, data_dir: DataDirOpt = None, db: DbOpt = N
     """Rebuild the session index in SQLite from the session.json artifacts."""
     s = settings(data_dir=data_dir, db=db)
     with store_view(s) as view:
-        count, bad = artifacts.reindex(view.conn, artifacts_root(s))
+        count, bad = view.reindex(artifacts_root(s))
     if as_json:
         print_json({"indexed": count, "unreadable": bad})
     else:

@@ -30,12 +30,12 @@ from pheromone.contracts.sessions import (
     TriggerKind,
 )
 from pheromone.contracts.streams import CONSOLIDATOR_JOB
-from pheromone.services.consolidator.view import StoreView
 from pheromone.services.sessions import artifacts
 from pheromone.services.sessions.harvest import GateRefused, harvest
 from pheromone.services.sessions.pipeline import Consolidation, diagnose_step, gate_step, plan_step, report
 from pheromone.services.sessions.teacher import Teacher
 from pheromone.services.settings import SessionsSettings
+from pheromone.services.store.session_store import SessionStore
 
 log = logging.getLogger(__name__)
 Emit = Callable[[Sequence[Envelope]], Awaitable[None]]
@@ -48,7 +48,7 @@ class SessionFailed(Exception):
 
 @dataclass
 class SessionRunner:
-    view: StoreView
+    store: SessionStore
     emit: Emit
     root: Path
     settings: SessionsSettings
@@ -61,7 +61,7 @@ class SessionRunner:
 
     async def run(self, trigger: SessionTrigger, trigger_id: str) -> LearningSession:
         scope = trigger.scope
-        for sid, status in await asyncio.to_thread(self.view.active_sessions, scope):
+        for sid, status in await asyncio.to_thread(self.store.active_sessions, scope):
             # We hold the scope's lock, so no consolidator is running these: their holder died.
             await self._emit([self._transition(sid, scope, S.FAILED, f"abandoned in {status.value}: its "
                                                "consolidator stopped before it ended")])
@@ -91,7 +91,7 @@ class SessionRunner:
 
     async def _consolidate(self, s: LearningSession, trigger: SessionTrigger,
                            mode: AutonomyMode) -> tuple[LearningSession, Envelope]:
-        scope, v, cfg = s.workspace, self.view, self.settings
+        scope, v, cfg = s.workspace, self.store, self.settings
         s, _ = await self._move(s, S.HARVESTING, "reading the ledger since the last session")
         since = await asyncio.to_thread(v.watermark, scope)
         if trigger.trigger is TriggerKind.USER_FLAG and trigger.subject:
@@ -153,7 +153,7 @@ class SessionRunner:
 
     def _save(self, s: LearningSession) -> LearningSession:
         path = artifacts.write_session(self.root, s)
-        self.view.index(s, path)
+        self.store.index(s, path)
         return s
 
     async def _emit(self, events: Sequence[Envelope]) -> None:
@@ -161,7 +161,7 @@ class SessionRunner:
 
     async def _wait_applied(self, event_id: str) -> None:
         deadline = time.monotonic() + self.applied_timeout_s
-        while not await asyncio.to_thread(self.view.event_applied, event_id):
+        while not await asyncio.to_thread(self.store.event_applied, event_id):
             if self.stopping:
                 return
             if time.monotonic() >= deadline:

@@ -35,13 +35,13 @@ from pheromone.contracts import Envelope, EventKind, ExecutionRecord
 from pheromone.contracts.sessions import SessionTrigger, TriggerKind
 from pheromone.contracts.streams import CONSOLIDATOR_JOB, GROUP_CONSOLIDATOR, Keys, entry
 from pheromone.services.consolidator.runner import SessionRunner
-from pheromone.services.consolidator.view import StoreView
-from pheromone.services.consumer import Refused
 from pheromone.services.entropy.locks import Locks
+from pheromone.services.errors import Refused
 from pheromone.services.runtime import ServiceContext, ServiceParts
 from pheromone.services.sessions.teacher import StatisticalTeacher, Teacher
 from pheromone.services.settings import SessionsSettings
 from pheromone.services.store.db import ensure_store
+from pheromone.services.store.session_store import SessionStore
 
 log = logging.getLogger(__name__)
 EXECUTIONS = frozenset({EventKind.EXECUTION.value})
@@ -69,7 +69,7 @@ class Consolidator:
                 refused.append(Refused(i, f"a trigger from workspace {env.workspace} cannot ask for a session in "
                                           f"{p.scope}: only in its own"))
                 continue
-            done = await asyncio.to_thread(self.runner.view.session_for_trigger, env.event_id)
+            done = await asyncio.to_thread(self.runner.store.session_for_trigger, env.event_id)
             if done is not None:
                 # A redelivery (the retrier claims entries idle longer than claim_idle_ms, and a session can run
                 # longer): this trigger already started session `done`.
@@ -80,7 +80,7 @@ class Consolidator:
                 refused.append(Refused(i, f"scope {p.scope} is busy with another session", True))
                 continue
             try:
-                if await asyncio.to_thread(self.runner.view.session_for_trigger, env.event_id) is not None:
+                if await asyncio.to_thread(self.runner.store.session_for_trigger, env.event_id) is not None:
                     continue  # started meanwhile by a redelivery that got the lock first
                 s = await self.runner.run(p, env.event_id)
                 log.info("session %s in %s: %s", s.id, p.scope, s.status.value)
@@ -144,7 +144,7 @@ class Consolidator:
             try:
                 if await self._locks.take(self.keys.sessions("tick"), 0.9 * interval) is None:
                     continue
-                for ws in await asyncio.to_thread(self.runner.view.workspaces_with_new_runs):
+                for ws in await asyncio.to_thread(self.runner.store.workspaces_with_new_runs):
                     await self.trigger(SessionTrigger(trigger=TriggerKind.SCHEDULED, scope=ws))
             except Exception:  # the loop must outlive any one tick
                 log.exception("scheduled triggers failed; will retry")
@@ -154,7 +154,7 @@ async def build(ctx: ServiceContext, teacher: Teacher | None = None) -> ServiceP
     s = ctx.settings
     path = s.store_path
     await ensure_store(path)
-    view = StoreView(path)
+    store = SessionStore(path)
 
     async def emit(events: Sequence[Envelope]) -> None:
         async with ctx.redis.pipeline(transaction=True) as pipe:
@@ -163,11 +163,11 @@ async def build(ctx: ServiceContext, teacher: Teacher | None = None) -> ServiceP
             await pipe.execute()
 
     root = s.sessions.artifacts_dir or s.data_dir / "sessions"
-    runner = SessionRunner(view, emit, root, s.sessions, teacher or StatisticalTeacher())
+    runner = SessionRunner(store, emit, root, s.sessions, teacher or StatisticalTeacher())
     service = Consolidator(ctx.redis, ctx.keys, runner, s.sessions)
 
     async def close() -> None:
-        await asyncio.to_thread(view.close)
+        await asyncio.to_thread(store.close)
 
     return ServiceParts(
         name="consolidator",

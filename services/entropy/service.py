@@ -10,7 +10,7 @@ Subscriber (FastStream batch subscriber, group `entropy`):
     the batch stays pending for the retrier.
 
 Evaluation loop (every K applications, or every T seconds in one replica while applications arrive):
-  1. diversity from the store's running entropy aggregate (`StoreView.entropy`, learning's formula);
+  1. diversity from the store's running entropy aggregate (`EntropyReader.entropy`, learning's formula);
   2. below `LearningSettings.entropy_alert_threshold` with enough applications, it takes the response lock
      `{prefix}:entropy:cooldown` (SET NX PX cooldown): the replica that gets it responds (`plan_response`:
      metrics, budget boost and response record onto `{prefix}:ingest` in one MULTI/EXEC, then an
@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,11 +39,11 @@ from pheromone.contracts.streams import GROUP_ENTROPY, Keys, entry
 from pheromone.services.broadcaster.publish import Publisher
 from pheromone.services.entropy.locks import Locks
 from pheromone.services.entropy.response import drift_alert, plan_response
-from pheromone.services.entropy.view import StoreView
 from pheromone.services.errors import StoreError
 from pheromone.services.metrics import Metrics
 from pheromone.services.runtime import ServiceContext, ServiceParts
 from pheromone.services.settings import CoordinationSettings, LearningSettings
+from pheromone.services.store.entropy import EntropyReader
 
 log = logging.getLogger(__name__)
 APPLIED = frozenset({EventKind.PATTERN_APPLIED.value})
@@ -66,7 +65,7 @@ class EntropyStats:
 class EntropyService:
     redis: aioredis.Redis
     keys: Keys
-    view: StoreView
+    reader: EntropyReader
     learning: LearningSettings
     settings: CoordinationSettings
     stats: EntropyStats = field(default_factory=EntropyStats)
@@ -104,7 +103,7 @@ class EntropyService:
             self._due.clear()
             try:
                 await self.evaluate(periodic=periodic)
-            except (RedisError, StoreError, sqlite3.Error, OSError) as exc:
+            except (RedisError, StoreError, OSError) as exc:
                 self.stats.failures += 1
                 log.warning("entropy evaluation failed, will retry: %s", exc)
             except Exception:  # the loop must outlive any one evaluation
@@ -124,7 +123,7 @@ class EntropyService:
                 return None
         now = datetime.now(UTC)
         threshold = self.learning.entropy_alert_threshold
-        metrics = await self.view.entropy(calculated_at=now, alert_threshold=threshold)
+        metrics = await self.reader.entropy(calculated_at=now, alert_threshold=threshold)
         previous = await self.redis.set(self.keys.entropy("last"), metrics.model_dump_json(), get=True)
         if periodic and isinstance(previous, bytes) and _total(previous) == metrics.total_applications:
             return None
@@ -142,8 +141,8 @@ class EntropyService:
             self.stats.cooldown_skips += 1
             return False
         try:
-            budget = await self.view.budget()
-            revisit = await self.view.quarantined(self.settings.max_quarantine_revisits)
+            budget = await self.reader.budget()
+            revisit = await self.reader.quarantined(self.settings.max_quarantine_revisits)
             planned = plan_response(metrics, budget, revisit, self.learning, now, self.settings.alert_ttl_s)
             await self._emit(planned.events)
         except BaseException:
@@ -163,7 +162,7 @@ class EntropyService:
         return True
 
     async def _drift_alerts(self, now: datetime) -> None:
-        drifting = await self.view.drifting()
+        drifting = await self.reader.drifting()
         if not drifting:
             return
         ttl_ms = int(self.settings.drift_alert_cooldown_s * 1000)
@@ -194,9 +193,9 @@ class EntropyService:
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:
-    view = StoreView(ctx.settings.store_path)
-    await view.open()
-    service = EntropyService(ctx.redis, ctx.keys, view, ctx.settings.learning, ctx.settings.coordination,
+    reader = EntropyReader(ctx.settings.store_path)
+    await reader.open()
+    service = EntropyService(ctx.redis, ctx.keys, reader, ctx.settings.learning, ctx.settings.coordination,
                              metrics=ctx.metrics)
     return ServiceParts(
         name="entropy",
@@ -204,7 +203,7 @@ async def build(ctx: ServiceContext) -> ServiceParts:
                             kinds=APPLIED)],
         loops=[service.run],
         trims=[(ctx.keys.broadcast, ctx.settings.broadcast_retention_s, False)],
-        close=view.close,
+        close=reader.close,
     )
 
 

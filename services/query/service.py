@@ -23,7 +23,8 @@ from pydantic import ValidationError
 
 from pheromone.contracts import EventQuery
 from pheromone.contracts.queries import MAX_REQUEST_BYTES
-from pheromone.services.consumer import describe, one_line
+from pheromone.services.consumer import describe
+from pheromone.services.errors import one_line
 from pheromone.services.query import finite
 from pheromone.services.query.learning import LEARNING_OPS
 from pheromone.services.query.sessions import SESSION_OPS

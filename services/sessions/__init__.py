@@ -7,6 +7,6 @@
     teacher    the Teacher protocol and the deterministic statistical teacher
     plan       the fixed (pillar, op) risk table, the frozen LearningPlan, autonomy decisions
     gate       replay of a split against a guidance state, benchmark snapshots, edit-by-edit acceptance
-    artifacts  session.json (authoritative) and its SQLite index
+    artifacts  session.json (authoritative) and plan.json; the store indexes them (services.store.session_store)
     pipeline   one session from harvested runs to edit outcomes (no I/O)
 """

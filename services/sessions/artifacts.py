@@ -1,5 +1,5 @@
-"""Session artifacts: `<sessions dir>/<id>/session.json` (authoritative) and `plan.json` (the frozen plan),
-and the `session_index` table that lists them, rebuilt from the files by `reindex`.
+"""Session artifacts: `<sessions dir>/<id>/session.json` (authoritative) and `plan.json` (the frozen plan).
+The store lists them in its `session_index` table (`services.store.session_store`), rebuilt from these files.
 
 Files are written to a temporary name and renamed, so a reader sees the old or the new file, never half.
 """
@@ -7,17 +7,14 @@ Files are written to a temporary name and renamed, so a reader sees the old or t
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from pheromone.contracts.sessions import EditStatus, LearningPlan, LearningSession
-from pheromone.services.store.codec import us
+from pheromone.contracts.sessions import LearningPlan, LearningSession
 
 SESSION_FILE = "session.json"
 PLAN_FILE = "plan.json"
-UPSERT_INDEX = "INSERT OR REPLACE INTO session_index VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 
 class ArtifactError(ValueError):
@@ -61,34 +58,13 @@ def read_session(root: Path, session_id: str) -> LearningSession:
         raise ArtifactError(f"{path} is not a session: {exc.errors(include_url=False)[0]['msg']}") from exc
 
 
-def index_row(s: LearningSession, path: Path) -> tuple[object, ...]:
-    count = {st: sum(1 for o in s.outcomes if o.status is st) for st in EditStatus}
-    snaps = {(x.label, x.split): x.score for x in s.snapshots}
-    return (s.id, s.workspace, s.status.value, s.trigger.value, s.trigger_id, s.autonomy.value, us(s.started_at),
-            us(s.ended_at) if s.ended_at else None, count[EditStatus.APPLIED], count[EditStatus.STAGED],
-            count[EditStatus.GATE_REJECTED] + count[EditStatus.REJECTED], snaps.get(("before", "val")),
-            snaps.get(("after", "val")), str(path))
-
-
-def index(conn: sqlite3.Connection, s: LearningSession, path: Path) -> None:
-    conn.execute(UPSERT_INDEX, index_row(s, path))
-
-
-def reindex(conn: sqlite3.Connection, root: Path) -> tuple[int, list[str]]:
-    """Rebuild `session_index` from every session.json under `root`; returns (indexed, unreadable files)."""
+def read_sessions(root: Path) -> tuple[list[tuple[LearningSession, Path]], list[str]]:
+    """Every session.json under `root`, in path order, and the files that are not readable sessions."""
+    found: list[tuple[LearningSession, Path]] = []
     bad: list[str] = []
-    rows = []
     for path in sorted(root.glob(f"*/{SESSION_FILE}")) if root.is_dir() else []:
         try:
-            rows.append(index_row(LearningSession.model_validate_json(path.read_bytes()), path))
+            found.append((LearningSession.model_validate_json(path.read_bytes()), path))
         except (OSError, ValidationError):
             bad.append(str(path))
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute("DELETE FROM session_index")
-        conn.executemany(UPSERT_INDEX, rows)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return len(rows), bad
+    return found, bad

@@ -1,17 +1,16 @@
 """A batch's pattern state: held in memory during the batch transaction, written back once per key.
 
-Applying a pattern used to cost ~7 statements per event (the application row, `pattern_counts`, the pattern's
-counters, `entropy_state`, the success-factor counts, the last-N window, the scores). Within one batch the
-same few patterns and the one entropy row are rewritten over and over, so instead (`patterns.apply`):
+Within one batch the same few patterns and the one entropy row are rewritten over and over, so rather than a
+statement per step per event (`patterns.apply`):
 
 - success-factor counts are integer sums (grounding in exact millionths): added up here per
   (pattern, factor, value) and upserted once; a sum of integers does not depend on how it is grouped;
 - `entropy_state` is read once and updated here with exactly the statement's operations, in ledger order:
   `sum_c_log2_c` is a float, so its additions are never regrouped, only moved from SQL to Python (both are
   IEEE doubles); it is written back as absolute values;
-- a pattern's path-dependent state (`Live`: counts, last confirmed/applied, the last-N window by
+- a pattern's path-dependent state (`pattern_state.Live`: counts, last confirmed/applied, the last-N window by
   (applied_us desc, event_id desc), status and grace) is loaded once and updated per application as the SQL
-  did; its `pattern_counts` row and pattern counters and scores are written back once;
+  would; its `pattern_counts` row and pattern counters and scores are written back once;
 - application rows are inserted with `executemany`, before anything reads `pattern_applications`.
 
 Transitions are still written as they happen (they are rare and carry their own ids and times). Whatever reads
@@ -25,18 +24,11 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pheromone.services.learning.scores import days_between, priority, trust, variance
-
-if TYPE_CHECKING:
-    from pheromone.services.settings import LearningSettings
-    from pheromone.services.store.patterns import PatternState
+from pheromone.services.store.pattern_state import Live, scores
 
 INSERT_APPLICATION = "INSERT INTO pattern_applications VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-SELECT_COUNTS = """
-SELECT applications, successes, last_confirmed_us, last_applied_us FROM pattern_counts WHERE pattern_id = ?
-"""
 WRITE_COUNTS = """
 INSERT INTO pattern_counts VALUES (?, ?, ?, ?, ?)
 ON CONFLICT(pattern_id) DO UPDATE SET
@@ -68,28 +60,6 @@ ON CONFLICT(id) DO UPDATE SET
 """
 APPLICATION_CHUNK = 5_000
 """Buffered application rows are written at this many too, so a rebuild (one batch) stays small in memory."""
-
-Window = list[tuple[int, str, int, "float | None"]]
-"""(applied_us, event_id, success, grounding_confidence), newest first: what `patterns.WINDOW` selects."""
-
-
-@dataclass(slots=True)
-class Live:
-    """One pattern's state for the rest of the batch. `state` is None while it has no pattern row."""
-
-    id: str
-    applications: int
-    successes: int
-    last_confirmed_us: int | None
-    last_applied_us: int | None
-    state: PatternState | None
-    window: Window
-    settings: LearningSettings
-    effectiveness: float | None = None
-    """The last application's effectiveness (set once the pattern has a row). The other scores are functions of
-    the state the batch leaves, so they are computed once, when the pattern is written (`scores`), rather than
-    after every application: ~11k fewer instructions per application (callgrind)."""
-
 
 @dataclass(slots=True)
 class PatternBatch:
@@ -192,15 +162,3 @@ def _write_live(conn: sqlite3.Connection, live: Live) -> None:
             },
         )
 
-
-def scores(st: PatternState, eff: float, s: LearningSettings) -> dict[str, Any]:
-    """A pattern's stored scores given its state and effectiveness (after any transition the rule made)."""
-    var = variance(st.successes, st.failures)
-    days = days_between(st.last_confirmed_us, st.last_applied_us)
-    return {
-        "eff": eff,
-        "var": var,
-        "pri": priority(eff, st.occurrences, var, s),
-        "trust": trust(st.successes, st.failures, days, st.status, s),
-        "at": st.last_applied_us,
-    }

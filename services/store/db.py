@@ -6,8 +6,8 @@ Running the whole `BEGIN IMMEDIATE … COMMIT` as one function on the writer thr
 never blocks the event loop. Readers (`services.store.reader`) use aiosqlite.
 
 `on_loop=True` (the store service alone in its process, `serve --only store`): the batch is applied on the
-calling thread, the event loop's, where it was parsed, rather than handing its ~10,000 fresh objects to
-another thread: ~5 % less CPU per event draining a backlog, measured (bench/RESULTS.md). While another
+calling thread, the event loop's, where it was parsed, rather than handing its many fresh objects to
+another thread, which costs CPU per event (bench/RESULTS.md). While another
 process holds the write lock, the loop waits for it with `asyncio.sleep`, never in SQLite's busy handler
 (`_begin_on_loop`); once it has the lock it runs the batch to its commit without an await, so nothing else
 on the loop can run inside the transaction (or wait on it: a synchronous writer on the same loop would
@@ -31,16 +31,16 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from pheromone.contracts import Envelope, parse_envelope
-from pheromone.services.consumer import Refused, one_line
-from pheromone.services.errors import EventRejected, StoreBusyError, StoreError
+from pheromone.services.errors import EventRejected, Refused, StoreBusyError, StoreError, one_line
 from pheromone.services.settings import LearningSettings
+from pheromone.services.store.backend import ApplyResult
 from pheromone.services.store.codec import us
-from pheromone.services.store.projections import PROJECTIONS, ProjectionContext, learning_settings
+from pheromone.services.store.context import ProjectionContext
+from pheromone.services.store.projections import PROJECTIONS, learning_settings
 from pheromone.services.store.schema import PROJECTION_TABLES, connect, migrate
 
 INSERT_LEDGER = """
@@ -51,16 +51,6 @@ VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(event_id) DO NOTHING
 DELETE_LEDGER = "DELETE FROM ledger WHERE event_id = ?"
 REPLAY_CHUNK = 5_000
 T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class ApplyResult:
-    """What one batch did: ids newly applied, ids already in the ledger, and refused events by index."""
-
-    inserted: list[str] = field(default_factory=list)
-    duplicates: list[str] = field(default_factory=list)
-    rejected: list[Refused] = field(default_factory=list)
-    """Refused events; `retry` marks those that refer to a record not stored yet (see EventRejected)."""
 
 
 def map_sqlite_error(exc: sqlite3.Error) -> StoreError:
@@ -85,7 +75,8 @@ def cannot_store(exc: Exception) -> str:
 
 
 class Store:
-    """The ledger plus projections in one SQLite file. Use `async with Store(path) as store:`.
+    """The ledger plus projections in one SQLite file: the SQLite `StoreBackend` (services.store.backend). Use
+    `async with Store(path) as store:`.
 
     `learning`: the rules' settings (`Settings.learning`), recorded in the store when given; when None, the
     store's recorded settings are used (so `rebuild` derives with what the writer used), else the defaults.
@@ -333,7 +324,6 @@ class Store:
 
 def us_now() -> int:
     return time.time_ns() // 1_000
-
 
 
 async def ensure_store(path: Path) -> None:

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pheromone.contracts import Envelope, PatternApplied, PatternObserved, PatternTransitioned, QuarantineStatus
 from pheromone.contracts.records import normalise_pattern_name, pattern_id
@@ -47,8 +45,9 @@ from pheromone.services.learning.lifecycle import (
 )
 from pheromone.services.learning.scores import days_between, effectiveness, priority, trust
 from pheromone.services.order import check_predecessor
-from pheromone.services.store.batch import SELECT_COUNTS, Live, PatternBatch, Window, scores
+from pheromone.services.store.batch import PatternBatch
 from pheromone.services.store.codec import dumps, us
+from pheromone.services.store.pattern_state import Live, PatternState, Window, scores
 
 if TYPE_CHECKING:
     from pheromone.services.settings import LearningSettings
@@ -66,34 +65,13 @@ def content_hash(pattern_type: str, pattern_name: str, description: str) -> str:
     return hashlib.sha256(f"{normalise_pattern_name(pattern_type)}\x1f{content}".encode()).hexdigest()
 
 
-@dataclass(slots=True)
-class PatternState:
-    """What `refresh` needs of a pattern row."""
-
-    id: str
-    name: str
-    occurrences: int
-    successes: int
-    failures: int
-    last_confirmed_us: int | None
-    last_applied_us: int | None
-    status: QuarantineStatus
-    grace_until: int
-    base_apps: int = 0
-    """Applications and successes when the pattern last entered or left quarantine: the lifecycle's evidence
-    is what came after."""
-    base_successes: int = 0
-
-    @classmethod
-    def from_row(cls, pid: str, row: Sequence[Any]) -> PatternState:
-        name, occ, ok, bad, conf, applied, status, grace, base_apps, base_ok = row
-        return cls(pid, name, occ, ok, bad, conf, applied, QuarantineStatus(status), grace, base_apps, base_ok)
-
-
 STATE_COLUMNS = """pattern_name, occurrence_count, led_to_success_count, led_to_failure_count,
     last_confirmed_us, last_applied_us, quarantine_status, grace_until_apps, evidence_base_apps,
     evidence_base_successes"""
 SELECT_STATE = f"SELECT {STATE_COLUMNS} FROM patterns WHERE id = ?"
+SELECT_COUNTS = """
+SELECT applications, successes, last_confirmed_us, last_applied_us FROM pattern_counts WHERE pattern_id = ?
+"""
 
 # -- observations --------------------------------------------------------------------------------------------
 
@@ -134,8 +112,7 @@ COUNT_TAG = """
 INSERT INTO tag_counts VALUES (?, 1) ON CONFLICT(tag) DO UPDATE SET patterns = patterns + 1
 """
 # An unchanged priority (saturated occurrences) is not rewritten: the row and its four priority indexes are
-# left as they are, which is what rewriting the same value gives (~1.5-2.5k fewer instructions per event of
-# the simulated fleet's mix, callgrind).
+# left as they are, which is what rewriting the same value would give, without the writes.
 SET_PRIORITY = "UPDATE patterns SET priority_score = ?1 WHERE id = ?2 AND priority_score IS NOT ?1"
 
 
@@ -180,8 +157,8 @@ def observe(
     if live is not None:
         # The row existed and the batch holds this pattern: the upsert changed its occurrence count and
         # descriptive columns, none of the counts, times or status the batch holds newer. The batch's write of
-        # the pattern (`batch.flush`) derives the priority from the new count, as SET_PRIORITY would. Writing
-        # the pattern now and loading it again at its next application cost ~85 of an observation's ~140 us.
+        # the pattern (`batch.flush`) derives the priority from the new count, as SET_PRIORITY would, so
+        # writing the pattern now and loading it again at its next application would be wasted work.
         assert live.state is not None
         live.state.occurrences = row[1]
         return
@@ -221,8 +198,7 @@ def apply(
     """
     # An application may arrive before the pattern's first observation (streams interleave): it is counted in
     # `pattern_counts` now, and the pattern row takes its counters from there when it is created.
-    # (This runs for ~40% of all events: locals and one call per step instead of one per factor row measured
-    # ~1 us less CPU per application in bench/store.py, ~7.5k fewer instructions per event with callgrind.)
+    # This is the hottest projection, hence locals and one call per step rather than one per factor row.
     pid, at, ok, grounding_confidence = p.pattern_id, us(env.occurred_at), int(p.success), p.grounding_confidence
     factors = p.success_factors
     live = batch.live.get(pid) or _load(conn, pid, s, batch)  # before this row joins the buffer

@@ -15,8 +15,6 @@ rebuild must run with the same settings to reproduce the same derived values.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from pheromone.contracts import (
     DriftMetrics,
@@ -38,37 +36,12 @@ from pheromone.contracts import (
 )
 from pheromone.services.errors import EventRejected
 from pheromone.services.learning.executions import execution_confidence
-from pheromone.services.sessions.ledger import SESSION_PROJECTIONS
 from pheromone.services.settings import LearningSettings
 from pheromone.services.store import patterns
-from pheromone.services.store.batch import PatternBatch
 from pheromone.services.store.codec import dumps as _json
 from pheromone.services.store.codec import us
-
-
-@dataclass(frozen=True, slots=True)
-class ProjectionContext:
-    """What projections need besides the event: the learning rules' settings, and the per-batch work.
-
-    The store calls `begin()` after it opens a batch transaction and `finish(conn)` just before it commits;
-    `finish` writes back the pattern state the batch held in memory (`services.store.batch`), then settles
-    each pattern the batch applied (see `patterns.settle`), in id order.
-    """
-
-    learning: LearningSettings = field(default_factory=LearningSettings)
-    batch: PatternBatch = field(default_factory=PatternBatch)
-
-    def begin(self) -> None:
-        self.batch.clear()
-
-    def finish(self, conn: sqlite3.Connection) -> None:
-        self.batch.flush(conn)
-        for pattern in sorted(self.batch.touched):
-            patterns.settle(conn, pattern, self.learning)
-        self.batch.clear()
-
-
-Projection = Callable[[sqlite3.Connection, Envelope, int, ProjectionContext], None]
+from pheromone.services.store.context import Projection, ProjectionContext
+from pheromone.services.store.session_projections import SESSION_PROJECTIONS
 
 SELECT_LEARNING = "SELECT body FROM learning_settings WHERE id = 1"
 RECORD_LEARNING = """
@@ -135,8 +108,7 @@ WHERE executions.workspace = excluded.workspace
 def execution(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     # A later event for the same record id is a correction: it replaces the row (last in ledger order wins).
     # The owner check (`guard_owner`) is the upsert's WHERE: another workspace's row is left as it is and no
-    # row changes, so the event is refused having written nothing. One statement instead of a SELECT and the
-    # upsert: ~1.9 us less CPU per execution (bench/store.py; executions are ~40% of the fleet's mix).
+    # row changes, so the event is refused having written nothing, in one statement rather than a SELECT first.
     p = env.payload
     assert isinstance(p, ExecutionRecord)
     cur = conn.execute(
@@ -327,4 +299,4 @@ PROJECTIONS: dict[str, Projection] = {
     "drift": drift,
     "epistemic_drift": drift,
 }
-PROJECTIONS.update(SESSION_PROJECTIONS)  # learning sessions (issue 6): services.sessions.ledger
+PROJECTIONS.update(SESSION_PROJECTIONS)  # learning sessions: services.store.session_projections

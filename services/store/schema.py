@@ -258,8 +258,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 5: `applications_pattern (pattern_id, seq)` served no query: every read of `pattern_applications` by
     # pattern is by its last applications (`applications_window`, whose pattern_id prefix also serves any
-    # lookup by pattern alone). One B-tree fewer per application: ~1-2k fewer instructions per event of the
-    # simulated fleet's mix (callgrind), and fewer pages written per commit.
+    # lookup by pattern alone): one B-tree fewer to update per application and to write per commit.
     """
     DROP INDEX IF EXISTS applications_pattern;
     """,
@@ -308,7 +307,7 @@ PROJECTION_TABLES: tuple[str, ...] = (
 
 Not listed: `learning_settings`, the settings the projections derive with (see `services.store.projections`);
 it is configuration, not state derived from events. Nor `session_index`: it is rebuilt from the session.json
-artifacts (`services.sessions.artifacts.reindex`)."""
+artifacts (`services.store.session_store.SessionStore.reindex`)."""
 
 
 def connect(path: str, *, timeout_s: float = 30.0) -> sqlite3.Connection:

@@ -24,16 +24,19 @@ from collections.abc import Sequence
 from pheromone.contracts import Envelope
 from pheromone.contracts.streams import GROUP_STORE
 from pheromone.services import collector
-from pheromone.services.consumer import Refused
+from pheromone.services.errors import Refused
 from pheromone.services.runtime import ServiceContext, ServiceParts
+from pheromone.services.store.backend import StoreBackend
 from pheromone.services.store.db import Store
 
 
-async def build(ctx: ServiceContext) -> ServiceParts:
-    collector.tune()  # the batch hot path allocates ~10 objects an event (services/collector.py)
-    # Alone in its process, the store applies each batch on the loop's thread (see services.store.db).
-    alone = ctx.hosted == ("store",)
-    store = Store(ctx.settings.store_path, learning=ctx.settings.learning, on_loop=alone)
+async def build(ctx: ServiceContext, store: StoreBackend | None = None) -> ServiceParts:
+    """`store`: the backend to write to; SQLite at `settings.store_path` when None."""
+    collector.tune()  # the batch hot path allocates many short-lived objects (services/collector.py)
+    if store is None:
+        # Alone in its process, the store applies each batch on the loop's thread (see services.store.db).
+        alone = ctx.hosted == ("store",)
+        store = Store(ctx.settings.store_path, learning=ctx.settings.learning, on_loop=alone)
     await store.open()
 
     async def handle(events: Sequence[tuple[Envelope, bytes]]) -> Sequence[Refused]:

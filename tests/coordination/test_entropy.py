@@ -29,8 +29,8 @@ from pheromone.contracts.broadcast import BroadcastKind, DriftAlert, EntropyResp
 from pheromone.contracts.streams import GROUP_ENTROPY, GROUP_STORE, Keys
 from pheromone.services.entropy.response import plan_response
 from pheromone.services.entropy.service import EntropyService
-from pheromone.services.entropy.view import StoreView
 from pheromone.services.settings import CoordinationSettings, LearningSettings
+from pheromone.services.store.entropy import EntropyReader
 from tests.coordination.conftest import StartRuntime
 from tests.coordination.helpers import Collector, count, eventually, query
 from tests.support import OpenClient
@@ -218,9 +218,9 @@ async def test_concurrent_evaluations_in_two_replicas_take_the_lock_once(
     settings = CoordinationSettings(**FAST_ENTROPY)
     services = []
     for _ in range(2):
-        view = StoreView(db)
-        await view.open()
-        services.append(EntropyService(redis, Keys(prefix), view, LearningSettings(**FEW_APPLICATIONS), settings))
+        reader = EntropyReader(db)
+        await reader.open()
+        services.append(EntropyService(redis, Keys(prefix), reader, LearningSettings(**FEW_APPLICATIONS), settings))
     try:
         results = await asyncio.gather(*(s.evaluate() for s in services for _ in range(5)))
         assert all(m is not None and m.threshold_exceeded for m in results)
@@ -230,7 +230,7 @@ async def test_concurrent_evaluations_in_two_replicas_take_the_lock_once(
         await eventually(lambda: len(responses(db)) == 1, what="the one response stored")
     finally:
         for s in services:
-            await s.view.close()
+            await s.reader.close()
 
 
 async def test_after_the_cooldown_a_still_low_diversity_gets_another_response(

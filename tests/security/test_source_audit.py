@@ -33,9 +33,9 @@ TRUSTED_SQL: dict[tuple[str, str], str] = {
     ("services/store/db.py", "_begin_on_loop"): "PRAGMA busy_timeout takes no parameter; the value is int()",
     ("services/store/schema.py", "connect"): "PRAGMA busy_timeout takes no parameter; the value is int()",
     ("services/store/schema.py", "migrate"): "statements of the MIGRATIONS constant; PRAGMA user_version of an int",
-    ("services/consolidator/view.py", "sessions"): "`where` is a fixed fragment or empty; the workspace is `?`",
-    ("services/consolidator/view.py", "staged"): "`where` is a fixed fragment or empty; the workspace is `?`",
-    ("services/sessions/ledger.py", "guidance_checksum"): "table names from a code tuple; the workspace is `?`",
+    ("services/store/session_store.py", "sessions"): "`where` is a fixed fragment or empty; the workspace is `?`",
+    ("services/store/session_store.py", "staged"): "`where` is a fixed fragment or empty; the workspace is `?`",
+    ("services/store/session_store.py", "guidance_checksum"): "table names from a code tuple; the workspace is `?`",
 }
 """(file, enclosing function) -> why its run-time SQL cannot carry message data."""
 

@@ -38,18 +38,6 @@ SQL = re.compile(
 """A statement's opening (anchored), or a clause that binds a parameter or orders rows (anywhere): keywords in
 capitals, as every statement in this code base writes them."""
 
-NOT_YET_MOVED = {
-    "services/sessions/ledger.py",
-    "services/sessions/artifacts.py",
-    "services/entropy/view.py",
-    "services/consolidator/view.py",
-    "services/consolidator/review.py",
-}
-"""The write side's files, whose SQL moves into services/store/ on another branch (issue 13, item 1): listed
-here until it lands, and each entry must still hold SQL (`test_every_exemption_still_holds_sql`), so an entry
-goes the moment its file is clean."""
-
-
 def _sources() -> list[Path]:
     files = [*(ROOT / "contracts").rglob("*.py"), *(ROOT / "services").rglob("*.py"),
              *(ROOT / "pheromone").rglob("*.py")]
@@ -96,13 +84,8 @@ def _findings() -> dict[str, list[str]]:
 
 
 def test_no_sql_outside_the_store() -> None:
-    found = {rel: hits for rel, hits in _findings().items() if rel not in NOT_YET_MOVED}
-    assert found == {}, "SQL outside services/store/: ask the store's reads (StoreReads) or its writer instead"
-
-
-def test_every_exemption_still_holds_sql() -> None:
     found = _findings()
-    assert [rel for rel in sorted(NOT_YET_MOVED) if rel not in found] == [], "clean now: drop it from NOT_YET_MOVED"
+    assert found == {}, "SQL outside services/store/: ask the store's reads (StoreReads) or its writer instead"
 
 
 def test_the_scan_tells_statements_from_prose() -> None:

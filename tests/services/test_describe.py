@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from pheromone.contracts import parse_envelope
-from pheromone.services.consumer import MAX_REASON, describe
+from pheromone.services.consumer import describe
+from pheromone.services.errors import MAX_REASON
 from tests.services import helpers as h
 
 

@@ -66,7 +66,7 @@ def read_session(path: str) -> Any:
 
 
 def guidance_checksum(db: Path, workspace: str | None = None) -> str:
-    from pheromone.services.sessions.ledger import guidance_checksum as checksum
+    from pheromone.services.store.session_store import guidance_checksum as checksum
 
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:

@@ -14,6 +14,7 @@ import pytest
 from pheromone.contracts.sessions import AutonomyMode, LearningSession, SessionStatus, TriggerKind
 from pheromone.services.sessions import artifacts
 from pheromone.services.store.db import Store
+from pheromone.services.store.session_store import index as index_session
 from tests.sessions.cli import run
 
 
@@ -78,7 +79,7 @@ def test_the_index_is_rebuilt_from_the_artifacts(data: Path) -> None:
     conn = sqlite3.connect(data / "store.db", isolation_level=None)
     try:
         for i in (1, 2, 3):
-            artifacts.index(conn, session(i), artifacts.write_session(root, session(i)))
+            index_session(conn, session(i), artifacts.write_session(root, session(i)))
         before = conn.execute("SELECT * FROM session_index ORDER BY 1").fetchall()
         conn.execute("DELETE FROM session_index WHERE session_id = 's2'")
         conn.execute("UPDATE session_index SET status = 'failed'")

@@ -12,8 +12,8 @@ from pheromone.contracts import Envelope, ExecutionRecord
 from pheromone.contracts.sessions import SessionTrigger, TriggerKind
 from pheromone.contracts.streams import FIELD, GROUP_CONSOLIDATOR, Keys
 from pheromone.services.consolidator.runner import SessionRunner
-from pheromone.services.consolidator.view import StoreView
 from pheromone.services.settings import SessionsSettings
+from pheromone.services.store.session_store import SessionStore
 from tests.sessions import cli
 from tests.sessions import helpers as h
 from tests.sessions.conftest import StartRuntime
@@ -146,7 +146,7 @@ async def test_a_session_that_fails_is_recorded_as_failed(
     async def emit(events: list[Envelope]) -> None:
         await h.feed(redis, Keys(prefix).ingest, events)
 
-    view = StoreView(db)
+    view = SessionStore(db)
     try:
         runner = SessionRunner(view, emit, tmp_path / "sessions", SessionsSettings(), ExplodingTeacher())  # type: ignore[arg-type]
         s = await runner.run(SessionTrigger(trigger=TriggerKind.ON_DEMAND, scope=WORKSPACE), "trigger-1")

@@ -1,4 +1,5 @@
-"""What the entropy service reads from the store: read-only, through aiosqlite, one SQL constant per question.
+"""What the entropy service reads from the store (`EntropyReader`): read-only, through aiosqlite, one SQL
+constant per question.
 
 The store keeps the population's entropy aggregate (`entropy_state`: total applications, sum of c log2 c,
 unique and effective pattern counts) and each pattern's current drift (`pattern_drift`) up to date in the same
@@ -9,6 +10,9 @@ diversity costs the same with a thousand applications or a hundred million, and 
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,12 +20,11 @@ from pathlib import Path
 import aiosqlite
 
 from pheromone.contracts import DriftMetrics, PatternEntropyMetrics
+from pheromone.services.errors import StoreError
 from pheromone.services.learning.entropy import entropy_from_aggregate
-from pheromone.services.store.db import ensure_store
+from pheromone.services.store.batch import SELECT_ENTROPY
+from pheromone.services.store.db import ensure_store, map_sqlite_error
 
-ENTROPY_STATE = """
-SELECT total, sum_c_log2_c, unique_patterns, effective_patterns FROM entropy_state WHERE id = 1
-"""
 MAX_COUNT = "SELECT MAX(applications) FROM pattern_counts"
 LATEST_BUDGET = "SELECT budget_value FROM exploration_budget ORDER BY seq DESC LIMIT 1"
 QUARANTINED = """
@@ -35,20 +38,29 @@ WHERE d.drift_exceeded = 1 AND d.drift IS NOT NULL ORDER BY d.drift_magnitude DE
 """
 
 
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """A failing store is a `StoreError` here as in the writer (`StoreBusyError` when retryable)."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise map_sqlite_error(exc) from exc
+
+
 @dataclass(frozen=True, slots=True)
 class Drifting:
     drift: DriftMetrics
     tags: list[str]
 
 
-class StoreView:
-    """A read-only connection to the store file. Use `async with StoreView(path) as view:`."""
+class EntropyReader:
+    """A read-only connection to the store file. Use `async with EntropyReader(path) as reader:`."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
 
-    async def __aenter__(self) -> StoreView:
+    async def __aenter__(self) -> EntropyReader:
         await self.open()
         return self
 
@@ -56,9 +68,11 @@ class StoreView:
         await self.close()
 
     async def open(self) -> None:
+        """Open read-only, creating an empty store first if there is none (`ensure_store`)."""
         await ensure_store(self.path)
-        self._db = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True)
-        await self._db.execute("PRAGMA busy_timeout=10000")
+        with store_errors():
+            self._db = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True)
+            await self._db.execute("PRAGMA busy_timeout=10000")
 
     async def close(self) -> None:
         if self._db is not None:
@@ -67,15 +81,17 @@ class StoreView:
 
     @property
     def db(self) -> aiosqlite.Connection:
-        assert self._db is not None, "StoreView used before open()"
+        if self._db is None:
+            raise StoreError("EntropyReader used before open()")
         return self._db
 
     async def entropy(self, *, calculated_at: datetime, alert_threshold: float) -> PatternEntropyMetrics:
         """The population's entropy metrics now (learning's formula, from the store's running aggregate)."""
-        async with self.db.execute(ENTROPY_STATE) as cur:
-            row = await cur.fetchone()
-        async with self.db.execute(MAX_COUNT) as cur:
-            top = await cur.fetchone()
+        with store_errors():
+            async with self.db.execute(SELECT_ENTROPY) as cur:
+                row = await cur.fetchone()
+            async with self.db.execute(MAX_COUNT) as cur:
+                top = await cur.fetchone()
         total, s, unique, effective = row if row is not None else (0, 0.0, 0, 0)
         return entropy_from_aggregate(
             total=int(total), sum_c_log2_c=float(s), unique=int(unique), effective=int(effective),
@@ -85,19 +101,22 @@ class StoreView:
 
     async def budget(self) -> float | None:
         """The exploration budget's latest value (None before the first budget record)."""
-        async with self.db.execute(LATEST_BUDGET) as cur:
-            row = await cur.fetchone()
+        with store_errors():
+            async with self.db.execute(LATEST_BUDGET) as cur:
+                row = await cur.fetchone()
         return None if row is None else float(row[0])
 
     async def quarantined(self, limit: int) -> list[str]:
         if limit <= 0:
             return []
-        async with self.db.execute(QUARANTINED, (limit,)) as cur:
-            return [str(r[0]) for r in await cur.fetchall()]
+        with store_errors():
+            async with self.db.execute(QUARANTINED, (limit,)) as cur:
+                return [str(r[0]) for r in await cur.fetchall()]
 
     async def drifting(self, limit: int = 100) -> list[Drifting]:
         """Patterns whose current effectiveness drift exceeds its threshold, largest drift first."""
-        async with self.db.execute(DRIFTING, (limit,)) as cur:
-            rows = await cur.fetchall()
+        with store_errors():
+            async with self.db.execute(DRIFTING, (limit,)) as cur:
+                rows = await cur.fetchall()
         return [Drifting(DriftMetrics.model_validate_json(drift), json.loads(tags) if tags else [])
                 for _, drift, tags in rows]

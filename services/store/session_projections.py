@@ -1,4 +1,5 @@
-"""How the store projects the session events (registered into `services.store.projections.PROJECTIONS`).
+"""How the store projects the session events (registered into `services.store.projections.PROJECTIONS`); the
+session rules they enforce are `services.sessions` (states, guidance), pure.
 
 Every refusal is an `EventRejected` raised before anything is written (the store's projection contract):
 an event about another workspace than its envelope's (workspaces are a boundary), an illegal session or edit
@@ -15,10 +16,8 @@ tables are then byte for byte what they were before the edit (`guidance_checksum
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
-from typing import TYPE_CHECKING, Any
 
 from pheromone.contracts import Envelope
 from pheromone.contracts.sessions import (
@@ -43,9 +42,7 @@ from pheromone.services.sessions.states import (
     check_session,
 )
 from pheromone.services.store.codec import dumps, us
-
-if TYPE_CHECKING:
-    from pheromone.services.store.projections import ProjectionContext
+from pheromone.services.store.context import ProjectionContext
 
 SELECT_SESSION = "SELECT status, scope FROM session_state WHERE session_id = ?"
 ACTIVE_IN_SCOPE = (
@@ -190,17 +187,3 @@ SESSION_PROJECTIONS = {
     "playbook_written": playbook_written,
 }
 
-
-def guidance_checksum(conn: sqlite3.Connection, workspace: str | None = None) -> str:
-    """A digest of the guidance served (entries and playbooks), of one workspace or all."""
-    digest = hashlib.sha256()
-    where, args = ("WHERE workspace = ?", (workspace,)) if workspace else ("", ())
-    for table in ("guidance", "playbooks"):
-        for r in conn.execute(f"SELECT * FROM {table} {where} ORDER BY 1, 2", args):
-            digest.update(repr(r).encode())
-    return digest.hexdigest()
-
-
-def load_guidance(conn: sqlite3.Connection, workspace: str) -> dict[tuple[str, str], Any]:
-    rows = conn.execute("SELECT pillar, key, value FROM guidance WHERE workspace = ?", (workspace,))
-    return {(pillar, key): json.loads(value) for pillar, key, value in rows}

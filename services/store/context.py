@@ -1,0 +1,42 @@
+"""What every projection receives besides the event (`ProjectionContext`), and a projection's signature.
+
+Its own module so that the projection families (`projections`, `session_projections`) and the writer (`db`)
+share it without importing one another.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pheromone.contracts import Envelope
+from pheromone.services.settings import LearningSettings
+from pheromone.services.store import patterns
+from pheromone.services.store.batch import PatternBatch
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionContext:
+    """What projections need besides the event: the learning rules' settings, and the per-batch work.
+
+    The store calls `begin()` after it opens a batch transaction and `finish(conn)` just before it commits;
+    `finish` writes back the pattern state the batch held in memory (`services.store.batch`), then settles
+    each pattern the batch applied (see `patterns.settle`), in id order.
+    """
+
+    learning: LearningSettings = field(default_factory=LearningSettings)
+    batch: PatternBatch = field(default_factory=PatternBatch)
+
+    def begin(self) -> None:
+        self.batch.clear()
+
+    def finish(self, conn: sqlite3.Connection) -> None:
+        self.batch.flush(conn)
+        for pattern in sorted(self.batch.touched):
+            patterns.settle(conn, pattern, self.learning)
+        self.batch.clear()
+
+
+Projection = Callable[[sqlite3.Connection, Envelope, int, ProjectionContext], None]
+"""(the transaction's connection, the event, its ledger seq, the context): see `services.store.projections`."""
