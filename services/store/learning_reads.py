@@ -21,11 +21,11 @@ from pheromone.services.learning.escalations import OUTCOME_RANK
 from pheromone.services.learning.factors import FactorCount
 from pheromone.services.settings import LearningSettings
 from pheromone.services.store.codec import from_us
+from pheromone.services.store.projections import SELECT_LEARNING
 from pheromone.services.store.reads import UnknownId
 
 # -- settings ------------------------------------------------------------------------------------------------
 
-SELECT_SETTINGS = "SELECT body FROM learning_settings WHERE id = 1"
 
 # -- patterns ------------------------------------------------------------------------------------------------
 
@@ -281,7 +281,7 @@ class LearningReads:
     async def settings(self) -> LearningSettings:
         """The learning settings the store derives with (recorded by its writer), else the defaults."""
         try:
-            async with self.db.execute(SELECT_SETTINGS) as cur:
+            async with self.db.execute(SELECT_LEARNING) as cur:
                 row = await cur.fetchone()
         except aiosqlite.OperationalError:  # a store from before the learning model: no table yet
             return LearningSettings()

@@ -1,6 +1,7 @@
 """What learning sessions left in the store, read: guidance jobs are served, playbooks, the session index.
 
-The session projections (`services.sessions.ledger`) write these tables; the query service's `playbook` and
+The session projections (`services.store.session_projections`) write these tables; the consolidator reads
+the same statements through `services.store.session_store`; the query service's `playbook` and
 `guidance` operations and the session CLI read them here.
 """
 

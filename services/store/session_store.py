@@ -22,6 +22,7 @@ from pheromone.services.sessions.states import ACTIVE
 from pheromone.services.store.codec import us
 from pheromone.services.store.schema import connect
 from pheromone.services.store.session_projections import SELECT_GUIDANCE, SELECT_SESSION
+from pheromone.services.store.session_reads import GUIDANCE, HAND
 
 HARVESTED = ("execution", "pattern_applied", "error_recovery")
 LEDGER_SINCE = f"""
@@ -48,8 +49,6 @@ HAVING MAX(l.seq) > (SELECT COALESCE(MAX(s.watermark), 0) FROM session_state s
                      WHERE s.scope = l.workspace AND s.status IN (?, ?, ?))
 """
 WORKSPACE_OF = "SELECT workspace FROM ledger WHERE event_id = ? UNION ALL SELECT workspace FROM executions WHERE id = ?"
-PLAYBOOK = "SELECT hand FROM playbooks WHERE workspace = ?"
-GUIDANCE_OF = "SELECT pillar, key, value FROM guidance WHERE workspace = ?"
 SEQ_OF = """
 SELECT seq FROM ledger WHERE event_id = ?
 UNION ALL SELECT l.seq FROM executions x JOIN ledger l ON l.event_id = x.event_id WHERE x.id = ?
@@ -131,7 +130,7 @@ class SessionStore:
     # -- guidance --------------------------------------------------------------------------------------------
 
     def guidance(self, scope: str) -> Guidance:
-        rows = self.conn.execute(GUIDANCE_OF, (scope,))
+        rows = self.conn.execute(GUIDANCE, (scope,))
         return Guidance({(pillar, key): json.loads(value) for pillar, key, value in rows})
 
     def guidance_entry(self, workspace: str, pillar: str, key: str) -> tuple[str, str, str, int] | None:
@@ -140,7 +139,7 @@ class SessionStore:
         return row
 
     def hand(self, scope: str) -> str:
-        row = self.conn.execute(PLAYBOOK, (scope,)).fetchone()
+        row = self.conn.execute(HAND, (scope,)).fetchone()
         return str(row[0]) if row else ""
 
     # -- the session index -----------------------------------------------------------------------------------
