@@ -123,10 +123,16 @@ class GroupWorker:
         most MAX_INFLIGHT_BATCHES are in flight, they commit in order (one writer thread), and each is acked
         only after its own commit.
         """
-        await self._slots.acquire()
-        valid, letters, skipped = self._parse(entries, None)
+        # Held from delivery, not from the slot: while this batch waits for the one in flight to commit, its
+        # entries are pending and may pass claim_idle_ms, and the retrier must not apply them a second time.
         held = {entry_id for entry_id, _ in entries}
         self._holding |= held
+        try:
+            await self._slots.acquire()
+        except BaseException:
+            self._holding.difference_update(held)
+            raise
+        valid, letters, skipped = self._parse(entries, None)
         task = asyncio.ensure_future(self._finish(entries, valid, letters, skipped, None))
         self._inflight.add(task)
         task.add_done_callback(self._done)

@@ -11,6 +11,7 @@ application can get them right, and the retrier is kept out of it (`claim_idle_m
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -193,4 +194,37 @@ async def test_one_poison_entry_in_a_taken_over_batch_does_not_take_the_others_t
     assert applied == [events[0].event_id, events[2].event_id]
     letters = await h.dead_letters(redis, prefix)
     assert [(f[b"id"], f[b"deliveries"]) for _, f in letters] == [(ids[1], b"5")]
+    assert await h.pending(redis, keys.ingest) == 0
+
+
+async def test_the_retrier_leaves_alone_a_batch_waiting_behind_the_one_in_flight(
+    redis: aioredis.Redis, prefix: str
+) -> None:
+    """A batch delivered while the one before it still commits waits for its slot; its entries pass
+    claim_idle_ms meanwhile, and the retrier must not apply them a second time."""
+    keys = Keys(prefix)
+    events = [h.envelope(h.execution()) for _ in range(4)]
+    release = asyncio.Event()
+    applied: list[str] = []
+
+    async def handler(batch: Sequence[tuple[Envelope, bytes]]) -> list[tuple[int, str]]:
+        applied.extend(env.event_id for env, _ in batch)
+        await release.wait()  # a slow commit
+        return []
+
+    await h.xadd_raw(redis, keys.ingest, [h.entry(e) for e in events])
+    await redis.xgroup_create(keys.ingest, GROUP_STORE, id="0")
+    read = await redis.xreadgroup(GROUP_STORE, "store-c", {keys.ingest: ">"})
+    entries = read[0][1]
+    worker = GroupWorker(service="store", stream=keys.ingest, group=GROUP_STORE, handler=handler, redis=redis,
+                         dead_stream=keys.dead, consumer="store-c", records_poison=True, claim_idle_ms=20)
+    await worker.on_batch(entries[:2])  # in flight
+    waiting = asyncio.ensure_future(worker.on_batch(entries[2:]))  # waits for the slot
+    await asyncio.sleep(0.1)  # past claim_idle_ms: every entry is idle in the pending list
+    assert not waiting.done()
+    assert await worker.claim_pending() == 0
+    release.set()
+    await waiting
+    await worker.drain()
+    assert applied == [e.event_id for e in events]  # each once, in stream order
     assert await h.pending(redis, keys.ingest) == 0
