@@ -45,7 +45,7 @@ import aiosqlite
 
 from pheromone import Pheromone
 from pheromone.contracts import PatternApplied
-from pheromone.services.embedded import EmbeddedServer
+from pheromone.plumbing.embedded import EmbeddedServer
 from pheromone.services.query import learning as q
 from pheromone.services.settings import LearningSettings
 from pheromone.services.store.db import Store

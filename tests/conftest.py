@@ -13,7 +13,7 @@ from uuid import uuid4
 import pytest
 from redis.asyncio import Redis
 
-from pheromone.services.embedded import EmbeddedServer
+from pheromone.plumbing.embedded import EmbeddedServer
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,7 @@ from pheromone.contracts import Envelope
 from pheromone.contracts.sessions import AutonomyMode, EditStatus, PlaybookWritten, SessionTrigger, TriggerKind
 from pheromone.contracts.streams import Keys, entry
 from pheromone.contracts.types import Identifier
-from pheromone.services import connection
+from pheromone.plumbing import connection
 from pheromone.services.consolidator import review as rv
 from pheromone.services.consolidator.view import StoreView
 from pheromone.services.sessions import artifacts

@@ -37,8 +37,8 @@ from pheromone.contracts.streams import CONSOLIDATOR_JOB, GROUP_CONSOLIDATOR, Ke
 from pheromone.services.consolidator.runner import SessionRunner
 from pheromone.services.consolidator.view import StoreView
 from pheromone.services.consumer import Refused
+from pheromone.services.context import ServiceContext, ServiceParts
 from pheromone.services.entropy.locks import Locks
-from pheromone.services.runtime import ServiceContext, ServiceParts
 from pheromone.services.sessions.teacher import StatisticalTeacher, Teacher
 from pheromone.services.settings import SessionsSettings
 from pheromone.services.store.db import ensure_store

@@ -24,10 +24,10 @@ from pydantic import ValidationError
 from pheromone.contracts import EventQuery
 from pheromone.contracts.queries import MAX_REQUEST_BYTES
 from pheromone.services.consumer import describe, one_line
+from pheromone.services.context import ServiceContext, ServiceParts
 from pheromone.services.query import finite
 from pheromone.services.query.learning import LEARNING_OPS
 from pheromone.services.query.sessions import SESSION_OPS
-from pheromone.services.runtime import ServiceContext, ServiceParts
 from pheromone.services.store.db import ensure_store
 from pheromone.services.store.reader import Reader
 

@@ -25,7 +25,7 @@ from pheromone.contracts import Envelope
 from pheromone.contracts.streams import GROUP_STORE
 from pheromone.services import collector
 from pheromone.services.consumer import Refused
-from pheromone.services.runtime import ServiceContext, ServiceParts
+from pheromone.services.context import ServiceContext, ServiceParts
 from pheromone.services.store.db import Store
 
 

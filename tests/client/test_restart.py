@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from pheromone import Pheromone
 from pheromone.contracts import PatternObserved
-from pheromone.services.embedded import EmbeddedServer
+from pheromone.plumbing.embedded import EmbeddedServer
 from tests.client.helpers import OpenClient, listing, read_envelopes
 
 # Emits N events at a Redis that is down, waits (polling, with a deadline) until a failed send has moved them
