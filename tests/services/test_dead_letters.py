@@ -92,10 +92,11 @@ async def test_poison_entries_become_one_precise_dead_letter_each_and_can_be_rep
 
     assert set(h.ledger_ids(db)) == want  # nothing refused reached the ledger
     letters = await h.dead_letters(redis, prefix)
-    by_entry = {fields[b"id"]: (dead_id, fields) for dead_id, fields in letters}
+    # Keyed by stream and id: two streams can hand out the same id in the same millisecond.
+    by_entry = {(fields[b"stream"].decode(), fields[b"id"]): (dead_id, fields) for dead_id, fields in letters}
     assert len(letters) == len(by_entry) == len(bad) + 1  # one letter per poison entry, none doubled
     for name, (fields, error) in bad.items():
-        _, letter = by_entry[poison_ids[name]]
+        _, letter = by_entry[keys.ingest, poison_ids[name]]
         assert letter[b"error"].decode().startswith(error), (name, letter[b"error"])
         assert letter[b"stream"].decode() == keys.ingest
         assert letter[b"group"].decode() == GROUP_STORE
@@ -106,7 +107,7 @@ async def test_poison_entries_become_one_precise_dead_letter_each_and_can_be_rep
         original = {k if isinstance(k, bytes) else k.encode(): v if isinstance(v, bytes) else v.encode()
                     for k, v in fields.items()}
         assert {k[2:]: v for k, v in letter.items() if k.startswith(b"f:")} == original, name
-    rl_letter = by_entry[rl_junk_id][1]
+    rl_letter = by_entry[keys.ratelimits, rl_junk_id][1]
     assert rl_letter[b"stream"].decode() == keys.ratelimits and rl_letter[b"f:e"] == JUNK
     assert await h.pending(redis, keys.ingest) == 0 and await h.pending(redis, keys.ratelimits) == 0
     assert h.count(db, "evolution_trajectory", "cycle = ?", cycle) == 1
@@ -121,8 +122,8 @@ async def test_poison_entries_become_one_precise_dead_letter_each_and_can_be_rep
         assert str(shown[poison_ids[name].decode()]["error"]).startswith(error), name
 
     # Replay: junk is junk again (a new letter, same bytes); the outcome applies once its escalation exists.
-    junk_dead, _ = by_entry[poison_ids["binary junk"]]
-    outcome_dead, outcome_letter = by_entry[poison_ids["outcome of unknown escalation"]]
+    junk_dead, _ = by_entry[keys.ingest, poison_ids["binary junk"]]
+    outcome_dead, outcome_letter = by_entry[keys.ingest, poison_ids["outcome of unknown escalation"]]
     escalation = h.envelope(h.escalation(id=missing))
     await h.xadd_raw(redis, keys.ingest, [h.entry(escalation)])
     await h.eventually(lambda: h.count(db, "escalation_decisions", "id = ?", missing) == 1, what="escalation")
