@@ -8,13 +8,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # Only what the wheel needs (pyproject's readme is README.md); tests, docs and bench stay out.
-# The exact versions of requirements-runtime.lock, hash-checked; then the project itself, without resolving again.
+# The exact versions of requirements-runtime.lock (the dependencies and the server extra: the image runs the
+# services and the CLI), hash-checked; then the project itself with that extra, without resolving again.
 COPY pyproject.toml README.md requirements-runtime.lock /build/
 COPY contracts /build/contracts
 COPY services /build/services
 COPY pheromone /build/pheromone
 RUN pip install --require-hashes --no-deps -r /build/requirements-runtime.lock \
-    && pip install --no-deps /build \
+    && pip install --no-deps '/build[server]' \
     && rm -rf /build
 
 # A non-root user that owns /data, so a fresh named volume mounted there is writable.

@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 from pheromone.client import Pheromone  # noqa: E402
 from pheromone.contracts.streams import GROUP_BROADCASTER, GROUP_COORDINATOR, Keys  # noqa: E402
-from pheromone.services.embedded import EmbeddedServer  # noqa: E402
+from pheromone.plumbing.embedded import EmbeddedServer  # noqa: E402
 
 POLL_S = 0.1
 """The reference's poll interval (seed 000's jobs polled the store)."""

@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 from pheromone.client import Pheromone  # noqa: E402
 from pheromone.contracts import Envelope, Payload, new_id  # noqa: E402
-from pheromone.services.embedded import EmbeddedServer  # noqa: E402
+from pheromone.plumbing.embedded import EmbeddedServer  # noqa: E402
 from pheromone.simulate import fleet  # noqa: E402
 
 TARGETS = {"loop_stall_p99_ms": 1.0, "loop_stall_max_ms": 10.0, "emit_p99_us": 10.0, "limit_fraction": 0.20,

@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pheromone import Pheromone
 from pheromone.contracts import PatternApplied
-from pheromone.services.embedded import EmbeddedServer
+from pheromone.plumbing.embedded import EmbeddedServer
 from pheromone.services.query import learning as q
 from pheromone.services.settings import LearningSettings
 from pheromone.services.store.db import Store

@@ -14,7 +14,14 @@ if _typing.TYPE_CHECKING:
     from pheromone.client import ClientStats, Pheromone
     from pheromone.contracts import EventQuery, TimeRange
     from pheromone.contracts.broadcast import BroadcastKind, BroadcastMessage, RateLimitStatus
-    from pheromone.errors import ClientClosedError, ClientError, FlushTimeout, QueryError, QueryTimeout
+    from pheromone.errors import (
+        ClientClosedError,
+        ClientError,
+        FlushTimeout,
+        PheromoneError,
+        QueryError,
+        QueryTimeout,
+    )
     from pheromone.subscriptions import Subscription
     from pheromone.sync import SyncPheromone, SyncSubscription
 
@@ -27,6 +34,7 @@ _HOMES = {
     "EventQuery": "pheromone.contracts",
     "FlushTimeout": "pheromone.errors",
     "Pheromone": "pheromone.client",
+    "PheromoneError": "pheromone.errors",
     "QueryError": "pheromone.errors",
     "QueryTimeout": "pheromone.errors",
     "RateLimitStatus": "pheromone.contracts.broadcast",
@@ -45,6 +53,7 @@ __all__ = [
     "EventQuery",
     "FlushTimeout",
     "Pheromone",
+    "PheromoneError",
     "QueryError",
     "QueryTimeout",
     "RateLimitStatus",

@@ -151,15 +151,15 @@ class Pheromone:
         max_spool_bytes: int = 256 * 1024 * 1024,
         close_timeout: float = 5.0,
     ) -> None:
-        from pheromone.services.connection import settings_url
-        from pheromone.services.settings import Settings
+        from pheromone.plumbing.connection import settings_url
+        from pheromone.plumbing.settings import ConnectionSettings
 
         # Fail fast on a bad workspace or job name, before any event is built.
         Envelope(workspace=workspace, job=job, payload=EscalationOutcomeRecorded(escalation_id="x", outcome="success"))
         if buffer_size < 1 or batch_size < 1:
             raise ValueError("buffer_size and batch_size must be at least 1")
         self.workspace, self.job = workspace, job
-        env = Settings() if url is None or prefix is None or data_dir is None else None
+        env = ConnectionSettings() if url is None or prefix is None or data_dir is None else None
         self.keys = Keys(prefix or (env.prefix if env else DEFAULT_PREFIX))
         env_url = settings_url(env) if env else None  # with PHEROMONE_REDIS_PASSWORD / _TLS_* merged in
         self._url = url or env_url
@@ -214,10 +214,10 @@ class Pheromone:
 
     async def open(self) -> None:
         if self._url is None:
-            from pheromone.services.embedded import ensure_server
+            from pheromone.plumbing.embedded import ensure_server
 
             self._url, self._server = await asyncio.to_thread(ensure_server, self._data_dir)
-        from pheromone.services.connection import redis_client  # credentials and TLS from the URL (docs/SECURITY.md)
+        from pheromone.plumbing.connection import redis_client  # credentials and TLS from the URL (docs/SECURITY.md)
 
         assert self._url is not None, "ensure_server always returns a URL"
 
@@ -656,7 +656,7 @@ class Pheromone:
 
     def _connect(self) -> socket.socket:
         if self._sock is None:
-            from pheromone.services.connection import blocking_connection
+            from pheromone.plumbing.connection import blocking_connection
 
             assert self._url is not None
             if self._conn is None:

@@ -70,7 +70,7 @@ async def active(redis: aioredis.Redis, keys: Keys) -> list[RateLimitStatus]:
 async def apply_now(redis: aioredis.Redis, keys: Keys, env: Envelope) -> None:
     """A reporter's fast path: its report applied to the live keys (and announced) by the coordinator's own
     script, without waiting for the coordinator to read the stream. Idempotent with the coordinator's run."""
-    from pheromone.services.coordinator.limits import LimitBook
+    from pheromone.plumbing.limits import LimitBook
 
     assert isinstance(env.payload, RateLimitEvent)
     await LimitBook(redis, keys).record([(env, env.payload)], datetime.now(UTC))

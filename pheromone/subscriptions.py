@@ -176,7 +176,7 @@ class BroadcastHub:
 
     def start(self) -> None:
         if self._task is None:
-            from pheromone.services.connection import redis_client  # credentials and TLS from the URL
+            from pheromone.plumbing.connection import redis_client  # credentials and TLS from the URL
 
             # Socket timeout above the BLOCK time: a blocking read must not time out on its own.
             self._redis = redis_client(self.url, socket_connect_timeout=2, socket_timeout=BLOCK_MS / 1000 + 10)

@@ -1,6 +1,6 @@
-"""The errors of the services, as a drawn tree.
+"""The errors of the services, as a drawn tree under the one root every pheromone error shares.
 
-    PheromoneError
+    PheromoneError                 defined in `pheromone.errors` (with the client's and the plumbing's branches)
     ├── StoreError                 the SQLite store refused or failed
     │   └── StoreBusyError         retryable: the database is locked or unwritable for now
     └── EventRejected              this one event cannot be applied: dead-letter it, unless `retryable`
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from pheromone.errors import PheromoneError
 
-class PheromoneError(Exception):
-    """Root of every error pheromone raises on purpose."""
+__all__ = ["MAX_REASON", "EventRejected", "PheromoneError", "Refused", "StoreBusyError", "StoreError", "one_line"]
 
 
 class StoreError(PheromoneError):

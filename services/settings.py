@@ -10,22 +10,16 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import SettingsConfigDict
 
 from pheromone.contracts.streams import (
     BROADCAST_RETENTION_S,
     DEAD_RETENTION_S,
-    DEFAULT_PREFIX,
     DISCOVERY_TTL_S,
     INGEST_RETENTION_S,
 )
-
-
-def default_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "pheromone"
-
+from pheromone.plumbing.settings import ConnectionSettings
 
 _Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 _Pos = Annotated[float, Field(gt=0.0)]
@@ -241,32 +235,15 @@ class SessionsSettings(BaseModel):
     """Where session.json artifacts go; default `<data_dir>/sessions`."""
 
 
-class Settings(BaseSettings):
-    """Runtime settings for the services, the CLI and the demo."""
+class Settings(ConnectionSettings):
+    """Runtime settings for the services, the CLI and the demo: the connection settings a job reads too
+    (`pheromone.plumbing.settings`), and everything only the services need."""
 
-    # hide_input_in_errors: a rule across fields would otherwise print every input, passwords included.
     model_config = SettingsConfigDict(env_prefix="PHEROMONE_", env_nested_delimiter="__", extra="forbid",
                                       hide_input_in_errors=True)
 
-    redis_url: SecretStr | None = None
-    """Redis URL (`redis://`, `rediss://`, with credentials if any). None: start the embedded server."""
-    # Auth and TLS (docs/SECURITY.md); merged into the URL by `services.connection.settings_url`.
-    redis_username: Annotated[str, Field(min_length=1, max_length=256)] | None = None
-    """ACL user name, if not given in `redis_url` (`redis://user:pass@host`)."""
-    redis_password: SecretStr | None = None
-    """Password (of `redis_username`, else of the default user), if not given in `redis_url`."""
-    redis_tls_ca_file: FilePath | None = None
-    """PEM file of the CA(s) that signed the server's certificate; default: the system's trust store."""
-    redis_tls_cert_file: FilePath | None = None
-    """Client certificate (PEM) for servers that require one (`tls-auth-clients yes`)."""
-    redis_tls_key_file: FilePath | None = None
-    """Private key of `redis_tls_cert_file`, if that file does not hold it."""
-    redis_tls_verify: bool = True
-    """Verify the server's certificate and host name. Off only for testing: it allows a man in the middle."""
-    data_dir: Path = Field(default_factory=default_data_dir)
     db_path: Path | None = None
     """SQLite store file; default `<data_dir>/store.db`."""
-    prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = DEFAULT_PREFIX
     consumer: str | None = None
     """Consumer name inside each group; default `<hostname>-<pid>`."""
 
@@ -308,42 +285,6 @@ class Settings(BaseSettings):
     learning: LearningSettings = Field(default_factory=LearningSettings)
     coordination: CoordinationSettings = Field(default_factory=CoordinationSettings)
     sessions: SessionsSettings = Field(default_factory=SessionsSettings)
-
-    @field_validator("redis_url")
-    @classmethod
-    def _scheme(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            url = value.get_secret_value()
-            if not url.startswith(("redis://", "rediss://", "unix://")):
-                raise ValueError("redis_url must start with redis://, rediss:// or unix://")
-        return value
-
-    @model_validator(mode="after")
-    def _auth_and_tls(self) -> Settings:
-        """Refuse combinations that cannot mean what was asked; messages name settings, never values."""
-        url = self.redis_url.get_secret_value() if self.redis_url is not None else None
-        tls_named = [name for name in ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file")
-                     if getattr(self, name) is not None] + ([] if self.redis_tls_verify else ["redis_tls_verify"])
-        auth_named = [name for name in ("redis_username", "redis_password") if getattr(self, name) is not None]
-        if url is None and (tls_named or auth_named):
-            raise ValueError(f"{', '.join(auth_named + tls_named)} set without redis_url: the embedded server "
-                             "runs on loopback without auth or TLS; set redis_url too")
-        if url is None:
-            return self
-        if tls_named and not url.startswith("rediss://"):
-            raise ValueError(f"{', '.join(tls_named)} need(s) a rediss:// redis_url (TLS)")
-        if self.redis_tls_key_file is not None and self.redis_tls_cert_file is None:
-            raise ValueError("redis_tls_key_file needs redis_tls_cert_file (the certificate of that key)")
-        if not self.redis_tls_verify and self.redis_tls_ca_file is not None:
-            raise ValueError("redis_tls_verify=false contradicts redis_tls_ca_file: the CA would not be checked")
-        creds = url.partition("://")[2].partition("/")[0].rpartition("@")[0]
-        if self.redis_username is not None and creds.partition(":")[0]:
-            raise ValueError("user name given twice: in redis_url and in redis_username; keep one")
-        if self.redis_password is not None and creds.partition(":")[2]:
-            raise ValueError("password given twice: in redis_url and in redis_password; keep one")
-        if self.redis_username is not None and self.redis_password is None and not creds.partition(":")[2]:
-            raise ValueError("redis_username needs a password (redis_password, or in redis_url)")
-        return self
 
     @property
     def store_path(self) -> Path:

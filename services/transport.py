@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
+
+from pheromone.plumbing.scripts import run_batch
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 """A stream entry as redis-py returns it: (id, fields)."""
@@ -86,25 +87,6 @@ async def dead_letter(r: aioredis.Redis, dead_stream: str, letters: Sequence[Dea
             fields += [b"f:" + name, value]
         calls.append(([letter.stream, dead_stream], [letter.group, letter.entry_id, *fields]))
     await run_batch(r, r.register_script(ACK_THEN_LETTER), calls)
-
-
-async def run_batch(
-    redis: aioredis.Redis, script: AsyncScript, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
-) -> list[Any]:
-    """Run `script` once per (keys, args) in one pipeline; returns each call's result."""
-    if not calls:
-        return []
-    for attempt in (1, 2):
-        try:
-            async with redis.pipeline(transaction=False) as pipe:
-                for keys, args in calls:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
-                return list(await pipe.execute())
-        except NoScriptError:
-            if attempt == 2:
-                raise
-            script.sha = await redis.script_load(script.script)
-    raise AssertionError("unreachable")
 
 
 async def idle_pending(

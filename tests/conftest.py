@@ -15,7 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from pheromone import Pheromone
-from pheromone.services.embedded import EmbeddedServer
+from pheromone.plumbing.embedded import EmbeddedServer
 from tests.support import OpenClient
 
 

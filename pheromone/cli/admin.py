@@ -90,8 +90,8 @@ def asyncapi(
     """Print the AsyncAPI 3.0 document of every stream, group and list (JSON; `serve --http-port` serves it too)."""
     from importlib.metadata import version
 
+    from pheromone.plumbing.connection import settings_url
     from pheromone.services import asyncapi as spec
-    from pheromone.services.connection import settings_url
 
     s = settings(redis_url, prefix=prefix)
     print_json(spec.document(s.prefix, settings_url(s) or "redis://localhost:6379", version("pheromone")))

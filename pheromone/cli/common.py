@@ -17,7 +17,7 @@ from rich import table as rich_table
 from rich.cells import cell_len
 from rich.console import Console
 
-from pheromone.services import connection
+from pheromone.plumbing import connection
 from pheromone.services.query import finite
 from pheromone.services.settings import Settings
 
@@ -111,7 +111,7 @@ def redis_url_for(s: Settings, *, announce: bool = True) -> Iterator[str]:
     `announce` and a terminal, a line on stderr says so, since its data directory may not be the one expected;
     stderr that is not a terminal gets errors only, one line each).
 
-    A configured URL carries the auth and TLS settings (`services.connection.settings_url`) and is checked
+    A configured URL carries the auth and TLS settings (`pheromone.plumbing.connection.settings_url`) and is checked
     with one PING first, so bad credentials or certificates are one line, not a traceback; a Redis error
     inside the block becomes one line too, without the password (`connection.describe`).
     """
@@ -124,7 +124,7 @@ def redis_url_for(s: Settings, *, announce: bool = True) -> Iterator[str]:
         with _redis_errors(url):
             yield url
         return
-    from pheromone.services.embedded import ensure_server
+    from pheromone.plumbing.embedded import ensure_server
 
     url, owned = ensure_server(s.data_dir)
     if owned is not None and announce and err.is_terminal:

@@ -20,7 +20,7 @@ from pheromone.cli.common import (
 )
 from pheromone.contracts.broadcast import RateLimitStatus
 from pheromone.contracts.streams import Keys
-from pheromone.services.connection import redis_client
+from pheromone.plumbing.connection import redis_client
 
 
 def ratelimits(

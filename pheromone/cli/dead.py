@@ -21,7 +21,7 @@ from pheromone.cli.common import (
     settings,
 )
 from pheromone.contracts.streams import Keys
-from pheromone.services.connection import redis_client
+from pheromone.plumbing.connection import redis_client
 from pheromone.services.transport import Entry
 
 STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")

@@ -21,7 +21,7 @@ from pheromone.cli.common import (
 )
 from pheromone.services.runtime import Runtime, service_names
 from pheromone.services.settings import Settings
-from pheromone.web import HttpSide
+from pheromone.services.web.routes import HttpSide
 
 
 def serve(

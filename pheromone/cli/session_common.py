@@ -19,7 +19,7 @@ from pheromone.cli.reads import readable
 from pheromone.contracts import Envelope
 from pheromone.contracts.streams import Keys, entry
 from pheromone.contracts.types import Identifier
-from pheromone.services import connection
+from pheromone.plumbing import connection
 from pheromone.services.consolidator import review as rv
 from pheromone.services.sessions import artifacts
 from pheromone.services.settings import Settings

@@ -3,7 +3,7 @@
 Both only read: Redis (streams, groups, liveness keys), the store file and the local spool directory
 (`services.status`). Neither starts the embedded server: with no Redis URL configured they look for the one
 the data directory's `serve` runs. Every Redis call is bounded by `--timeout`; a URL is only ever shown
-redacted (`services.connection.redact`).
+redacted (`pheromone.plumbing.connection.redact`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pheromone.cli.common import (
     settings,
 )
 from pheromone.contracts.streams import Keys
-from pheromone.services import connection
+from pheromone.plumbing import connection
 from pheromone.services import status as observe
 from pheromone.services.settings import Settings
 
@@ -56,7 +56,7 @@ def _url(s: Settings) -> str:
     url = connection.settings_url(s)
     if url is not None:
         return url
-    from pheromone.services.embedded import STATE_FILE
+    from pheromone.plumbing.embedded import STATE_FILE
 
     state = s.data_dir / STATE_FILE
     try:

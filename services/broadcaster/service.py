@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from pheromone.contracts import Envelope, PatternDiscoveryEvent
 from pheromone.contracts.broadcast import BroadcastMessage
 from pheromone.contracts.streams import GROUP_BROADCASTER
-from pheromone.services.broadcaster.publish import Publisher
-from pheromone.services.runtime import ServiceContext, ServiceParts
+from pheromone.plumbing.publish import Publisher
+from pheromone.services.context import ServiceContext, ServiceParts
 
 
 def discovery_message(env: Envelope, now: datetime) -> BroadcastMessage | None:

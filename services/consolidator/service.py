@@ -35,9 +35,9 @@ from pheromone.contracts import Envelope, EventKind, ExecutionRecord
 from pheromone.contracts.sessions import SessionTrigger, TriggerKind
 from pheromone.contracts.streams import CONSOLIDATOR_JOB, GROUP_CONSOLIDATOR, Keys, entry
 from pheromone.services.consolidator.runner import SessionRunner
+from pheromone.services.context import ServiceContext, ServiceParts
 from pheromone.services.entropy.locks import Locks
 from pheromone.services.errors import Refused
-from pheromone.services.runtime import ServiceContext, ServiceParts
 from pheromone.services.sessions.teacher import StatisticalTeacher, Teacher
 from pheromone.services.settings import SessionsSettings
 from pheromone.services.store.db import ensure_store

@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 
 from pheromone.contracts import Envelope, RateLimitEvent
 from pheromone.contracts.streams import GROUP_COORDINATOR
-from pheromone.services.coordinator.limits import LimitBook
-from pheromone.services.runtime import ServiceContext, ServiceParts
+from pheromone.plumbing.limits import LimitBook
+from pheromone.services.context import ServiceContext, ServiceParts
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:

@@ -36,12 +36,12 @@ from redis.exceptions import RedisError
 
 from pheromone.contracts import Envelope, EventKind, PatternApplied, PatternEntropyMetrics
 from pheromone.contracts.streams import GROUP_ENTROPY, Keys, entry
-from pheromone.services.broadcaster.publish import Publisher
+from pheromone.plumbing.publish import Publisher
+from pheromone.services.context import ServiceContext, ServiceParts
 from pheromone.services.entropy.locks import Locks
 from pheromone.services.entropy.response import drift_alert, plan_response
 from pheromone.services.errors import StoreError
 from pheromone.services.metrics import Metrics
-from pheromone.services.runtime import ServiceContext, ServiceParts
 from pheromone.services.settings import CoordinationSettings, LearningSettings
 from pheromone.services.store.entropy import EntropyReader
 

@@ -24,11 +24,11 @@ from pydantic import ValidationError
 from pheromone.contracts import EventQuery
 from pheromone.contracts.queries import MAX_REQUEST_BYTES
 from pheromone.services.consumer import describe
+from pheromone.services.context import ServiceContext, ServiceParts
 from pheromone.services.errors import one_line
 from pheromone.services.query import finite
 from pheromone.services.query.learning import LEARNING_OPS
 from pheromone.services.query.sessions import SESSION_OPS
-from pheromone.services.runtime import ServiceContext, ServiceParts
 from pheromone.services.store.db import ensure_store
 from pheromone.services.store.reader import Reader
 from pheromone.services.store.reads import StoreReads

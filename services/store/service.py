@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from pheromone.contracts import Envelope
 from pheromone.contracts.streams import GROUP_STORE
 from pheromone.services import collector
+from pheromone.services.context import ServiceContext, ServiceParts
 from pheromone.services.errors import Refused
-from pheromone.services.runtime import ServiceContext, ServiceParts
 from pheromone.services.store.backend import StoreBackend
 from pheromone.services.store.db import Store
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from pheromone.services.embedded import EmbeddedServer
+from pheromone.plumbing.embedded import EmbeddedServer
 from tests.cli.helpers import Cli
 
 

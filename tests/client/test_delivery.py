@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from pheromone import ClientClosedError, FlushTimeout
 from pheromone.contracts import PatternObserved
-from pheromone.services.embedded import EmbeddedServer
+from pheromone.plumbing.embedded import EmbeddedServer
 from tests.client.helpers import eventually, listing, read_envelopes
 from tests.support import OpenClient
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import inspect
+import re
 import types
 
 import pytest
 
 import pheromone
+import pheromone.errors
 from pheromone import (
-    ClientClosedError,
     ClientError,
     FlushTimeout,
     Pheromone,
@@ -26,6 +27,7 @@ EXPECTED_ALL = [
     "EventQuery",
     "FlushTimeout",
     "Pheromone",
+    "PheromoneError",
     "QueryError",
     "QueryTimeout",
     "RateLimitStatus",
@@ -78,12 +80,38 @@ def test_query_types_are_the_contracts_own() -> None:
     assert pheromone.TimeRange is contracts.TimeRange
 
 
-def test_the_error_tree_is_as_drawn() -> None:
-    assert issubclass(ClientClosedError, ClientError)
-    assert issubclass(FlushTimeout, ClientError) and issubclass(FlushTimeout, TimeoutError)
-    assert issubclass(QueryError, ClientError) and not issubclass(QueryError, TimeoutError)
-    assert issubclass(QueryTimeout, QueryError) and issubclass(QueryTimeout, TimeoutError)
-    assert not issubclass(ClientError, TimeoutError)
+def drawn_tree(doc: str) -> list[tuple[str, str]]:
+    """(child, parent) of every class a module docstring draws as a tree (`├──`, `└──`, four columns a level)."""
+    edges: list[tuple[str, str]] = []
+    parents: list[str] = []
+    for line in doc.splitlines():
+        match = re.match(r"^(\s*(?:[│ ]   )*)(?:[├└]── )?([A-Z]\w+)\b", line)
+        if match is None or ("──" not in line and match.group(1) != "    "):
+            continue  # neither a branch nor a root (four columns in)
+        depth = (len(match.group(1)) - 4) // 4 + (1 if "──" in line else 0)
+        if depth == 0:
+            parents = [match.group(2)]
+            continue
+        del parents[depth:]
+        edges.append((match.group(2), parents[depth - 1]))
+        parents.append(match.group(2))
+    return edges
+
+
+def test_one_error_root_and_the_drawn_trees_are_true() -> None:
+    from pheromone.plumbing import connection, embedded
+    from pheromone.services import errors as service_errors
+
+    homes = [pheromone.errors, connection, embedded, service_errors]
+    drawn = drawn_tree(pheromone.errors.__doc__ or "") + drawn_tree(service_errors.__doc__ or "")
+    assert ("QueryTimeout", "QueryError") in drawn and ("StoreBusyError", "StoreError") in drawn, drawn
+    for child, parent in drawn:
+        (cls,) = {getattr(m, child) for m in homes if hasattr(m, child)}
+        (base,) = {getattr(m, parent) for m in homes if hasattr(m, parent)}
+        assert issubclass(cls, base), f"{child} is drawn under {parent}"
+    assert service_errors.PheromoneError is pheromone.PheromoneError
+    assert issubclass(FlushTimeout, TimeoutError) and issubclass(QueryTimeout, TimeoutError)
+    assert not issubclass(ClientError, TimeoutError) and not issubclass(QueryError, TimeoutError)
 
 
 def test_emit_and_constructor_take_their_options_by_keyword() -> None:

@@ -17,8 +17,8 @@ from pheromone import Pheromone, QueryError, QueryTimeout
 from pheromone.contracts import ErrorRecoveryRecord, EventKind, EventQuery, ExecutionRecord, PatternObserved, TimeRange
 from pheromone.contracts.queries import MAX_REQUEST_BYTES
 from pheromone.contracts.streams import Keys
+from pheromone.plumbing.embedded import EmbeddedServer
 from pheromone.queries import QueryClient
-from pheromone.services.embedded import EmbeddedServer
 from pheromone.services.runtime import Runtime
 from pheromone.services.settings import Settings
 from tests.client.helpers import T0, eventually

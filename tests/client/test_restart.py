@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from pheromone import Pheromone
 from pheromone.contracts import PatternObserved
-from pheromone.services.embedded import EmbeddedServer
+from pheromone.plumbing.embedded import EmbeddedServer
 from tests.client.helpers import listing, read_envelopes
 from tests.support import OpenClient
 

@@ -19,7 +19,7 @@ from redis.exceptions import ResponseError
 
 from pheromone import Pheromone
 from pheromone.contracts import PatternObserved
-from pheromone.services.embedded import EmbeddedServer
+from pheromone.plumbing.embedded import EmbeddedServer
 from tests.client.helpers import eventually, read_envelopes
 from tests.support import OpenClient
 

@@ -16,9 +16,9 @@ from pheromone import subscriptions as subs_module
 from pheromone.contracts import PatternDiscoveryEvent, pattern_id
 from pheromone.contracts.broadcast import BroadcastKind, BroadcastMessage
 from pheromone.contracts.streams import GROUP_BROADCASTER, Keys
+from pheromone.plumbing.embedded import EmbeddedServer
+from pheromone.plumbing.publish import Publisher
 from pheromone.services import transport
-from pheromone.services.broadcaster.publish import Publisher
-from pheromone.services.embedded import EmbeddedServer
 from tests.coordination.conftest import StartRuntime
 from tests.coordination.helpers import Collector, eventually
 from tests.support import OpenClient

@@ -14,10 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pheromone import Pheromone
 from pheromone.contracts.streams import FIELD, Keys
-from pheromone.dashboard import plot, render
 from pheromone.services import asyncapi
 from pheromone.services.runtime import Runtime
-from pheromone.web import HttpSide
+from pheromone.services.web.dashboard import plot, render
+from pheromone.services.web.routes import HttpSide
 from tests.ops.conftest import StartRuntime
 from tests.ops.test_metrics import execution
 from tests.support import eventually, settings

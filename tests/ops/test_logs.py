@@ -15,8 +15,8 @@ import redis.asyncio as aioredis
 
 from pheromone.contracts import Envelope, ExecutionRecord
 from pheromone.contracts.streams import FIELD, GROUP_STORE, Keys
+from pheromone.plumbing.embedded import EmbeddedServer
 from pheromone.services.consumer import GroupWorker
-from pheromone.services.embedded import EmbeddedServer
 from tests.ops.conftest import StartRuntime
 from tests.support import eventually
 
@@ -105,8 +105,8 @@ async def test_redis_lost_and_regained_are_one_line_each(
     # The subscribers' own failed reads (FastStream logs each with its traceback) are not lines of their own:
     # the outage and the recovery are the two lines above, and nothing else is logged at INFO or above.
     assert [r.getMessage() for r in caplog.records if r.exc_info] == []
-    # The test's own server logs under pheromone.services.embedded.
-    service_lines = [m for m in info_lines(caplog) if not m.startswith("pheromone.services.embedded")]
+    # The test's own server logs under pheromone.plumbing.embedded.
+    service_lines = [m for m in info_lines(caplog) if not m.startswith("pheromone.plumbing.embedded")]
     # The store's writer lease expired during the outage: taking it back is a lifecycle line of its own, once.
     retaken = [m for m in service_lines if m.startswith("pheromone.services.writer") and "writer lease taken" in m]
     assert len(retaken) <= 1, retaken

@@ -13,7 +13,7 @@ import yaml  # type: ignore[import-untyped]
 from prometheus_client.parser import text_string_to_metric_families
 
 from pheromone.services.runtime import service_names
-from pheromone.web import HttpSide
+from pheromone.services.web.routes import HttpSide
 from tests.ops.conftest import StartRuntime
 from tests.ops.test_http import get
 from tests.support import eventually

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from pheromone.contracts import Envelope, ExecutionRecord
 from pheromone.contracts.streams import FIELD, GROUP_STORE, Keys
-from pheromone.services.embedded import EmbeddedServer
+from pheromone.plumbing.embedded import EmbeddedServer
 from pheromone.spool import Spool
 from tests.ops.conftest import Cli, StartRuntime
 from tests.support import eventually

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from pheromone.services.embedded import EmbeddedServer
+from pheromone.plumbing.embedded import EmbeddedServer
 from tests.reliability.fleet import Producer, ServiceFleet
 
 
 @pytest.fixture
 def aof_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
     """A persistent server of this test's own with `appendfsync always`: it may be SIGKILLed and restarted
-    and still hold every write it acknowledged (see services.embedded.APPENDFSYNC for why not everysec)."""
+    and still hold every write it acknowledged (see pheromone.plumbing.embedded.APPENDFSYNC for why not everysec)."""
     server = EmbeddedServer(tmp_path / "redis", persist=True, fsync="always")
     server.start()
     try:

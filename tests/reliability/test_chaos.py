@@ -29,7 +29,7 @@ from pheromone.contracts import Envelope, PatternObserved, PatternTransitioned
 from pheromone.contracts.records import pattern_id
 from pheromone.contracts.sessions import Edit, EditOp, EditPillar, EditTransitioned, SessionTransitioned
 from pheromone.contracts.streams import GROUP_STORE, Keys
-from pheromone.services.embedded import EmbeddedServer
+from pheromone.plumbing.embedded import EmbeddedServer
 from tests.reliability import fleet as f
 from tests.reliability.fleet import SERVICES, Producer, ServiceFleet
 from tests.services import helpers as h

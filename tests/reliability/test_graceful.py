@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from pheromone.services.embedded import EmbeddedServer
+from pheromone.plumbing.embedded import EmbeddedServer
 from tests.reliability import fleet as f
 from tests.reliability.fleet import SERVICE_ENV, SERVICES, Producer, ServiceFleet
 from tests.services import helpers as h

@@ -21,7 +21,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from pheromone.contracts.streams import Keys
-from pheromone.services.embedded import EmbeddedServer
+from pheromone.plumbing.embedded import EmbeddedServer
 from tests.reliability import fleet as f
 from tests.reliability.fleet import Producer, ServiceFleet
 from tests.services import helpers as h

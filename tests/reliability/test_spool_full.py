@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from pheromone import Pheromone
 from pheromone.contracts.streams import FIELD, Keys
-from pheromone.services.embedded import EmbeddedServer
+from pheromone.plumbing.embedded import EmbeddedServer
 from pheromone.spool import Spool, SpoolFullError
 from tests.services import helpers as h
 from tests.support import eventually

@@ -20,7 +20,7 @@ import pytest
 import redis
 import trustme
 
-from pheromone.services.embedded import EmbeddedServer
+from pheromone.plumbing.embedded import EmbeddedServer
 from tests.cli.conftest import cli, cli_env  # noqa: F401 - the CLI fixtures, for the CLI tests here
 
 ADMIN_PASSWORD = "admin-Pw-0x5EC"

@@ -16,7 +16,7 @@ from pydantic import SecretStr, ValidationError
 from pheromone import Pheromone
 from pheromone.contracts import EventQuery
 from pheromone.errors import QueryError
-from pheromone.services.connection import ConnectionSetupError, check, client_options, redact, settings_url
+from pheromone.plumbing.connection import ConnectionSetupError, check, client_options, redact, settings_url
 from pheromone.services.runtime import Runtime
 from pheromone.services.settings import Settings
 from tests.cli.helpers import Cli

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from pheromone import Pheromone
 from pheromone.contracts import EventQuery
 from pheromone.contracts.streams import FIELD
-from pheromone.services.connection import settings_url
+from pheromone.plumbing.connection import settings_url
 from pheromone.services.runtime import Runtime, service_names
 from tests.cli.helpers import Cli
 from tests.security.conftest import SecureServer

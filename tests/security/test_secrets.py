@@ -18,7 +18,7 @@ import pytest
 from pydantic import SecretStr
 
 from pheromone import Pheromone
-from pheromone.services.connection import settings_url
+from pheromone.plumbing.connection import settings_url
 from pheromone.services.runtime import Runtime
 from tests.cli.helpers import PHEROMONE, Cli
 from tests.security.conftest import USER, USER_PASSWORD, SecureServer

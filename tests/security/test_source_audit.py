@@ -40,7 +40,7 @@ TRUSTED_SQL: dict[tuple[str, str], str] = {
 """(file, enclosing function) -> why its run-time SQL cannot carry message data."""
 
 SUBPROCESS_OK = {
-    "services/embedded.py": "launches the server binary with an argv list (no shell) of paths and a port",
+    "pheromone/plumbing/embedded.py": "launches the server binary with an argv list (no shell) of paths and a port",
 }
 
 

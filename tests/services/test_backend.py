@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from pheromone.contracts import Envelope
 from pheromone.contracts.sessions import AutonomyMode, LearningSession, SessionStatus, TriggerKind
 from pheromone.contracts.streams import Keys
-from pheromone.services.runtime import ServiceContext
+from pheromone.services.context import ServiceContext
 from pheromone.services.sessions import artifacts
 from pheromone.services.store.backend import ApplyResult, SessionIndex, StoreBackend
 from pheromone.services.store.db import Store

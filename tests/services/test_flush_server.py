@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from pheromone.contracts.streams import GROUP_STORE, Keys
-from pheromone.services.embedded import EmbeddedServer
+from pheromone.plumbing.embedded import EmbeddedServer
 from tests.services import helpers as h
 from tests.services.conftest import StartRuntime
 from tests.support import OpenClient

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from pheromone import Pheromone
 from pheromone.contracts import Payload
 from pheromone.contracts.streams import Keys
-from pheromone.services.embedded import EmbeddedServer
+from pheromone.plumbing.embedded import EmbeddedServer
 from pheromone.spool import Spool
 from tests.services import helpers as h
 from tests.services.conftest import StartRuntime

@@ -1,6 +1,6 @@
 """Stops an embedded server once the process that started it is gone, however it went (SIGKILL included).
 
-`services.embedded` runs this file as `python -I -S embedded_watch.py SERVER_PID` right after launching the
+`pheromone.plumbing.embedded` runs this file as `python -I -S embedded_watch.py SERVER_PID` right after launching the
 server, with stdin the read end of a pipe whose write end only the starting process holds. The kernel closes
 that end when the process ends, whether it exits, crashes or is killed, so end-of-file on stdin means the
 starter is gone: the server gets SIGTERM (Valkey's graceful shutdown, which flushes the AOF), then SIGKILL if

@@ -12,6 +12,9 @@ so overlapping reports never shorten a limit, a redelivered report changes nothi
 key disappears exactly when its limit ends (expired limits cannot be read back as active), and a limit is
 visible and announced in the same call: one round trip per batch of reports. Key names hash the model and
 error code (`contracts.streams.key_part`), so no name can break or escape its key.
+
+The coordinator runs `LimitBook` for every report it reads, and a job that reports a limit runs it at once
+(`pheromone.ratelimits.apply_now`), so it lives below both.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ import redis.asyncio as aioredis
 from pheromone.contracts import Envelope, RateLimitEvent
 from pheromone.contracts.broadcast import BroadcastKind, BroadcastMessage, RateLimitNotice, RateLimitState
 from pheromone.contracts.streams import Keys
-from pheromone.services.broadcaster.publish import NOW_MS_LUA, publish_once_lua
-from pheromone.services.transport import run_batch
+from pheromone.plumbing.publish import NOW_MS_LUA, publish_once_lua
+from pheromone.plumbing.scripts import run_batch
 
 RECORD_LIMIT = NOW_MS_LUA + """
 local exp = tonumber(ARGV[1])

@@ -4,7 +4,7 @@
     /readyz          200 when `Runtime.problems()` is empty, else 503 with one problem per line (in memory)
     /metrics         the runtime's Prometheus registry, in the text format
     /asyncapi.json   the AsyncAPI document (`services.asyncapi`), made once at start
-    /                the dashboard (`pheromone.dashboard`); /dashboard.json: its data
+    /                the dashboard (`services.web.dashboard`); /dashboard.json: its data
 
 It starts before the services, so a probe sees "not ready" rather than a refused connection while they start.
 """
@@ -20,11 +20,11 @@ from importlib.metadata import version
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from pheromone.dashboard import Dashboard, render
 from pheromone.errors import QueryError
 from pheromone.services import asyncapi
 from pheromone.services.http import HttpServer, Request, Response
 from pheromone.services.runtime import Runtime
+from pheromone.services.web.dashboard import Dashboard, render
 
 log = logging.getLogger(__name__)
 MAX_REFRESH_S = 3_600

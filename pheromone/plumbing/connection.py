@@ -6,7 +6,7 @@ the `rediss://` scheme plus redis-py's own query parameters (`ssl_ca_certs`, `ss
 `ssl_cert_reqs`, `ssl_check_hostname`), so a URL written by hand means the same to redis-py as to pheromone.
 
 - `settings_url(settings)` merges the separate settings (`redis_username`, `redis_password`, `redis_tls_*`)
-  into `redis_url`; `Settings` has already refused contradictory combinations.
+  into `redis_url`; `ConnectionSettings` has already refused contradictory combinations.
 - `client_options(url)` parses a URL once into the keyword arguments of redis-py's `ConnectionPool`, with one
   TLS policy (verification off also turns hostname checking off; named files must exist).
 - `redis_client(url, **options)`, `blocking_connection(url, **options)` (the client's sender thread) and
@@ -26,7 +26,7 @@ from __future__ import annotations
 import inspect
 import ssl
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -43,10 +43,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from pheromone.services.errors import PheromoneError
-
-if TYPE_CHECKING:
-    from pheromone.services.settings import Settings
+from pheromone.errors import PheromoneError
+from pheromone.plumbing.settings import ConnectionSettings
 
 __all__ = [
     "ConnectionSetupError",
@@ -78,7 +76,7 @@ class ConnectionSetupError(PheromoneError):
 # -- settings -> URL -----------------------------------------------------------------------------------------
 
 
-def settings_url(settings: Settings) -> str | None:
+def settings_url(settings: ConnectionSettings) -> str | None:
     """`redis_url` with the separate credential and TLS settings merged in; None for the embedded server."""
     if settings.redis_url is None:
         return None

@@ -9,12 +9,10 @@ server, per message:
 
 so a source entry delivered twice (a retry after a crash between publishing and acking) is broadcast once,
 and the marker disappears with the message it guards. The coordinator runs the same lines at the end of its
-own script (`services.coordinator.limits`), so a limit is set and announced in one atomic call.
+own script (`pheromone.plumbing.limits`), so a limit is set and announced in one atomic call. It lives in
+the plumbing because that script also runs in a job (a rate-limit reporter's fast path, `pheromone.ratelimits`).
 
-`services.transport.run_batch` sends many calls of one script in one pipeline of EVALSHA. redis-py's
-`Script` in a pipeline sends SCRIPT EXISTS before every execute (one more round trip per batch); there the
-script is loaded once and only reloaded when the server answers NOSCRIPT (restarted or flushed). Every script
-run this way is idempotent, so retrying the whole batch after a reload is safe.
+`Publisher` runs the script over a batch of messages in one round trip (`pheromone.plumbing.scripts`).
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ import redis.asyncio as aioredis
 
 from pheromone.contracts.broadcast import BroadcastMessage
 from pheromone.contracts.streams import FIELD, FIELD_EXPIRES, FIELD_KIND, Keys
-from pheromone.services.transport import run_batch
+from pheromone.plumbing.scripts import run_batch
 
 NOW_MS_LUA = """
 local t = redis.call('TIME')
@@ -45,8 +43,6 @@ return redis.call('XADD', {stream}, '*',
 
 PUBLISH_ONCE = NOW_MS_LUA + publish_once_lua("KEYS[1]", "KEYS[2]", "ARGV[1]", "ARGV[2]", "ARGV[3]")
 """KEYS: once-marker, broadcast stream. ARGV: expiry (ms since epoch), message JSON, kind."""
-
-
 
 
 def expiry_ms(message: BroadcastMessage) -> int:

