@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field, model_validator
 
 from pheromone.contracts.events import EventKind
+from pheromone.contracts.streams import REPLY_TOKEN
 from pheromone.contracts.types import Contract, Identifier, UtcDatetime
 
 MAX_QUERY_LIMIT = 10_000
@@ -42,7 +43,7 @@ class EventQuery(Contract):
 
 
 
-REPLY_KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}:reply:[0-9a-f]{32}$"
+REPLY_KEY_PATTERN = rf"^[A-Za-z0-9_.-]{{1,64}}:reply:{REPLY_TOKEN}$"
 """A reply key: `{prefix}:reply:` and 32 lowercase hex digits; the query service writes no other key."""
 
 
