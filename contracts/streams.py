@@ -139,6 +139,9 @@ def read_dead_letter(fields: Mapping[bytes, bytes]) -> tuple[dict[str, str], dic
 
 REPLY_TOKEN: Final = "[0-9a-f]{32}"
 """The part of a query's reply key after `{prefix}:reply:`: 32 lowercase hex digits, new per request."""
+REPLY_KEY_PATTERN: Final = rf"^[A-Za-z0-9_.-]{{1,64}}:reply:{REPLY_TOKEN}$"
+"""A reply key under any prefix (`contracts.queries.QueryRequest` checks it); the query service writes no other
+key."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,7 +71,7 @@ from pheromone.contracts.streams import (
 )
 from pheromone.contracts.types import Identifier, UtcDatetime
 from pheromone.errors import ClientClosedError, FlushTimeout
-from pheromone.plumbing.append import command, envelope_frame, spool_line, spooled_frame
+from pheromone.plumbing.append import envelope_frame, letter_frame, spool_line, spooled_frame
 from pheromone.queries import QueryClient
 from pheromone.spool import Spool, SpoolError
 from pheromone.subscriptions import BroadcastHub, Filter, Subscription, acquire_hub, release_hub
@@ -580,7 +580,7 @@ class Pheromone:
                 # Nothing is dropped silently: an unreadable spool line goes to the dead letters for a human.
                 letter = dead_letter(stream="spool", group="client", entry_id="0-0", error="unreadable spool record",
                                      deliveries=0, at_ms=int(time.time() * 1000), original={b"raw": record})
-                corrupt.append(command(b"XADD", self.keys.dead.encode(), b"*", *letter))
+                corrupt.append(letter_frame(self.keys.dead.encode(), letter))
         return frames, corrupt
 
     def _roundtrip(self, data: bytes, replies: int) -> None:

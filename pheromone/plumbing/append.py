@@ -8,7 +8,8 @@ fields exactly as they were sent (`pheromone dead replay`).
 The client's sender thread does not use redis-py: it writes RESP bytes on its socket itself, so its XADD
 commands are built here too, beside the function they must agree with: `envelope_frame` (head and tail
 around the envelope's JSON, which `emit()` fills in), `spooled_frame` (a spooled envelope sent again, without
-its kind) and `spool_line` (a frame back to its spool record).
+its kind), `spool_line` (a frame back to its spool record) and `letter_frame` (a dead letter). No other module
+writes XADD (tests/test_wire_in_one_place.py).
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ def spooled_frame(stream: bytes, body: bytes) -> bytes:
     """XADD of a spooled envelope: no kind, since the spool keeps only the stream and the JSON (an entry
     without one is parsed by every group: contracts.streams)."""
     return command(b"XADD", stream, b"*", FIELD.encode(), body)
+
+
+def letter_frame(dead: bytes, letter: list[bytes]) -> bytes:
+    """XADD of a dead letter (`contracts.streams.dead_letter`'s fields) onto the dead stream `dead`."""
+    return command(b"XADD", dead, b"*", *letter)
 
 
 def spool_line(frame: bytes) -> bytes:
