@@ -26,6 +26,7 @@ from pheromone.contracts.queries import MAX_REQUEST_BYTES
 from pheromone.contracts.query_args import QUERY_ARGS
 from pheromone.contracts.streams import Keys
 from pheromone.errors import QueryError, QueryTimeout
+from pheromone.plumbing.refusals import invalid
 
 _ENVELOPES = TypeAdapter(list[Envelope])
 NOT_RUNNING = "is `pheromone serve` running against this server and prefix?"
@@ -75,7 +76,7 @@ class QueryClient:
         try:
             model = QUERY_ARGS[op].model_validate(args)
         except ValidationError as exc:
-            raise QueryError(_invalid(exc)) from exc
+            raise QueryError(invalid(exc, "query")) from exc
         return await self.call(op, model, timeout=timeout)
 
     async def events(self, query: EventQuery, *, timeout: float = 10.0) -> list[Envelope]:
@@ -147,12 +148,3 @@ class QueryClient:
         """Evolution trajectory entries and the recurring issue classes over the last `window_cycles`."""
         return await self.ask("trajectory", {"window_cycles": window_cycles},  # type: ignore[no-any-return]
                                timeout=timeout)
-
-
-def _invalid(exc: ValidationError) -> str:
-    """The service's one-line refusal of arguments its model rejects (`services.consumer.describe`)."""
-    first = exc.errors(include_url=False)[:3]
-    parts = [f"{'.'.join(str(x) for x in e['loc']) or '<root>'}: {e['msg']}" for e in first]
-    more = f" (+{exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
-    text = f"invalid query: {'; '.join(parts)}{more}"
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
