@@ -97,7 +97,7 @@ async def build(ctx: ServiceContext) -> ServiceParts:
     path = ctx.settings.store_path
     await ensure_store(path)
     reader = await Reader(path).__aenter__()
-    pattern = re.compile(re.escape(f"{ctx.keys.prefix}:reply:") + r"[0-9a-f]{32}")
+    pattern = re.compile(ctx.keys.reply_pattern())
     redis = ctx.redis
 
     async def handle(body: bytes) -> None:

@@ -25,7 +25,8 @@ from pheromone.services import transport
 from pheromone.services.settings import Settings
 from pheromone.spool import Spool
 from tests.services import helpers as h
-from tests.services.conftest import OpenClient, StartRuntime
+from tests.services.conftest import StartRuntime
+from tests.support import OpenClient
 
 JUNK = b"\xff\xfe\x00not json \x80"
 
@@ -199,9 +200,9 @@ async def test_the_services_and_the_client_write_one_dead_letter_layout(
     await redis.xreadgroup(GROUP_STORE, "c-1", {keys.ingest: ">"})
     await transport.dead_letter(redis, keys.dead, [
         transport.DeadLetter(keys.ingest, GROUP_STORE, entry_id, {FIELD.encode(): JUNK}, "junk", 2)])
-    with Spool(tmp_path / "spool" / "job-dead") as spool:
+    with Spool(tmp_path / "spool-dead") as spool:
         spool.append([b"a line without a tab"])
-    client = await open_client("job-dead")
+    client = await open_client("job-dead", spool_dir=tmp_path / "spool-dead")
     await client.flush()
 
     letters = await h.dead_letters(redis, prefix)  # flush() returns once the spool is sent
