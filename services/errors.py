@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from pheromone.errors import PheromoneError
 
-__all__ = ["MAX_REASON", "EventRejected", "PheromoneError", "Refused", "StoreBusyError", "StoreError", "one_line"]
+__all__ = ["EventRejected", "PheromoneError", "Refused", "StoreBusyError", "StoreError"]
 
 
 class StoreError(PheromoneError):
