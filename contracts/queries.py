@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field, model_validator
 
 from pheromone.contracts.events import EventKind
+from pheromone.contracts.streams import REPLY_KEY_PATTERN
 from pheromone.contracts.types import Contract, Identifier, UtcDatetime
 
 MAX_QUERY_LIMIT = 10_000
@@ -39,11 +40,6 @@ class EventQuery(Contract):
     correlation_id: Identifier | None = None
     job: Identifier | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_QUERY_LIMIT)] = 100
-
-
-
-REPLY_KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}:reply:[0-9a-f]{32}$"
-"""A reply key: `{prefix}:reply:` and 32 lowercase hex digits; the query service writes no other key."""
 
 
 class QueryRequest(Contract):

@@ -12,6 +12,8 @@ or counts an event uses the type of the validated payload, and an entry without 
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -29,7 +31,7 @@ DISCOVERIES: Final = "discoveries"
 BROADCAST: Final = "broadcast"
 """Fan-out to every job: discoveries, rate-limit announcements, entropy responses, drift alerts."""
 DEAD: Final = "dead"
-"""Dead letters: entries that could not be parsed or applied, with their error."""
+"""Dead letters: entries that could not be parsed or applied, with their error (layout: `dead_letter`)."""
 TRIGGERS: Final = "triggers"
 """Session triggers (`contracts.sessions.SessionTrigger`), read by the consolidator only (docs/SESSIONS.md)."""
 
@@ -102,6 +104,46 @@ def entry(body: str | bytes, kind: str) -> dict[Any, Any]:
     return {FIELD: body, FIELD_KIND: kind}
 
 
+# Dead letters (docs/WIRE.md, "Dead letters"): what the transport's script, the client's spool replay and
+# `pheromone dead` write and read.
+DEAD_LETTER_FIELDS: Final = ("stream", "group", "id", "error", "deliveries", "at")
+"""A dead letter's own fields, in the order they are written: the stream the entry came from (full key), the
+group that gave up on it, the entry's id there, why (one line), how many deliveries, when (ms since the epoch)."""
+ORIGINAL_PREFIX: Final = b"f:"
+"""A dead letter carries each field of the original entry under this prefix (`f:e`, `f:k`), byte for byte."""
+MAX_ERROR_CHARS: Final = 2_000
+"""A dead letter's `error` is cut to this many characters: a reason, not a dump of the entry."""
+
+
+def dead_letter(
+    *, stream: str, group: str, entry_id: str | bytes, error: str, deliveries: int, at_ms: int,
+    original: Mapping[bytes, bytes],
+) -> list[bytes]:
+    """A dead letter's fields as a flat [name, value, ...] list: XADD's arguments after `*`."""
+    own: tuple[str | bytes, ...] = (stream, group, entry_id, error[:MAX_ERROR_CHARS], str(deliveries), str(at_ms))
+    fields: list[bytes] = []
+    for name, value in zip(DEAD_LETTER_FIELDS, own, strict=True):
+        fields += [name.encode(), value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")]
+    for original_name, original_value in original.items():
+        fields += [ORIGINAL_PREFIX + original_name, original_value]
+    return fields
+
+
+def read_dead_letter(fields: Mapping[bytes, bytes]) -> tuple[dict[str, str], dict[bytes, bytes]]:
+    """A dead letter's fields split into its own (decoded, in stored order) and the original entry's (raw)."""
+    own = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()
+           if not k.startswith(ORIGINAL_PREFIX)}
+    original = {k[len(ORIGINAL_PREFIX):]: v for k, v in fields.items() if k.startswith(ORIGINAL_PREFIX)}
+    return own, original
+
+
+REPLY_TOKEN: Final = "[0-9a-f]{32}"
+"""The part of a query's reply key after `{prefix}:reply:`: 32 lowercase hex digits, new per request."""
+REPLY_KEY_PATTERN: Final = rf"^[A-Za-z0-9_.-]{{1,64}}:reply:{REPLY_TOKEN}$"
+"""A reply key under any prefix (`contracts.queries.QueryRequest` checks it); the query service writes no other
+key."""
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     """Full key names under one prefix."""
@@ -135,6 +177,22 @@ class Keys:
     def queries(self) -> str:
         """List of pending query requests (request/reply to the query service)."""
         return f"{self.prefix}:queries"
+
+    def reply(self, token: str) -> str:
+        """The one-off list a query's answer is pushed to; `token` is 32 lowercase hex digits (REPLY_TOKEN)."""
+        return f"{self.prefix}:reply:{token}"
+
+    def reply_pattern(self) -> str:
+        """A regular expression that matches exactly this prefix's reply keys (`reply`)."""
+        return re.escape(self.reply("")) + REPLY_TOKEN
+
+    def owns(self, key: str) -> bool:
+        """Is `key` under this prefix?"""
+        return key.startswith(f"{self.prefix}:")
+
+    def short(self, key: str) -> str:
+        """`key` without this prefix: a stream's name as `STREAM_GROUPS` spells it."""
+        return key.removeprefix(f"{self.prefix}:")
 
     def heartbeat(self, service: str) -> str:
         return f"{self.prefix}:alive:{service}"

@@ -64,14 +64,14 @@ from pheromone.contracts.broadcast import BroadcastKind, RateLimitStatus, rate_l
 from pheromone.contracts.streams import (
     DEFAULT_PREFIX,
     DISCOVERY_TTL_S,
-    FIELD,
-    FIELD_KIND,
     RATE_LIMIT_EXPIRY_FACTOR,
     Keys,
+    dead_letter,
     stream_for,
 )
 from pheromone.contracts.types import Identifier, UtcDatetime
 from pheromone.errors import ClientClosedError, FlushTimeout
+from pheromone.plumbing.append import envelope_frame, letter_frame, spool_line, spooled_frame
 from pheromone.queries import QueryClient
 from pheromone.spool import Spool, SpoolError
 from pheromone.subscriptions import BroadcastHub, Filter, Subscription, acquire_hub, release_hub
@@ -92,20 +92,6 @@ _EXTRAS = TypeAdapter(_Extras)
 _Route = tuple[bytes, bytes, Callable[[Any], bytes]]
 """Per payload class: the XADD command's head up to the envelope (stream included), its tail after it (the
 kind field), and the class's JSON serialiser."""
-
-
-def command(*args: bytes) -> bytes:
-    """One Redis command in RESP, the bytes redis-py would send for it."""
-    return b"*%d\r\n%s" % (len(args), b"".join([b"$%d\r\n%s\r\n" % (len(a), a) for a in args]))
-
-
-def spool_line(frame: bytes) -> bytes:
-    """The spool record (`stream<TAB>envelope JSON`) of a buffered XADD command made by `emit()`.
-
-    The command's parts are separated by CRLF, which neither a stream name nor the envelope's JSON can hold
-    (JSON escapes control characters): the stream is its 5th part, the JSON its 11th."""
-    parts = frame.split(b"\r\n", 11)
-    return parts[4] + b"\t" + parts[10]
 
 
 def utc_text(ns: int) -> bytes:
@@ -312,9 +298,7 @@ class Pheromone:
             raise TypeError(f"emit() takes a pheromone record (one of contracts.PAYLOAD_TYPES), not {type(record)!r}")
         payload_type: str = cast(Payload, record).type
         stream, kind = self.keys.stream(stream_for(payload_type)).encode(), payload_type.encode()
-        # XADD <stream> * e <envelope> k <kind>: the head ends where the envelope's length goes.
-        head = b"*7\r\n" + command(b"XADD", stream, b"*", FIELD.encode())[len(b"*4\r\n"):]
-        tail = b"\r\n" + command(FIELD_KIND.encode(), kind)[len(b"*2\r\n"):]
+        head, tail = envelope_frame(stream, kind)
         route = self._routes[type(record)] = (head, tail, type(record).__pydantic_serializer__.to_json)
         return route
 
@@ -366,7 +350,7 @@ class Pheromone:
         text, then the block learning sessions maintain."""
         if not self._open or self.queries is None:
             raise ClientClosedError("query on a client that is not open")
-        result = await self.queries.call("playbook", {"workspace": workspace or self.workspace}, timeout=timeout)
+        result = await self.queries.ask("playbook", {"workspace": workspace or self.workspace}, timeout=timeout)
         return str(result["markdown"])
 
     async def guidance(self, model: str | None = None, *, limit: int = 20, timeout: float = 10.0) -> dict[str, Any]:
@@ -375,7 +359,7 @@ class Pheromone:
         if not self._open or self.queries is None:
             raise ClientClosedError("query on a client that is not open")
         args = {"workspace": self.workspace, "model": model, "limit": limit}
-        return dict(await self.queries.call("guidance", args, timeout=timeout))
+        return dict(await self.queries.ask("guidance", args, timeout=timeout))
 
     # -- real-time coordination (docs/COORDINATION.md) ------------------------------------------------
 
@@ -584,22 +568,19 @@ class Pheromone:
                 self._loop.call_soon_threadsafe(_resolve, waiters)
 
     def _decode_spooled(self, records: Sequence[bytes]) -> tuple[list[bytes], list[bytes]]:
-        """Spooled lines as XADD commands without a kind (an entry without one is parsed by every group:
-        contracts.streams); lines that are not ours (disk corruption) become commands adding a dead letter."""
+        """Spooled lines as XADD commands (`spooled_frame`); lines that are not ours (disk corruption) become
+        commands adding a dead letter."""
         frames: list[bytes] = []
         corrupt: list[bytes] = []
-        prefix = f"{self.keys.prefix}:".encode()
         for record in records:
             stream, tab, body = record.partition(b"\t")
-            if tab and stream.startswith(prefix):
-                frames.append(command(b"XADD", stream, b"*", FIELD.encode(), body))
+            if tab and self.keys.owns(stream.decode(errors="replace")):
+                frames.append(spooled_frame(stream, body))
             else:
                 # Nothing is dropped silently: an unreadable spool line goes to the dead letters for a human.
-                corrupt.append(command(
-                    b"XADD", self.keys.dead.encode(), b"*", b"stream", b"spool", b"group", b"client", b"id", b"0-0",
-                    b"error", b"unreadable spool record", b"deliveries", b"0", b"at",
-                    b"%d" % int(time.time() * 1000), b"f:raw", record,
-                ))
+                letter = dead_letter(stream="spool", group="client", entry_id="0-0", error="unreadable spool record",
+                                     deliveries=0, at_ms=int(time.time() * 1000), original={b"raw": record})
+                corrupt.append(letter_frame(self.keys.dead.encode(), letter))
         return frames, corrupt
 
     def _roundtrip(self, data: bytes, replies: int) -> None:

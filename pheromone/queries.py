@@ -4,6 +4,9 @@ A request is RPUSHed onto `{prefix}:queries` as JSON `{"op", "args", "reply"}`; 
 it from the head (FastStream's list subscriber BLPOPs, so requests are answered oldest first), answers on the
 one-off list `reply` (which expires), and the client BLPOPs that list. No polling, no pub/sub subscription per
 request, and any number of query replicas share the work.
+
+Each method builds its operation's argument model (`contracts.query_args`), the one the service validates
+with, so arguments a service would refuse are refused here, before the round trip, with the same error.
 """
 
 from __future__ import annotations
@@ -11,16 +14,19 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from redis.exceptions import RedisError
 
 from pheromone.contracts import Envelope, EventQuery
 from pheromone.contracts.queries import MAX_REQUEST_BYTES
+from pheromone.contracts.query_args import QUERY_ARGS
 from pheromone.contracts.streams import Keys
 from pheromone.errors import QueryError, QueryTimeout
+from pheromone.plumbing.refusals import invalid
 
 _ENVELOPES = TypeAdapter(list[Envelope])
 NOT_RUNNING = "is `pheromone serve` running against this server and prefix?"
@@ -33,9 +39,13 @@ class QueryClient:
         self._keys = keys
         self._unanswered = unanswered
 
-    async def call(self, op: str, args: dict[str, Any], *, timeout: float = 10.0) -> Any:
-        reply = f"{self._keys.prefix}:reply:{uuid.uuid4().hex}"
-        request = json.dumps({"op": op, "args": args, "reply": reply})
+    async def call(self, op: str, args: BaseModel | Mapping[str, Any], *, timeout: float = 10.0) -> Any:
+        """Ask the query service `op` with `args`: the operation's argument model, or its JSON as a dict
+        (sent as is: the service validates it). A model sends the arguments it was given, as JSON."""
+        if isinstance(args, BaseModel):
+            args = args.model_dump(mode="json", exclude_unset=True)
+        reply = self._keys.reply(uuid.uuid4().hex)
+        request = json.dumps({"op": op, "args": dict(args), "reply": reply})
         if (size := len(request.encode())) > MAX_REQUEST_BYTES:
             # The query service would refuse it unread: say so now, without the round trip.
             raise QueryError(f"query {op!r} is {size} bytes, over the {MAX_REQUEST_BYTES}-byte limit")
@@ -61,6 +71,14 @@ class QueryClient:
             raise QueryError(body.get("error", "query failed"))
         return body["result"]
 
+    async def ask(self, op: str, args: dict[str, Any], *, timeout: float = 10.0) -> Any:
+        """`call` with `args` validated by the operation's model first: QueryError if it refuses them."""
+        try:
+            model = QUERY_ARGS[op].model_validate(args)
+        except ValidationError as exc:
+            raise QueryError(invalid(exc, "query")) from exc
+        return await self.call(op, model, timeout=timeout)
+
     async def events(self, query: EventQuery, *, timeout: float = 10.0) -> list[Envelope]:
         result = await self.call("events", query.model_dump(mode="json"), timeout=timeout)
         # Strict contracts take times from JSON strings only: re-validate as JSON, not as Python objects.
@@ -85,23 +103,23 @@ class QueryClient:
         args = {"pattern_type": pattern_type, "tags": tags or [], "match_all_tags": match_all_tags,
                 "status": status or [], "min_trust": min_trust, "min_priority": min_priority,
                 "instrument": instrument, "limit": limit}
-        return await self.call("patterns", args, timeout=timeout)  # type: ignore[no-any-return]
+        return await self.ask("patterns", args, timeout=timeout)  # type: ignore[no-any-return]
 
     async def pattern(self, pattern_id: str, *, timeout: float = 10.0) -> dict[str, Any]:
         """One pattern with provenance, transitions, success factors and its "why" analysis."""
-        return await self.call("pattern", {"id": pattern_id}, timeout=timeout)  # type: ignore[no-any-return]
+        return await self.ask("pattern", {"id": pattern_id}, timeout=timeout)  # type: ignore[no-any-return]
 
     async def learned_wait(self, error_code: str, *, model: str | None = None, static_seconds: float | None = None,
                            timeout: float = 10.0) -> dict[str, Any]:
         """`{"wait_seconds", "confidence", "strategy", ...}` for an error code (and model)."""
         args = {"error_code": error_code, "model": model, "static_seconds": static_seconds}
-        return await self.call("wait", args, timeout=timeout)  # type: ignore[no-any-return]
+        return await self.ask("wait", args, timeout=timeout)  # type: ignore[no-any-return]
 
     async def similar_escalations(self, confidence: float, validation_pass_rate: float, *, limit: int = 5,
                                   timeout: float = 10.0) -> dict[str, Any]:
         """`{"suggestion", "similar"}`: past decisions near this confidence and pass rate, best outcome first."""
         args = {"confidence": confidence, "validation_pass_rate": validation_pass_rate, "limit": limit}
-        return await self.call("escalations_similar", args, timeout=timeout)  # type: ignore[no-any-return]
+        return await self.ask("escalations_similar", args, timeout=timeout)  # type: ignore[no-any-return]
 
     async def execution_stats(self, *, workspace: str | None = None, workspace_hash: str | None = None,
                               job_hash: str | None = None, model: str | None = None, by: str | None = None,
@@ -110,23 +128,23 @@ class QueryClient:
         to what that workspace reported; `workspace_hash` filters on the records' own field."""
         args = {"workspace": workspace, "workspace_hash": workspace_hash, "job_hash": job_hash, "model": model,
                 "by": by, "error_code": error_code}
-        return await self.call("execution_stats", args, timeout=timeout)  # type: ignore[no-any-return]
+        return await self.ask("execution_stats", args, timeout=timeout)  # type: ignore[no-any-return]
 
     async def entropy(self, *, history: bool = False, timeout: float = 10.0) -> dict[str, Any]:
         """The pattern population's current entropy (`current`), and its recorded `history` if asked."""
-        return await self.call("entropy", {"history": history}, timeout=timeout)  # type: ignore[no-any-return]
+        return await self.ask("entropy", {"history": history}, timeout=timeout)  # type: ignore[no-any-return]
 
     async def exploration_budget(self, *, job_hash: str | None = None, timeout: float = 10.0) -> dict[str, Any]:
         """`{"current", "history", "statistics", "rules"}` of the exploration budget."""
-        return await self.call("budget", {"job_hash": job_hash}, timeout=timeout)  # type: ignore[no-any-return]
+        return await self.ask("budget", {"job_hash": job_hash}, timeout=timeout)  # type: ignore[no-any-return]
 
     async def drift(self, *, epistemic: bool = False, include_stable: bool = False,
                     timeout: float = 10.0) -> dict[str, Any]:
         """Patterns whose effectiveness (or, `epistemic`, belief) drift crosses its threshold."""
         args = {"epistemic": epistemic, "include_stable": include_stable}
-        return await self.call("drift", args, timeout=timeout)  # type: ignore[no-any-return]
+        return await self.ask("drift", args, timeout=timeout)  # type: ignore[no-any-return]
 
     async def trajectory(self, *, window_cycles: int | None = None, timeout: float = 10.0) -> dict[str, Any]:
         """Evolution trajectory entries and the recurring issue classes over the last `window_cycles`."""
-        return await self.call("trajectory", {"window_cycles": window_cycles},  # type: ignore[no-any-return]
+        return await self.ask("trajectory", {"window_cycles": window_cycles},  # type: ignore[no-any-return]
                                timeout=timeout)

@@ -170,7 +170,7 @@ def document(
         description="Clients RPUSH one JSON request per query and BLPOP its reply list (docs/WIRE.md).",
     )
     broker.publisher(
-        list=f"{prefix}:reply:{{id}}", title="queries/reply", schema=QueryReply,
+        list=keys.reply("{id}"), title="queries/reply", schema=QueryReply,
         description="The query service LPUSHes the answer onto the request's one-off reply list "
                     "({prefix}:reply: and 32 hex digits), which expires 60 s later.",
     )

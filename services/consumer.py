@@ -32,8 +32,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pheromone.contracts import Envelope, parse_envelope
 from pheromone.contracts.streams import FIELD, FIELD_KIND
+from pheromone.plumbing.refusals import invalid, one_line
 from pheromone.services import transport
-from pheromone.services.errors import Refused, StoreBusyError, one_line
+from pheromone.services.errors import Refused, StoreBusyError
 from pheromone.services.metrics import WorkerMetrics
 from pheromone.services.transport import DeadLetter, Entry
 
@@ -54,10 +55,7 @@ release and re-take it (a GIL convoy); bench/RESULTS.md measures two against one
 def describe(exc: BaseException) -> str:
     """A one-line, precise reason for a dead letter."""
     if isinstance(exc, ValidationError):
-        first = exc.errors(include_url=False)[:3]
-        parts = [f"{'.'.join(str(x) for x in e['loc']) or '<root>'}: {e['msg']}" for e in first]
-        more = f" (+{exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
-        return one_line(f"invalid envelope: {'; '.join(parts)}{more}")
+        return invalid(exc, "envelope")
     return one_line(f"{type(exc).__name__}: {exc}")
 
 

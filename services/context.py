@@ -43,7 +43,7 @@ class ServiceContext:
             service=service, stream=stream, group=group, handler=handler, redis=self.redis,
             dead_stream=self.keys.dead, consumer=f"{service}-{s.consumer_name}", records_poison=records_poison,
             claim_idle_ms=s.claim_idle_ms, max_deliveries=s.max_deliveries, batch_size=s.batch_size,
-            metrics=self.metrics.worker(service, stream.removeprefix(f"{self.keys.prefix}:")), kinds=kinds,
+            metrics=self.metrics.worker(service, self.keys.short(stream)), kinds=kinds,
         )
 
 

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from pheromone.errors import PheromoneError
 
-__all__ = ["MAX_REASON", "EventRejected", "PheromoneError", "Refused", "StoreBusyError", "StoreError", "one_line"]
+__all__ = ["EventRejected", "PheromoneError", "Refused", "StoreBusyError", "StoreError"]
 
 
 class StoreError(PheromoneError):
@@ -48,14 +48,3 @@ class Refused(NamedTuple):
     reason: str
     retry: bool = False
 
-
-MAX_REASON = 1_000
-"""Characters of a dead letter's reason; the entry's own bytes are kept whole beside it."""
-
-
-def one_line(text: str, limit: int = MAX_REASON) -> str:
-    """Text quoted from a message (a field's name, a value) made safe for a reason or a log line: control
-    characters escaped, so a newline in a hostile field name cannot split the line or forge a log line, and
-    bounded in length."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return text if len(text) <= limit else f"{text[: limit - 1]}…"

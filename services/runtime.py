@@ -216,7 +216,7 @@ class Runtime:
 
     def _subscribe(self, worker: GroupWorker) -> Any:
         s = self.settings
-        doc = asyncapi.reader(worker.stream.removeprefix(f"{self.keys.prefix}:"), worker.group)
+        doc = asyncapi.reader(self.keys.short(worker.stream), worker.group)
         sub = self.broker.subscriber(
             stream=StreamSub(
                 worker.stream, group=worker.group, consumer=worker.consumer, batch=True,
@@ -358,7 +358,7 @@ class Runtime:
     async def _gauges(self) -> None:
         """Refresh the lag, pending and stream-length gauges every `metrics_interval_s` (services.metrics)."""
         m, names = self.metrics, tuple(dict.fromkeys(w.stream for w, _ in self._subscribers))
-        short = tuple(name.removeprefix(f"{self.keys.prefix}:") for name in names)
+        short = tuple(self.keys.short(name) for name in names)
         while True:
             try:
                 # Read everything first, then set every gauge with no await in between: a scrape (another
@@ -420,7 +420,7 @@ class Runtime:
         for worker, sub in self._subscribers:
             if not sub.running:
                 out.append(f"reader of group {worker.group} on {worker.stream} is stopped")
-        own = {(w.stream.removeprefix(f"{self.keys.prefix}:"), w.group) for w, _ in self._subscribers}
+        own = {(self.keys.short(w.stream), w.group) for w, _ in self._subscribers}
         for g in self.groups:
             if (g.stream, g.group) not in own:
                 continue
@@ -494,7 +494,7 @@ def _timed(handler: Callable[[bytes], Awaitable[None]], histogram: Any) -> Calla
 
 def _source_name(source: Any, keys: Keys) -> str:
     name = str(getattr(source, "name", source))
-    return name.removeprefix(f"{keys.prefix}:")
+    return keys.short(name)
 
 
 def _redact(url: str) -> str:

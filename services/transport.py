@@ -3,9 +3,9 @@
 No handler talks to Redis directly; it calls these. Every multi-step write that must not half-happen (a
 dead letter and the ack of its entry) runs in one script, atomically on the server.
 
-Dead-letter entries on `{prefix}:dead` carry: `stream`, `group`, `id` (the original entry id), `error`,
-`deliveries`, `at` (ms since epoch), and each original field under `f:<name>`, byte for byte, so
-`pheromone dead replay` can put back exactly what was sent.
+Dead-letter entries on `{prefix}:dead` are laid out by `contracts.streams.dead_letter`: `stream`, `group`, `id`
+(the original entry id), `error`, `deliveries`, `at` (ms since epoch), and each original field under
+`f:<name>`, byte for byte, so `pheromone dead replay` can put back exactly what was sent.
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from pheromone.contracts.streams import dead_letter as letter_fields
 from pheromone.plumbing.scripts import run_batch
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 """A stream entry as redis-py returns it: (id, fields)."""
-
-MAX_ERROR_CHARS = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,15 +75,12 @@ async def dead_letter(r: aioredis.Redis, dead_stream: str, letters: Sequence[Dea
     """Dead-letter each entry and ack it, atomically per entry (ACK_THEN_LETTER): never lost nor doubled."""
     if not letters:
         return
-    now_ms = str(int(time.time() * 1000))
+    now_ms = int(time.time() * 1000)
     calls: list[tuple[Sequence[str], Sequence[Any]]] = []
     for letter in letters:
-        fields: list[str | bytes] = [
-            "stream", letter.stream, "group", letter.group, "id", letter.entry_id,
-            "error", letter.error[:MAX_ERROR_CHARS], "deliveries", str(letter.deliveries), "at", now_ms,
-        ]
-        for name, value in letter.fields.items():
-            fields += [b"f:" + name, value]
+        fields = letter_fields(stream=letter.stream, group=letter.group, entry_id=letter.entry_id,
+                               error=letter.error, deliveries=letter.deliveries, at_ms=now_ms,
+                               original=letter.fields)
         calls.append(([letter.stream, dead_stream], [letter.group, letter.entry_id, *fields]))
     await run_batch(r, r.register_script(ACK_THEN_LETTER), calls)
 

@@ -20,7 +20,8 @@ from pheromone.cli.common import (
     redis_url_for,
     settings,
 )
-from pheromone.contracts.streams import Keys
+from pheromone.contracts.streams import Keys, read_dead_letter
+from pheromone.plumbing.append import add_entry
 from pheromone.plumbing.connection import redis_client
 from pheromone.services.transport import Entry
 
@@ -37,10 +38,9 @@ app = typer.Typer(help="Dead letters: entries that could not be parsed or applie
 
 
 def _decode(letter_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
-    text = {k.decode(): v.decode(errors="replace") for k, v in fields.items() if not k.startswith(b"f:")}
-    payload = {k[2:].decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()
-               if k.startswith(b"f:")}
-    return {"dead_id": letter_id.decode(), **text, "fields": payload}
+    own, original = read_dead_letter(fields)
+    payload = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in original.items()}
+    return {"dead_id": letter_id.decode(), **own, "fields": payload}
 
 
 @app.command("list")
@@ -109,14 +109,14 @@ def replay(
                     rows.extend(found)
             replayed = []
             for letter_id, fields in rows:
-                stream = fields.get(b"stream", b"").decode()
-                if not stream.startswith(f"{keys.prefix}:"):
+                own, original = read_dead_letter(fields)
+                stream = own.get("stream", "")
+                if not keys.owns(stream):
                     raise CliError(f"dead letter {letter_id.decode()} names stream {stream!r} outside this prefix")
-                original: dict[Any, Any] = {k[2:]: v for k, v in fields.items() if k.startswith(b"f:")}
                 if not original:
                     raise CliError(f"dead letter {letter_id.decode()} carries no original fields to replay")
                 async with r.pipeline(transaction=True) as pipe:
-                    pipe.xadd(stream, original)
+                    add_entry(pipe, stream, original)  # byte for byte what was sent
                     pipe.xdel(keys.dead, letter_id)
                     await pipe.execute()
                 replayed.append(letter_id.decode())

@@ -17,9 +17,10 @@ from pydantic import TypeAdapter, ValidationError
 from pheromone.cli.common import CliError, invalid, redis_url_for, require_store
 from pheromone.cli.reads import readable
 from pheromone.contracts import Envelope
-from pheromone.contracts.streams import Keys, entry
+from pheromone.contracts.streams import Keys
 from pheromone.contracts.types import Identifier
 from pheromone.plumbing import connection
+from pheromone.plumbing.append import append
 from pheromone.services.consolidator import review as rv
 from pheromone.services.sessions import artifacts
 from pheromone.services.settings import Settings
@@ -92,10 +93,7 @@ def send(s: Settings, stream: Callable[[Keys], str], events: Sequence[Envelope],
             r = connection.redis_client(url)
 
             async def emit(batch: Sequence[Envelope]) -> None:
-                async with r.pipeline(transaction=True) as pipe:
-                    for env in batch:
-                        pipe.xadd(stream(keys), entry(env.model_dump_json(), env.kind))
-                    await pipe.execute()
+                await append(r, stream(keys), batch)
 
             try:
                 if events:

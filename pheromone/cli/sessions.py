@@ -43,9 +43,9 @@ from pheromone.cli.session_common import (
     workspace_name,
 )
 from pheromone.contracts import Envelope
+from pheromone.contracts.query_args import PlaybookArgs
 from pheromone.contracts.sessions import AutonomyMode, EditStatus, PlaybookWritten, SessionTrigger, TriggerKind
 from pheromone.services.consolidator import review as rv
-from pheromone.services.query.sessions import PlaybookArgs
 from pheromone.services.query.sessions import playbook as playbook_of
 from pheromone.services.sessions import artifacts
 from pheromone.services.settings import Settings

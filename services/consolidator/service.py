@@ -33,7 +33,8 @@ from redis.exceptions import RedisError
 
 from pheromone.contracts import Envelope, EventKind, ExecutionRecord
 from pheromone.contracts.sessions import SessionTrigger, TriggerKind
-from pheromone.contracts.streams import CONSOLIDATOR_JOB, GROUP_CONSOLIDATOR, Keys, entry
+from pheromone.contracts.streams import CONSOLIDATOR_JOB, GROUP_CONSOLIDATOR, Keys
+from pheromone.plumbing.append import append
 from pheromone.services.consolidator.runner import SessionRunner
 from pheromone.services.context import ServiceContext, ServiceParts
 from pheromone.services.entropy.locks import Locks
@@ -124,7 +125,7 @@ class Consolidator:
 
     async def trigger(self, t: SessionTrigger) -> str:
         env = Envelope(workspace=t.scope, job=CONSOLIDATOR_JOB, payload=t)
-        await self.redis.xadd(self.keys.triggers, entry(env.model_dump_json(), env.kind))
+        await append(self.redis, self.keys.triggers, [env])
         return env.event_id
 
     async def schedule(self) -> None:
@@ -157,10 +158,7 @@ async def build(ctx: ServiceContext, teacher: Teacher | None = None) -> ServiceP
     store = SessionStore(path)
 
     async def emit(events: Sequence[Envelope]) -> None:
-        async with ctx.redis.pipeline(transaction=True) as pipe:
-            for env in events:
-                pipe.xadd(ctx.keys.ingest, entry(env.model_dump_json(), env.kind))
-            await pipe.execute()
+        await append(ctx.redis, ctx.keys.ingest, events)
 
     root = s.sessions.artifacts_dir or s.data_dir / "sessions"
     runner = SessionRunner(store, emit, root, s.sessions, teacher or StatisticalTeacher())

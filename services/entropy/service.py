@@ -35,7 +35,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from pheromone.contracts import Envelope, EventKind, PatternApplied, PatternEntropyMetrics
-from pheromone.contracts.streams import GROUP_ENTROPY, Keys, entry
+from pheromone.contracts.streams import GROUP_ENTROPY, Keys
+from pheromone.plumbing.append import append
 from pheromone.plumbing.publish import Publisher
 from pheromone.services.context import ServiceContext, ServiceParts
 from pheromone.services.entropy.locks import Locks
@@ -186,10 +187,7 @@ class EntropyService:
 
     async def _emit(self, events: Sequence[Envelope]) -> None:
         """Append events to the ingest stream (the store records them) in one MULTI/EXEC: all or none."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for env in events:
-                pipe.xadd(self.keys.ingest, entry(env.model_dump_json(), env.kind))
-            await pipe.execute()
+        await append(self.redis, self.keys.ingest, events)
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:

@@ -11,12 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Self
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Any
 
 from pheromone.contracts import QuarantineStatus
-from pheromone.contracts.types import Identifier, NonNegInt
+from pheromone.contracts.query_args import Args as Args
+from pheromone.contracts.query_args import BudgetArgs as BudgetArgs
+from pheromone.contracts.query_args import DriftArgs as DriftArgs
+from pheromone.contracts.query_args import EntropyArgs as EntropyArgs
+from pheromone.contracts.query_args import EscalationArgs as EscalationArgs
+from pheromone.contracts.query_args import ExecutionStatsArgs as ExecutionStatsArgs
+from pheromone.contracts.query_args import PatternArgs as PatternArgs
+from pheromone.contracts.query_args import PatternsArgs as PatternsArgs
+from pheromone.contracts.query_args import TrajectoryArgs as TrajectoryArgs
+from pheromone.contracts.query_args import WaitArgs as WaitArgs
 from pheromone.services.learning.entropy import entropy_from_aggregate
 from pheromone.services.learning.executions import optimal_window
 from pheromone.services.learning.factors import why
@@ -24,94 +31,6 @@ from pheromone.services.learning.trajectory import recurring_issues
 from pheromone.services.learning.waits import learned_wait
 from pheromone.services.settings import LearningSettings
 from pheromone.services.store.reads import StoreReads, UnknownId
-
-_Limit = Annotated[int, Field(ge=1, le=1_000)]
-_Unit = Annotated[float, Field(ge=0.0, le=1.0)]
-_Text = Annotated[str, Field(min_length=1, max_length=256)]
-
-
-class Args(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PatternsArgs(Args):
-    """`patterns`: filters, sorted by priority (highest first). Retired patterns only when asked by status."""
-
-    pattern_type: _Text | None = None
-    tags: Annotated[list[_Text], Field(max_length=64)] = Field(default_factory=list)
-    match_all_tags: bool = False
-    status: Annotated[list[QuarantineStatus], Field(max_length=4)] = Field(default_factory=list)
-    min_trust: _Unit = 0.0
-    min_priority: _Unit = 0.0
-    instrument: _Text | None = None
-    limit: _Limit = 20
-
-
-class PatternArgs(Args):
-    """`pattern`: one pattern by id or unique id prefix, with its history and "why" analysis."""
-
-    id: Annotated[str, Field(min_length=3, max_length=128)]
-    transitions: _Limit = 50
-    applications: _Limit = 10
-
-
-class EntropyArgs(Args):
-    history: bool = False
-    limit: _Limit = 20
-
-
-class BudgetArgs(Args):
-    job_hash: _Text | None = None
-    limit: _Limit = 20
-
-
-class DriftArgs(Args):
-    epistemic: bool = False
-    include_stable: bool = False
-    """Also list patterns whose drift is below the threshold."""
-    pattern_id: _Text | None = None
-    limit: _Limit = 20
-
-
-class WaitArgs(Args):
-    error_code: _Text
-    model: _Text | None = None
-    static_seconds: Annotated[float, Field(gt=0.0, le=86_400.0)] | None = None
-
-
-class EscalationArgs(Args):
-    confidence: _Unit
-    validation_pass_rate: _Unit
-    limit: Annotated[int, Field(ge=1, le=100)] = 5
-
-
-class ExecutionStatsArgs(Args):
-    workspace: Identifier | None = None
-    """The tenant: only executions (and recoveries) this workspace reported (the envelope's workspace)."""
-    workspace_hash: _Text | None = None
-    """The record's own `workspace_hash` field, as its producer wrote it (seed 000); not a boundary."""
-    job_hash: _Text | None = None
-    model: _Text | None = None
-    by: Literal["workspace", "job", "model"] | None = None
-    error_code: _Text | None = None
-    """Optimal window: only recoveries from this error code."""
-    limit: _Limit = 50
-
-
-class TrajectoryArgs(Args):
-    # The records' own bound (NonNegInt, <= 2**53): an unbounded int would overflow SQLite's INTEGER.
-    start_cycle: NonNegInt | None = None
-    end_cycle: NonNegInt | None = None
-    window_cycles: Annotated[int, Field(ge=1, le=10_000)] | None = None
-    min_occurrences: Annotated[int, Field(ge=1, le=10_000)] | None = None
-    limit: _Limit = 50
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Self:
-        if self.start_cycle is not None and self.end_cycle is not None and self.start_cycle > self.end_cycle:
-            raise ValueError(f"the first cycle ({self.start_cycle}) is after the last ({self.end_cycle})")
-        return self
-
 
 # -- patterns ------------------------------------------------------------------------------------------------
 

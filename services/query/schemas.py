@@ -1,7 +1,7 @@
 """The JSON Schemas of every query operation's arguments and result, for clients in other languages.
 
 `pheromone schema --queries` prints `query_schemas()`. The arguments' schemas come from the models the
-operations validate with (`args_model` on each op, `EventQuery` for `events`), so they cannot drift. The
+operations validate with and the client sends (`contracts.query_args.QUERY_ARGS`), so they cannot drift. The
 results are dicts built by SQL, so their schemas are declared here: each names the top-level members an answer
 always has and their JSON types; `tests/ops/test_query_schemas.py` validates every operation's real answer
 against its schema. The request and reply around them: `contracts.queries.QueryRequest` / `QueryReply`, and
@@ -12,16 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-from pheromone.contracts import EventQuery
 from pheromone.contracts.events import WireEnvelope
-
-
-class NoArgs(BaseModel):
-    """`counts` takes no arguments."""
-
-    model_config = ConfigDict(extra="forbid", title="counts")
+from pheromone.contracts.query_args import QUERY_ARGS
 
 
 def _obj(description: str, **members: Any) -> dict[str, Any]:
@@ -67,21 +59,10 @@ RESULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def args_models() -> dict[str, type[BaseModel]]:
-    """Every operation's argument model, by operation name (`services.query.service.OPS`)."""
-    from pheromone.services.query.service import OPS
-
-    models: dict[str, type[BaseModel]] = {"events": EventQuery, "counts": NoArgs}
-    for name, op in OPS.items():
-        if (model := getattr(op, "args_model", None)) is not None:
-            models[name] = model
-    return models
-
-
 def query_schemas() -> dict[str, Any]:
     """{"operations": {name: {"args": schema, "result": schema}}, "$defs": {"Envelope": …, its records}}: a
     result's `#/$defs/…` references resolve against this document's `$defs`."""
-    models = args_models()
+    models = QUERY_ARGS
     missing = sorted(set(models) ^ set(RESULTS))
     if missing:  # an operation added without its schemas, or a schema left after its operation
         raise LookupError(f"query operations without both schemas: {', '.join(missing)}")

@@ -23,9 +23,8 @@ from pydantic import ValidationError
 
 from pheromone.contracts import EventQuery
 from pheromone.contracts.queries import MAX_REQUEST_BYTES
-from pheromone.services.consumer import describe
+from pheromone.plumbing.refusals import invalid, one_line
 from pheromone.services.context import ServiceContext, ServiceParts
-from pheromone.services.errors import one_line
 from pheromone.services.query import finite
 from pheromone.services.query.learning import LEARNING_OPS
 from pheromone.services.query.sessions import SESSION_OPS
@@ -82,7 +81,7 @@ async def answer(reader: StoreReads, raw: bytes, reply_pattern: re.Pattern[str])
     try:
         return reply, {"ok": True, "result": await OPS[op](reader, args)}
     except ValidationError as exc:
-        return reply, {"ok": False, "error": one_line(describe(exc).replace("invalid envelope", "invalid query"))}
+        return reply, {"ok": False, "error": invalid(exc, "query")}
     except Exception as exc:  # a failed query is answered, never left to time out
         error = one_line(f"{type(exc).__name__}: {exc}")
         log.warning("query %s failed: %s", op, error)
@@ -98,7 +97,7 @@ async def build(ctx: ServiceContext) -> ServiceParts:
     path = ctx.settings.store_path
     await ensure_store(path)
     reader = await Reader(path).__aenter__()
-    pattern = re.compile(re.escape(f"{ctx.keys.prefix}:reply:") + r"[0-9a-f]{32}")
+    pattern = re.compile(ctx.keys.reply_pattern())
     redis = ctx.redis
 
     async def handle(body: bytes) -> None:

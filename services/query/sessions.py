@@ -9,26 +9,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import Field
-
+from pheromone.contracts.query_args import GuidanceArgs, PlaybookArgs
 from pheromone.services.query import learning as q
 from pheromone.services.sessions.guidance import Guidance, render_playbook, served_patterns, unslot
 from pheromone.services.store.reads import StoreReads
-
-_Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$")]
-_Name = Annotated[str, Field(min_length=1, max_length=256)]
-
-
-class PlaybookArgs(q.Args):
-    workspace: _Id
-
-
-class GuidanceArgs(q.Args):
-    workspace: _Id
-    model: _Name | None = None
-    limit: Annotated[int, Field(ge=1, le=1_000)] = 20
 
 
 async def playbook(reads: StoreReads, a: PlaybookArgs) -> dict[str, Any]:

@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from pheromone.contracts import Envelope, parse_envelope
-from pheromone.services.errors import EventRejected, Refused, StoreBusyError, StoreError, one_line
+from pheromone.plumbing.refusals import one_line
+from pheromone.services.errors import EventRejected, Refused, StoreBusyError, StoreError
 from pheromone.services.settings import LearningSettings
 from pheromone.services.store.backend import ApplyResult
 from pheromone.services.store.codec import us

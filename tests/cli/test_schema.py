@@ -7,6 +7,7 @@ import json
 from pydantic import BaseModel
 
 from pheromone import contracts
+from pheromone.contracts.query_args import QUERY_ARGS
 from tests.cli.helpers import Cli
 
 CONTRACT_MODELS = {
@@ -46,3 +47,14 @@ def test_schema_of_unknown_contract_is_a_one_line_error(cli: Cli) -> None:
     run = cli("schema", "Nope")
     run.assert_clean_failure("Nope", "Envelope")
     assert run.out == ""
+
+
+def test_schema_queries_prints_every_operations_argument_model(cli: Cli) -> None:
+    run = cli("schema", "--queries")
+    assert run.code == 0, run
+    operations = json.loads(run.out)["operations"]
+    assert set(operations) == set(QUERY_ARGS)
+    for name, model in QUERY_ARGS.items():
+        assert operations[name]["args"] == json.loads(json.dumps(model.model_json_schema())), name
+    one = cli("schema", "--queries", "guidance")
+    assert json.loads(one.out)["operations"] == {"guidance": operations["guidance"]}

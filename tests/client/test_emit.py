@@ -17,7 +17,7 @@ from redis import Redis as BlockingRedis
 from redis.asyncio import Redis
 
 from pheromone import ClientClosedError, Pheromone
-from pheromone.client import spool_line, utc_text
+from pheromone.client import utc_text
 from pheromone.contracts import (
     Envelope,
     PatternObserved,
@@ -26,6 +26,7 @@ from pheromone.contracts import (
     SuccessFactors,
     parse_envelope,
 )
+from pheromone.plumbing.append import spool_line
 from tests.client.helpers import T0, ULID, expected_stream, one_of_each, read_envelopes, read_raw
 from tests.support import OpenClient
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -15,7 +16,8 @@ from redis.asyncio import Redis
 
 from pheromone import Pheromone, QueryError, QueryTimeout
 from pheromone.contracts import ErrorRecoveryRecord, EventKind, EventQuery, ExecutionRecord, PatternObserved, TimeRange
-from pheromone.contracts.queries import MAX_REQUEST_BYTES
+from pheromone.contracts.queries import MAX_REQUEST_BYTES, QueryRequest
+from pheromone.contracts.query_args import QUERY_ARGS
 from pheromone.contracts.streams import Keys
 from pheromone.plumbing.embedded import EmbeddedServer
 from pheromone.queries import QueryClient
@@ -356,3 +358,50 @@ async def test_an_oversized_request_is_refused_before_it_is_sent(
     with pytest.raises(QueryTimeout):  # just under the limit: sent, and (no service) unanswered
         await client.queries.call("events", {"pad": pad[:-200]}, timeout=0.3)
     assert await redis.llen(Keys(prefix).queries) == 1
+
+
+async def test_each_query_method_sends_its_operations_argument_model(
+    open_client: OpenClient, redis: Redis, prefix: str
+) -> None:
+    """No service runs: each request stays on the list, to be read back as the service would read it."""
+    client = await open_client()
+    queries, keys, t = client.queries, Keys(prefix), 0.05
+    assert queries is not None
+    calls = {
+        "events": lambda: client.events(EventQuery(workspace="ws-a", kinds=[EventKind.EXECUTION]), timeout=t),
+        "patterns": lambda: queries.patterns(tags=["api"], status=["validated"], min_trust=0.5, timeout=t),
+        "pattern": lambda: queries.pattern("p-123", timeout=t),
+        "wait": lambda: queries.learned_wait("429", model="m-1", timeout=t),
+        "escalations_similar": lambda: queries.similar_escalations(0.5, 0.75, limit=3, timeout=t),
+        "execution_stats": lambda: queries.execution_stats(by="model", timeout=t),
+        "entropy": lambda: queries.entropy(history=True, timeout=t),
+        "budget": lambda: queries.exploration_budget(job_hash="j-1", timeout=t),
+        "drift": lambda: queries.drift(epistemic=True, timeout=t),
+        "trajectory": lambda: queries.trajectory(window_cycles=5, timeout=t),
+        "playbook": lambda: client.playbook(timeout=t),
+        "guidance": lambda: client.guidance("m-1", limit=7, timeout=t),
+    }
+    assert set(calls) == set(QUERY_ARGS) - {"counts"}  # counts takes no arguments and has no method
+    for op, call in calls.items():
+        with pytest.raises(QueryTimeout):
+            await call()
+        raw = await redis.lpop(keys.queries)
+        assert raw is not None, op
+        request = QueryRequest.model_validate_json(raw)
+        assert request.op == op and re.fullmatch(keys.reply_pattern(), request.reply)
+        model = QUERY_ARGS[op].model_validate_json(json.dumps(request.args))
+        assert model.model_dump(mode="json", exclude_unset=True) == request.args, op
+
+
+async def test_arguments_the_model_refuses_are_refused_before_sending_as_the_service_would(
+    services: Runtime, open_client: OpenClient, redis: Redis, prefix: str
+) -> None:
+    client = await open_client()
+    assert client.queries is not None
+    with pytest.raises(QueryError) as here:
+        await client.queries.similar_escalations(1.5, 0.5, timeout=5)
+    assert type(here.value) is QueryError
+    assert await redis.llen(Keys(prefix).queries) == 0  # refused without a round trip
+    with pytest.raises(QueryError) as there:
+        await client.queries.call("escalations_similar", {"confidence": 1.5, "validation_pass_rate": 0.5}, timeout=5)
+    assert str(here.value) == str(there.value) == "invalid query: confidence: Input should be less than or equal to 1"

@@ -5,17 +5,23 @@ its result schema, as a request built from the wire schemas (QueryRequest) is an
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import jsonschema
 import pytest
+from pydantic import ValidationError
 
 from pheromone import Pheromone
 from pheromone.contracts import PatternApplied, PatternObserved, QueryReply, QueryRequest, pattern_id
+from pheromone.contracts.query_args import QUERY_ARGS
+from pheromone.contracts.streams import Keys
 from pheromone.services.query.schemas import RESULTS, query_schemas
-from pheromone.services.query.service import OPS
+from pheromone.services.query.service import OPS, answer
+from pheromone.services.store.reader import Reader
 from tests.cli.helpers import PHEROMONE
 from tests.ops.conftest import StartRuntime
 from tests.ops.test_metrics import execution
@@ -40,6 +46,25 @@ def test_every_operation_has_both_schemas() -> None:
         jsonschema.validate(SAMPLE_ARGS[name], op["args"])
     with pytest.raises(jsonschema.ValidationError):  # the arguments' schemas are the strict models'
         jsonschema.validate({"error_code": "429", "bogus": 1}, schemas["operations"]["wait"]["args"])
+
+
+async def test_the_service_validates_each_operations_arguments_with_its_contract_model() -> None:
+    """What the client builds (`contracts.query_args.QUERY_ARGS`) is what the service checks: an argument the
+    model does not have is refused by name, before the store is read."""
+    assert set(OPS) == set(QUERY_ARGS)
+    pattern = re.compile(Keys("p").reply_pattern())
+    no_store = cast(Reader, SimpleNamespace(db=None))  # refused before it is read
+    for name in sorted(set(OPS) - {"counts"}):
+        model = QUERY_ARGS[name]
+        assert getattr(OPS[name], "args_model", model) is model, name
+        args = {**SAMPLE_ARGS[name], "not_an_argument": 1}
+        raw = json.dumps({"op": name, "args": args, "reply": Keys("p").reply("0" * 32)}).encode()
+        with pytest.raises(ValidationError) as refused:
+            model.model_validate(args)
+        reply, response = await answer(no_store, raw, pattern)
+        assert reply == "p:reply:" + "0" * 32 and response["ok"] is False, name
+        assert "not_an_argument: Extra inputs are not permitted" in response["error"], name
+        assert refused.value.error_count() == 1
 
 
 def test_the_cli_prints_them(tmp_path: Path) -> None:

@@ -24,10 +24,9 @@ from pydantic import ValidationError
 
 from pheromone.contracts import MAX_ENTRY_BYTES, Envelope, pattern_id
 from pheromone.contracts.broadcast import BroadcastKind
-from pheromone.contracts.streams import FIELD, FIELD_KIND, GROUP_STORE, STREAM_GROUPS, Keys
+from pheromone.contracts.streams import FIELD, FIELD_KIND, GROUP_STORE, MAX_ERROR_CHARS, STREAM_GROUPS, Keys
 from pheromone.services.consumer import describe, parse_entry
 from pheromone.services.runtime import Runtime, service_names
-from pheromone.services.transport import MAX_ERROR_CHARS
 from tests.reliability import fleet as f
 from tests.services import helpers as h
 from tests.support import eventually

@@ -12,11 +12,21 @@ from typer.testing import CliRunner
 
 from pheromone.cli import app
 from pheromone.contracts import MAX_ENTRY_BYTES
-from pheromone.contracts.streams import FIELD, GROUP_STORE, Keys
+from pheromone.contracts.streams import (
+    DEAD_LETTER_FIELDS,
+    FIELD,
+    FIELD_KIND,
+    GROUP_STORE,
+    ORIGINAL_PREFIX,
+    Keys,
+    read_dead_letter,
+)
 from pheromone.services import transport
 from pheromone.services.settings import Settings
+from pheromone.spool import Spool
 from tests.services import helpers as h
 from tests.services.conftest import StartRuntime
+from tests.support import OpenClient
 
 JUNK = b"\xff\xfe\x00not json \x80"
 
@@ -177,3 +187,47 @@ async def test_an_entry_two_handlers_dead_letter_at_once_is_one_letter(redis: ai
     assert [fields[b"id"] for _, fields in letters] == [entry_id]
     assert letters[0][1][b"f:" + FIELD.encode()] == JUNK
     assert (await redis.xpending(keys.ingest, GROUP_STORE))["pending"] == 0
+
+
+async def test_the_services_and_the_client_write_one_dead_letter_layout(
+    redis: aioredis.Redis, prefix: str, redis_url: str, tmp_path: Path, open_client: OpenClient
+) -> None:
+    """A letter the transport's script writes and one the client's spool replay writes (for a line it cannot
+    read) have the same fields, in the same order, and `pheromone dead list` reads both the same way."""
+    keys = Keys(prefix)
+    await transport.ensure_group(redis, keys.ingest, GROUP_STORE)
+    (entry_id,) = await h.xadd_raw(redis, keys.ingest, [{FIELD: JUNK}])
+    await redis.xreadgroup(GROUP_STORE, "c-1", {keys.ingest: ">"})
+    await transport.dead_letter(redis, keys.dead, [
+        transport.DeadLetter(keys.ingest, GROUP_STORE, entry_id, {FIELD.encode(): JUNK}, "junk", 2)])
+    with Spool(tmp_path / "spool-dead") as spool:
+        spool.append([b"a line without a tab"])
+    client = await open_client("job-dead", spool_dir=tmp_path / "spool-dead")
+    await client.flush()
+
+    letters = await h.dead_letters(redis, prefix)  # flush() returns once the spool is sent
+    assert len(letters) == 2
+    (_, by_script), (_, by_client) = letters
+    for fields in (by_script, by_client):
+        own, _ = read_dead_letter(fields)
+        assert tuple(own) == DEAD_LETTER_FIELDS  # every field of the layout, in its order, nothing else
+    assert read_dead_letter(by_script)[1] == {FIELD.encode(): JUNK}
+    assert read_dead_letter(by_client) == (
+        {"stream": "spool", "group": "client", "id": "0-0", "error": "unreadable spool record", "deliveries": "0",
+         "at": by_client[b"at"].decode()},
+        {b"raw": b"a line without a tab"})
+
+    common = ("--redis-url", redis_url, "--prefix", prefix, "--data-dir", str(tmp_path / "cli"))
+    listed = await asyncio.to_thread(cli, "dead", "list", "--json", *common)
+    assert isinstance(listed, list)
+    assert [list(d) for d in listed] == [["dead_id", *DEAD_LETTER_FIELDS, "fields"]] * 2
+    assert [d["fields"] for d in listed] == [{FIELD: JUNK.decode(errors="replace")}, {"raw": "a line without a tab"}]
+
+
+def test_the_asyncapi_document_describes_the_same_layout() -> None:
+    from pheromone.services.asyncapi import DeadLetterEntry
+
+    described = [name for name, field in DeadLetterEntry.model_fields.items() if field.alias is None]
+    assert tuple(described) == DEAD_LETTER_FIELDS
+    originals = [field.alias for field in DeadLetterEntry.model_fields.values() if field.alias is not None]
+    assert originals == [(ORIGINAL_PREFIX + name.encode()).decode() for name in (FIELD, FIELD_KIND)]

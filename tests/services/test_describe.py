@@ -8,8 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from pheromone.contracts import parse_envelope
+from pheromone.plumbing.refusals import MAX_REASON
 from pheromone.services.consumer import describe
-from pheromone.services.errors import MAX_REASON
 from tests.services import helpers as h
 
 
