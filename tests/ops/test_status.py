@@ -53,6 +53,11 @@ def stream(report: dict[str, Any], name: str) -> dict[str, Any]:
     return row
 
 
+async def no_blocked_reader(redis: aioredis.Redis) -> bool:
+    clients = await redis.client_list()
+    return not any(c.get("cmd") == "xreadgroup" and "b" in c.get("flags", "") for c in clients)
+
+
 async def test_status_reports_known_lag_pending_dead_letters_store_and_spool(
     start_runtime: StartRuntime, cli: Cli, redis: aioredis.Redis, prefix: str, tmp_path: Path
 ) -> None:
@@ -64,6 +69,9 @@ async def test_status_reports_known_lag_pending_dead_letters_store_and_spool(
     await eventually(lambda: ledger_count(db) == 3, what="three events in the ledger")
     await eventually(lambda: redis.xlen(keys.dead), what="one dead letter")
     await runtime.stop()
+    # The server drops a closed reader's blocked XREADGROUP when it reads the close; an entry added before
+    # that would still be handed to the stopped consumer, so wait until no reader of the group is blocked.
+    await eventually(lambda: no_blocked_reader(redis), what="the stopped store's reads released")
     # 2. With the store stopped, seven more arrive; a consumer reads two of them and never acks.
     await xadd(redis, keys.ingest, [execution(10 + i).model_dump_json() for i in range(7)])
     read = await redis.xreadgroup(GROUP_STORE, "stuck-consumer", {keys.ingest: ">"}, count=2)
