@@ -211,10 +211,13 @@ async def test_replicas_apply_lifecycles_as_one_writer_would_across_a_writer_kil
     first = await replicas.writer(redis)
     assert first is not None
     half = len(events) // 2
-    await h.xadd_raw(redis, keys.ingest, [h.entry(e) for e in events[:half]])
+    await h.xadd_raw(redis, keys.ingest, [h.entry(e) for e in events[: half // 2]])
     await h.eventually(lambda: h.ledger_count(db) > 0, timeout=30, what="the writer under way")
 
     async with write_lock(db):
+        # Added under the lock, so the writer reads them and cannot commit them: on a fast machine it would
+        # otherwise have applied everything before the lock, holding nothing to orphan.
+        await h.xadd_raw(redis, keys.ingest, [h.entry(e) for e in events[half // 2 : half]])
         await h.eventually(lambda: replicas.reading(redis, first), timeout=30, what="the writer holding a batch")
         orphaned = await replicas.reading(redis, first)
         replicas.kill(first)
