@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from pheromone.contracts import Envelope
 from pheromone.contracts.sessions import SessionTransitioned
 from pheromone.contracts.streams import GROUP_STORE, Keys
+from pheromone.services import transport
 from pheromone.services.consumer import GroupWorker
 from pheromone.services.store.db import Store
 from pheromone.services.writer import take_over
@@ -197,6 +198,10 @@ async def test_one_poison_entry_in_a_taken_over_batch_does_not_take_the_others_t
     assert await h.pending(redis, keys.ingest) == 0
 
 
+async def _all_idle(redis: aioredis.Redis, stream: str, count: int, idle_ms: int) -> bool:
+    return len(await transport.idle_pending(redis, stream, GROUP_STORE, idle_ms, count)) == count
+
+
 async def test_the_retrier_leaves_alone_a_batch_waiting_behind_the_one_in_flight(
     redis: aioredis.Redis, prefix: str
 ) -> None:
@@ -220,7 +225,8 @@ async def test_the_retrier_leaves_alone_a_batch_waiting_behind_the_one_in_flight
                          dead_stream=keys.dead, consumer="store-c", records_poison=True, claim_idle_ms=20)
     await worker.on_batch(entries[:2])  # in flight
     waiting = asyncio.ensure_future(worker.on_batch(entries[2:]))  # waits for the slot
-    await asyncio.sleep(0.1)  # past claim_idle_ms: every entry is idle in the pending list
+    # Every entry idle past claim_idle_ms in the pending list, the waiting batch's included.
+    await h.eventually(lambda: _all_idle(redis, keys.ingest, len(events), 20), what="every entry idle")
     assert not waiting.done()
     assert await worker.claim_pending() == 0
     release.set()
