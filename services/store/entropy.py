@@ -1,5 +1,5 @@
-"""What the entropy service reads from the store (`EntropyReader`): read-only, through aiosqlite, one SQL
-constant per question.
+"""What the entropy service reads from the store (`EntropyReads`, part of `services.store.reader.Reader`):
+read-only, through aiosqlite, one SQL constant per question.
 
 The store keeps the population's entropy aggregate (`entropy_state`: total applications, sum of c log2 c,
 unique and effective pattern counts) and each pattern's current drift (`pattern_drift`) up to date in the same
@@ -15,15 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import aiosqlite
 
 from pheromone.contracts import DriftMetrics, PatternEntropyMetrics
-from pheromone.services.errors import StoreError
 from pheromone.services.learning.entropy import entropy_from_aggregate
 from pheromone.services.store.batch import SELECT_ENTROPY
-from pheromone.services.store.db import ensure_store, map_sqlite_error
+from pheromone.services.store.db import map_sqlite_error
 
 MAX_COUNT = "SELECT MAX(applications) FROM pattern_counts"
 LATEST_BUDGET = "SELECT budget_value FROM exploration_budget ORDER BY seq DESC LIMIT 1"
@@ -53,37 +51,12 @@ class Drifting:
     tags: list[str]
 
 
-class EntropyReader:
-    """A read-only connection to the store file. Use `async with EntropyReader(path) as reader:`."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: aiosqlite.Connection | None = None
-
-    async def __aenter__(self) -> EntropyReader:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def open(self) -> None:
-        """Open read-only, creating an empty store first if there is none (`ensure_store`)."""
-        await ensure_store(self.path)
-        with store_errors():
-            self._db = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True)
-            await self._db.execute("PRAGMA busy_timeout=10000")
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+class EntropyReads:
+    """The entropy service's reads of `services.store.reader.Reader` (one read-only aiosqlite connection)."""
 
     @property
     def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise StoreError("EntropyReader used before open()")
-        return self._db
+        raise NotImplementedError
 
     async def entropy(self, *, calculated_at: datetime, alert_threshold: float) -> PatternEntropyMetrics:
         """The population's entropy metrics now (learning's formula, from the store's running aggregate)."""
@@ -99,7 +72,7 @@ class EntropyReader:
             alert_threshold=alert_threshold,
         )
 
-    async def budget(self) -> float | None:
+    async def latest_budget(self) -> float | None:
         """The exploration budget's latest value (None before the first budget record)."""
         with store_errors():
             async with self.db.execute(LATEST_BUDGET) as cur:

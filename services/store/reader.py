@@ -16,6 +16,7 @@ import aiosqlite
 
 from pheromone.contracts import EventQuery
 from pheromone.services.store.codec import us
+from pheromone.services.store.entropy import EntropyReads
 from pheromone.services.store.learning_reads import LearningReads
 from pheromone.services.store.session_reads import SessionReads
 
@@ -44,7 +45,7 @@ def _uri(path: Path) -> str:
     return f"{path.resolve().as_uri()}?mode=ro"
 
 
-class Reader(LearningReads, SessionReads):
+class Reader(LearningReads, SessionReads, EntropyReads):
     """A read-only connection to the store file: `async with Reader(path) as reader:`. It is the SQLite
     `StoreReads`."""
 
@@ -52,14 +53,21 @@ class Reader(LearningReads, SessionReads):
         self.path = Path(path)
         self._db: aiosqlite.Connection | None = None
 
-    async def __aenter__(self) -> Reader:
+    async def open(self) -> None:
         self._db = await aiosqlite.connect(_uri(self.path), uri=True)
         await self._db.execute(BUSY_TIMEOUT)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def __aenter__(self) -> Reader:
+        await self.open()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._db is not None:
-            await self._db.close()
+        await self.close()
 
     @property
     def db(self) -> aiosqlite.Connection:

@@ -30,7 +30,7 @@ from pheromone.contracts.streams import GROUP_ENTROPY, GROUP_STORE, Keys
 from pheromone.services.entropy.response import plan_response
 from pheromone.services.entropy.service import EntropyService
 from pheromone.services.settings import CoordinationSettings, LearningSettings
-from pheromone.services.store.entropy import EntropyReader
+from pheromone.services.store.reader import Reader
 from tests.coordination.conftest import StartRuntime
 from tests.coordination.helpers import Collector, count, eventually, query
 from tests.support import OpenClient
@@ -218,7 +218,7 @@ async def test_concurrent_evaluations_in_two_replicas_take_the_lock_once(
     settings = CoordinationSettings(**FAST_ENTROPY)
     services = []
     for _ in range(2):
-        reader = EntropyReader(db)
+        reader = Reader(db)
         await reader.open()
         services.append(EntropyService(redis, Keys(prefix), reader, LearningSettings(**FEW_APPLICATIONS), settings))
     try:
