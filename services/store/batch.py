@@ -22,11 +22,11 @@ among what the batch holds, so `patterns.observe` updates the batch's copy inste
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
 from pheromone.services.store.pattern_state import Live, scores
+from pheromone.services.store.sql import SqlConn
 
 INSERT_APPLICATION = "INSERT INTO pattern_applications VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 WRITE_COUNTS = """
@@ -78,12 +78,12 @@ class PatternBatch:
         self.factors.clear()
         self.entropy = None
 
-    def add_application(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
+    def add_application(self, conn: SqlConn, row: tuple[Any, ...]) -> None:
         self.applications.append(row)
         if len(self.applications) >= APPLICATION_CHUNK:
             self.write_applications(conn)
 
-    def write_applications(self, conn: sqlite3.Connection) -> None:
+    def write_applications(self, conn: SqlConn) -> None:
         """Insert the buffered application rows: call before anything reads `pattern_applications`."""
         if self.applications:
             conn.executemany(INSERT_APPLICATION, self.applications)
@@ -112,7 +112,7 @@ class PatternBatch:
             sums[3] += grounding_n
 
     def add_entropy(
-        self, conn: sqlite3.Connection, *, total: int, delta: float, unique: int, effective: int
+        self, conn: SqlConn, *, total: int, delta: float, unique: int, effective: int
     ) -> None:
         """The running aggregate, updated as `total = total + :total, ...` did: same operations and order."""
         e = self.entropy
@@ -124,13 +124,13 @@ class PatternBatch:
         e[2] += unique
         e[3] += effective
 
-    def flush_pattern(self, conn: sqlite3.Connection, pid: str) -> None:
+    def flush_pattern(self, conn: SqlConn, pid: str) -> None:
         """Write one pattern's pending state and forget it (the caller is about to read or change its row)."""
         live = self.live.pop(pid, None)
         if live is not None:
             _write_live(conn, live)
 
-    def flush(self, conn: sqlite3.Connection) -> None:
+    def flush(self, conn: SqlConn) -> None:
         """Write everything the batch holds; the batch can go on afterwards (it reloads what it needs)."""
         self.write_applications(conn)
         for live in self.live.values():
@@ -144,7 +144,7 @@ class PatternBatch:
             self.entropy = None
 
 
-def _write_live(conn: sqlite3.Connection, live: Live) -> None:
+def _write_live(conn: SqlConn, live: Live) -> None:
     conn.execute(
         WRITE_COUNTS,
         (live.id, live.applications, live.successes, live.last_confirmed_us, live.last_applied_us),

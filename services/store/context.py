@@ -6,7 +6,6 @@ share it without importing one another.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -14,6 +13,7 @@ from pheromone.contracts import Envelope
 from pheromone.services.settings import LearningSettings
 from pheromone.services.store import patterns
 from pheromone.services.store.batch import PatternBatch
+from pheromone.services.store.sql import SqlConn
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +31,12 @@ class ProjectionContext:
     def begin(self) -> None:
         self.batch.clear()
 
-    def finish(self, conn: sqlite3.Connection) -> None:
+    def finish(self, conn: SqlConn) -> None:
         self.batch.flush(conn)
         for pattern in sorted(self.batch.touched):
             patterns.settle(conn, pattern, self.learning)
         self.batch.clear()
 
 
-Projection = Callable[[sqlite3.Connection, Envelope, int, ProjectionContext], None]
+Projection = Callable[[SqlConn, Envelope, int, ProjectionContext], None]
 """(the transaction's connection, the event, its ledger seq, the context): see `services.store.projections`."""

@@ -26,7 +26,6 @@ it is not a separate ledger event, and a rebuild re-derives it identically. Manu
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from typing import TYPE_CHECKING
 
 from pheromone.contracts import Envelope, PatternApplied, PatternObserved, PatternTransitioned, QuarantineStatus
@@ -48,6 +47,7 @@ from pheromone.services.order import check_predecessor
 from pheromone.services.store.batch import PatternBatch
 from pheromone.services.store.codec import dumps, us
 from pheromone.services.store.pattern_state import Live, PatternState, Window, scores
+from pheromone.services.store.sql import SqlConn
 
 if TYPE_CHECKING:
     from pheromone.services.settings import LearningSettings
@@ -117,7 +117,7 @@ SET_PRIORITY = "UPDATE patterns SET priority_score = ?1 WHERE id = ?2 AND priori
 
 
 def observe(
-    conn: sqlite3.Connection,
+    conn: SqlConn,
     env: Envelope,
     p: PatternObserved,
     seq: int,
@@ -184,7 +184,7 @@ ORDER BY applied_us DESC, event_id DESC LIMIT ?
 
 
 def apply(
-    conn: sqlite3.Connection,
+    conn: SqlConn,
     env: Envelope,
     p: PatternApplied,
     seq: int,
@@ -262,7 +262,7 @@ def _window_key(entry: tuple[int, str, int, float | None]) -> tuple[int, str]:
     return entry[0], entry[1]
 
 
-def _load(conn: sqlite3.Connection, pid: str, s: LearningSettings, batch: PatternBatch) -> Live:
+def _load(conn: SqlConn, pid: str, s: LearningSettings, batch: PatternBatch) -> Live:
     """A pattern's counts, row state and last window, read once per batch (or after a `flush_pattern`)."""
     batch.write_applications(conn)  # rows this batch wrote before a flush_pattern belong in the window
     apps, ok, confirmed, applied = conn.execute(SELECT_COUNTS, (pid,)).fetchone() or (0, 0, None, None)
@@ -321,7 +321,7 @@ SET_TRUST = "UPDATE patterns SET trust_score = ?, trust_calculation_us = ? WHERE
 
 
 def refresh(
-    conn: sqlite3.Connection, st: PatternState, s: LearningSettings, cause: tuple[str, int, int]
+    conn: SqlConn, st: PatternState, s: LearningSettings, cause: tuple[str, int, int]
 ) -> None:
     """Recompute a pattern's scores after an event and apply the automatic lifecycle rule.
 
@@ -336,7 +336,7 @@ def refresh(
 
 
 def _rule(
-    conn: sqlite3.Connection,
+    conn: SqlConn,
     st: PatternState,
     successes: list[int],
     groundings: list[float | None],
@@ -360,7 +360,7 @@ def _rule(
     return eff
 
 
-def settle(conn: sqlite3.Connection, pattern: str, s: LearningSettings) -> None:
+def settle(conn: SqlConn, pattern: str, s: LearningSettings) -> None:
     """At the end of a batch, for each pattern it applied: drift and the success-factor summary.
 
     Both are functions of the set of applications (the last windows by event time, the factor counts), so
@@ -378,7 +378,7 @@ def settle(conn: sqlite3.Connection, pattern: str, s: LearningSettings) -> None:
 
 
 def _drift(
-    conn: sqlite3.Connection,
+    conn: SqlConn,
     st: PatternState,
     window: list[tuple[int, float | None]],
     fetched: int,
@@ -410,7 +410,7 @@ def _drift(
 
 
 def _write_transition(
-    conn: sqlite3.Connection,
+    conn: SqlConn,
     st: PatternState,
     to: QuarantineStatus,
     reason: str,
@@ -439,7 +439,7 @@ def _write_transition(
 
 
 def transition(
-    conn: sqlite3.Connection,
+    conn: SqlConn,
     env: Envelope,
     p: PatternTransitioned,
     seq: int,
@@ -467,7 +467,7 @@ def transition(
 
 
 def revisit(
-    conn: sqlite3.Connection,
+    conn: SqlConn,
     pid: str,
     *,
     key: str,
@@ -490,7 +490,7 @@ def revisit(
 
 
 def _move(
-    conn: sqlite3.Connection,
+    conn: SqlConn,
     st: PatternState,
     to: QuarantineStatus,
     reason: str,

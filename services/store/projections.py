@@ -42,6 +42,7 @@ from pheromone.services.store.codec import dumps as _json
 from pheromone.services.store.codec import us
 from pheromone.services.store.context import Projection, ProjectionContext
 from pheromone.services.store.session_projections import SESSION_PROJECTIONS
+from pheromone.services.store.sql import SqlConn
 
 SELECT_LEARNING = "SELECT body FROM learning_settings WHERE id = 1"
 RECORD_LEARNING = """
@@ -52,7 +53,7 @@ WHERE body != excluded.body
 
 
 def learning_settings(
-    conn: sqlite3.Connection, given: LearningSettings | None, now_us: int
+    conn: SqlConn, given: LearningSettings | None, now_us: int
 ) -> LearningSettings:
     """The settings to derive with: `given` (recorded in the store), else the recorded ones, else defaults.
 
@@ -70,7 +71,7 @@ OWNED_TABLES = ("executions", "error_recoveries", "rate_limit_events", "escalati
 """Record families keyed by the producer's record id whose rows belong to the workspace that recorded them."""
 
 
-def guard_owner(conn: sqlite3.Connection, table: str, record_id: str, workspace: str) -> None:
+def guard_owner(conn: SqlConn, table: str, record_id: str, workspace: str) -> None:
     """Refuse an event that would change another workspace's record (a correction reusing its id).
 
     Workspaces are a boundary: a later event for a record id replaces the row only when it comes from the
@@ -105,7 +106,7 @@ WHERE executions.workspace = excluded.workspace
 """
 
 
-def execution(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
+def execution(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     # A later event for the same record id is a correction: it replaces the row (last in ledger order wins).
     # The owner check (`guard_owner`) is the upsert's WHERE: another workspace's row is left as it is and no
     # row changes, so the event is refused having written nothing, in one statement rather than a SELECT first.
@@ -127,7 +128,7 @@ def execution(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: Projection
         raise EventRejected(owned_elsewhere("executions", p.id))
 
 
-def error_recovery(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
+def error_recovery(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, ErrorRecoveryRecord)
     guard_owner(conn, "error_recoveries", p.id, env.workspace)
@@ -140,7 +141,7 @@ def error_recovery(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: Proje
     )
 
 
-def rate_limit(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
+def rate_limit(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, RateLimitEvent)
     guard_owner(conn, "rate_limit_events", p.id, env.workspace)
@@ -153,7 +154,7 @@ def rate_limit(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: Projectio
     )
 
 
-def escalation(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
+def escalation(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, EscalationDecisionRecord)
     guard_owner(conn, "escalation_decisions", p.id, env.workspace)
@@ -166,7 +167,7 @@ def escalation(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: Projectio
     )
 
 
-def escalation_outcome(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
+def escalation_outcome(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, EscalationOutcomeRecorded)
     guard_owner(conn, "escalation_decisions", p.escalation_id, env.workspace)
@@ -178,7 +179,7 @@ def escalation_outcome(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: P
         raise EventRejected(f"escalation {p.escalation_id!r} is not in the store", retryable=True)
 
 
-def discovery(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
+def discovery(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, PatternDiscoveryEvent)
     guard_owner(conn, "pattern_discoveries", p.id, env.workspace)
@@ -192,7 +193,7 @@ def discovery(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: Projection
     )
 
 
-def evolution_entry(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
+def evolution_entry(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, EvolutionTrajectoryEntry)
     try:
@@ -208,7 +209,7 @@ def evolution_entry(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: Proj
         raise EventRejected(f"evolution cycle {p.cycle} (or entry id {p.id!r}) is already recorded") from exc
 
 
-def budget(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
+def budget(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, ExplorationBudgetRecord)
     conn.execute(
@@ -220,7 +221,7 @@ def budget(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionCon
     )
 
 
-def entropy_response(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
+def entropy_response(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, EntropyResponseRecord)
     conn.execute(
@@ -242,7 +243,7 @@ def entropy_response(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: Pro
         )
 
 
-def entropy_metrics(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
+def entropy_metrics(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, PatternEntropyMetrics)
     conn.execute(
@@ -255,7 +256,7 @@ def entropy_metrics(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: Proj
     )
 
 
-def drift(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
+def drift(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, DriftMetrics | EpistemicDriftMetrics)
     conn.execute(
@@ -264,19 +265,19 @@ def drift(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionCont
     )
 
 
-def pattern_observed(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
+def pattern_observed(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, PatternObserved)
     patterns.observe(conn, env, p, seq, ctx.learning, ctx.batch)
 
 
-def pattern_applied(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
+def pattern_applied(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, PatternApplied)
     patterns.apply(conn, env, p, seq, ctx.learning, ctx.batch)
 
 
-def pattern_transition(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
+def pattern_transition(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, PatternTransitioned)
     patterns.transition(conn, env, p, seq, ctx.learning, ctx.batch)

@@ -17,7 +17,6 @@ tables are then byte for byte what they were before the edit (`guidance_checksum
 from __future__ import annotations
 
 import json
-import sqlite3
 
 from pheromone.contracts import Envelope
 from pheromone.contracts.sessions import (
@@ -43,6 +42,7 @@ from pheromone.services.sessions.states import (
 )
 from pheromone.services.store.codec import dumps, us
 from pheromone.services.store.context import ProjectionContext
+from pheromone.services.store.sql import SqlConn
 
 SELECT_SESSION = "SELECT status, scope FROM session_state WHERE session_id = ?"
 ACTIVE_IN_SCOPE = (
@@ -75,7 +75,7 @@ ON CONFLICT(workspace) DO UPDATE SET
 """
 
 
-def session_transition(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
+def session_transition(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, SessionTransitioned)
     _own(env, p.scope, "session")
@@ -107,7 +107,7 @@ def session_transition(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: P
                                              p.to_status.value, p.reason, p.actor, at))
 
 
-def edit_transition(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
+def edit_transition(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, EditTransitioned)
     row = conn.execute(SELECT_EDIT, (p.session_id, p.edit_id)).fetchone()
@@ -162,7 +162,7 @@ def edit_transition(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: Proj
                                           p.actor, at))
 
 
-def playbook_written(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
+def playbook_written(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, PlaybookWritten)
     _own(env, p.workspace, "playbook")
@@ -175,7 +175,7 @@ def _own(env: Envelope, workspace: str, what: str) -> None:
         raise EventRejected(f"{what} events of workspace {workspace} must come from it, not from {env.workspace}")
 
 
-def session_trigger(conn: sqlite3.Connection, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
+def session_trigger(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     raise EventRejected("session triggers belong on the triggers stream, where the consolidator reads them; "
                         "the store does not record them")
 
