@@ -28,7 +28,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from pheromone.contracts.streams import BROADCAST, DEAD, STREAM_GROUPS, Keys
-from pheromone.services.store.reader import Reader
+from pheromone.services.errors import StoreError
+from pheromone.services.store.location import StoreLocation, describe, is_postgres, open_reader
 
 STREAMS = (*STREAM_GROUPS, BROADCAST, DEAD)
 """Every stream a status reports, by short name."""
@@ -189,13 +190,22 @@ def _store_file(path: Path) -> dict[str, Any]:
     return out
 
 
-async def store(path: Path) -> dict[str, Any]:
-    """The store file's size, its WAL's, the ledger count and the last applied event (highest `seq`)."""
-    out = _store_file(path)
-    if not out["exists"]:
-        return out
-    async with Reader(path) as reader:
-        out["ledger"], last = await reader.ledger_summary()
+async def store(location: StoreLocation) -> dict[str, Any]:
+    """The ledger count and the last applied event (highest `seq`); for a SQLite store also the file's size and
+    its WAL's, for a PostgreSQL store its URL (without a password) and whether it answered."""
+    if is_postgres(location):
+        out: dict[str, Any] = {"url": describe(location), "exists": True}
+    else:
+        out = _store_file(Path(location))
+        if not out["exists"]:
+            return out
+    try:
+        async with open_reader(location) as reader:
+            out["ledger"], last = await reader.ledger_summary()
+    except StoreError as exc:
+        if not is_postgres(location):
+            raise
+        return {**out, "exists": False, "error": str(exc)}
     out["last_event"] = None if last is None else {
         "seq": last[0], "event_id": last[1], "kind": last[2], "workspace": last[3],
         "stored_at": datetime.fromtimestamp(last[4] / 1e6, UTC).isoformat(),
@@ -238,7 +248,7 @@ async def writer(r: aioredis.Redis, keys: Keys) -> str | None:
     return None if value is None else _text(value)
 
 
-async def snapshot(r: aioredis.Redis, keys: Keys, store_path: Path, spool_dir: Path) -> dict[str, Any]:
+async def snapshot(r: aioredis.Redis, keys: Keys, store_location: StoreLocation, spool_dir: Path) -> dict[str, Any]:
     """Everything `pheromone status` shows, as one JSON-ready object."""
     now_ms = await server_ms(r)
     stream_rows = await streams(r, keys, now_ms)
@@ -250,7 +260,7 @@ async def snapshot(r: aioredis.Redis, keys: Keys, store_path: Path, spool_dir: P
         "dead_letters": next(s.length for s in stream_rows if s.name == DEAD),
         "services": [asdict(b) for b in await heartbeats(r, keys)],
         "store_writer": await writer(r, keys),
-        "store": await store(store_path),
+        "store": await store(store_location),
         "spool": spool(spool_dir),
         "host": os.uname().nodename,
     }

@@ -21,7 +21,7 @@ from pheromone.cli.common import (
     require_store,
     settings,
 )
-from pheromone.services.store.db import Store
+from pheromone.services.store.location import open_backend
 
 
 def rebuild(data_dir: DataDirOpt = None, db: DbOpt = None, as_json: JsonOpt = False) -> None:
@@ -29,7 +29,7 @@ def rebuild(data_dir: DataDirOpt = None, db: DbOpt = None, as_json: JsonOpt = Fa
     path = require_store(settings(data_dir=data_dir, db=db))
 
     async def run() -> dict[str, object]:
-        async with Store(path) as store:
+        async with open_backend(path) as store:
             before = await store.checksum()
             replayed = await store.rebuild()
             after = await store.checksum()

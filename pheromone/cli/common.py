@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sqlite3
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -18,8 +19,10 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from pheromone.plumbing import connection
+from pheromone.services.errors import StoreError
 from pheromone.services.query import finite
-from pheromone.services.settings import Settings
+from pheromone.services.settings import Settings, StoreLocation
+from pheromone.services.store.location import is_postgres
 
 PIPE_WIDTH = 10_000
 """The width output gets when it is not a terminal (a pipe, a file, a log): wide enough that no line is wrapped
@@ -94,8 +97,9 @@ def settings(
         overrides["redis_url"] = SecretStr(redis_url)
     if data_dir is not None:
         overrides["data_dir"] = data_dir
-    if db is not None:
+    if db is not None:  # the flag names a SQLite file, over a PHEROMONE_STORE_URL in the environment
         overrides["db_path"] = db
+        overrides["store_url"] = None
     if prefix is not None:
         overrides["prefix"] = prefix
     try:
@@ -145,7 +149,14 @@ def _redis_errors(url: str) -> Iterator[None]:
         raise CliError(connection.describe(exc, url)) from None
 
 
-def require_store(s: Settings) -> Path:
+STORE_ERRORS = (sqlite3.Error, StoreError)
+"""What reading a store can raise: SQLite's own errors, and the `StoreError`s the backends map theirs to."""
+
+
+def require_store(s: Settings) -> StoreLocation:
+    """The configured store: a PostgreSQL URL (reached when read), or a SQLite file that must exist."""
+    if is_postgres(s.store):
+        return s.store
     path = s.store_path
     if not path.exists():
         raise CliError(f"no store at {path} (run `pheromone serve` first, or pass --db / --data-dir)")

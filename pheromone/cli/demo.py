@@ -17,7 +17,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -25,6 +25,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from pheromone.cli.common import JsonOpt, RedisUrlOpt, Table, console, err, print_json, redis_url_for, settings
 from pheromone.contracts import QuarantineStatus
 from pheromone.contracts.streams import CONSOLIDATOR_JOB, ENTROPY_JOB
+
+if TYPE_CHECKING:
+    from pheromone.services.settings import StoreLocation
 
 
 def demo(
@@ -60,10 +63,10 @@ async def _run(s: Any, url: str, seconds: float, workspaces: int, jobs: int, rat
                ) -> dict[str, Any]:
     from pheromone.client import Pheromone
     from pheromone.services.runtime import Runtime
-    from pheromone.services.store.reader import Reader
+    from pheromone.services.store.location import open_reader
     from pheromone.simulate import fleet
 
-    before = await _last_seq(s.store_path)  # what earlier runs stored: not this run's to judge
+    before = await _last_seq(s.store)  # what earlier runs stored: not this run's to judge
     runtime = Runtime(s, url)
     await runtime.start()
     sims = fleet(workspaces, jobs)
@@ -101,13 +104,13 @@ async def _run(s: Any, url: str, seconds: float, workspaces: int, jobs: int, rat
             for c in clients:
                 await c.flush(timeout=30)
             progress.update(task, description="waiting for the store")
-            found = await _wait_stored(s.store_path, emitted, before, timeout=60)
+            found = await _wait_stored(s.store, emitted, before, timeout=60)
     finally:
         for c in clients:
             await c.close()
         await runtime.stop()
 
-    async with Reader(s.store_path) as reader:
+    async with open_reader(s.store) as reader:
         # Ranked as jobs are served them: by the learning model's priority (docs/LEARNING.md).
         top = await reader.patterns(statuses=[x.value for x in QuarantineStatus], limit=5)
         limits = await reader.active_rate_limits(int(time.time() * 1e6))
@@ -152,12 +155,14 @@ class Found:
     kinds: Counter[str] = field(default_factory=Counter)
 
 
-async def _last_seq(path: Path) -> int:
-    from pheromone.services.store.reader import Reader
+async def _last_seq(location: StoreLocation) -> int:
+    from pheromone.services.store.location import ensure_store, is_postgres, open_reader
 
-    if not path.exists():  # noqa: ASYNC240 - one stat() before the run
+    if is_postgres(location):
+        await ensure_store(location)  # a database the store service has not set up yet
+    elif not Path(location).exists():  # noqa: ASYNC240 - one stat() before the run
         return 0
-    async with Reader(path) as reader:
+    async with open_reader(location) as reader:
         try:
             _, last = await reader.ledger_summary()
         except sqlite3.OperationalError:  # a store file the store service has not set up yet
@@ -165,16 +170,16 @@ async def _last_seq(path: Path) -> int:
     return 0 if last is None else last[0]
 
 
-async def _wait_stored(path: Path, emitted: set[str], after_seq: int, timeout: float) -> Found:
+async def _wait_stored(location: StoreLocation, emitted: set[str], after_seq: int, timeout: float) -> Found:
     """Read the ledger rows committed after `after_seq` (each row once, in commit order: the store assigns
     `seq` under its write lock) until every emitted id is found, or `timeout` seconds have passed."""
-    from pheromone.services.store.reader import Reader
+    from pheromone.services.store.location import is_postgres, open_reader
 
     deadline = time.monotonic() + timeout
     found = Found(after_seq)
     while True:
-        if path.exists():  # noqa: ASYNC240 - one stat() while polling, cheaper than a thread hop
-            async with Reader(path) as reader:
+        if is_postgres(location) or Path(location).exists():  # noqa: ASYNC240 - one stat() while polling
+            async with open_reader(location) as reader:
                 for seq, event_id, kind in await reader.ledger_since(found.last_seq):
                     found.last_seq = seq
                     if event_id in emitted:

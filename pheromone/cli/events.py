@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 
 from pheromone.cli.common import (
+    STORE_ERRORS,
     CliError,
     DataDirOpt,
     DbOpt,
@@ -24,7 +25,7 @@ from pheromone.cli.common import (
     settings,
 )
 from pheromone.contracts import EventQuery
-from pheromone.services.store.reader import Reader
+from pheromone.services.store.location import describe, is_postgres, open_reader
 
 QUERY_OPTIONS = {"kinds": "--kind", "correlation_id": "--correlation", "time_range": "--since/--until",
                  "time_range.start": "--since", "time_range.end": "--until"}
@@ -74,19 +75,19 @@ def events(
     except ValidationError as exc:
         raise CliError(invalid(exc, QUERY_OPTIONS)) from exc
     path = require_store(settings(data_dir=data_dir, db=db))
-    if not path.is_file():  # aiosqlite would print its worker thread's traceback for a directory
+    if not is_postgres(path) and not Path(path).is_file():  # aiosqlite would print its thread's traceback
         raise CliError(f"cannot read the store {path}: not a file")
 
     async def run() -> tuple[list[tuple[int, str]], bool]:
-        async with Reader(path) as reader:
+        async with open_reader(path) as reader:
             if after is not None:
                 return await reader.page(query, after)
             return [(0, body) for body in await reader.events(query)], False
 
     try:
         rows, more = asyncio.run(run())
-    except sqlite3.Error as exc:
-        raise CliError(f"cannot read the store {path}: {exc}") from exc
+    except STORE_ERRORS as exc:
+        raise CliError(f"cannot read the store {describe(path)}: {exc}") from exc
     bodies = [body for _, body in rows]
     next_after = rows[-1][0] if rows else after
     if as_json and after is not None:

@@ -35,7 +35,7 @@ from pheromone.cli.reads import fmt, kv_table, parse_args, query_store, read_sto
 from pheromone.contracts import PatternTransitioned, QuarantineStatus
 from pheromone.services.learning.lifecycle import IllegalTransition, check_transition
 from pheromone.services.query import learning as q
-from pheromone.services.store.reader import Reader
+from pheromone.services.store.location import StoreLocation, open_reader
 
 patterns_app = typer.Typer(
     help="Patterns: list (by priority), show, and move through the quarantine lifecycle.",
@@ -262,12 +262,12 @@ def _transition(
         )
 
 
-async def _applied(path: Path, event_id: str, wait_s: float) -> dict[str, Any] | None:
+async def _applied(path: StoreLocation, event_id: str, wait_s: float) -> dict[str, Any] | None:
     """The transition the event recorded, once the store has applied it; None when `wait_s` runs out."""
     deadline = time.monotonic() + wait_s
     readable(path)
     while wait_s > 0:
-        async with Reader(path) as reader:
+        async with open_reader(path) as reader:
             applied = await reader.transition_of(event_id)
         if applied is not None:
             return applied

@@ -14,9 +14,10 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from pheromone.cli.common import CliError, Table, invalid, require_store, settings
+from pheromone.cli.common import STORE_ERRORS, CliError, Table, invalid, require_store, settings
 from pheromone.services.query import learning as q
-from pheromone.services.store.reader import Reader, probe
+from pheromone.services.store.location import StoreLocation, describe, is_postgres, open_reader
+from pheromone.services.store.reader import probe
 from pheromone.services.store.reads import StoreReads, UnknownId
 
 A = TypeVar("A", bound=q.Args)
@@ -41,27 +42,30 @@ def parse_args(schema: type[A], names: Mapping[str, str] | None = None, /, **val
         raise CliError(invalid(exc, {**FIELD_OPTIONS, **(names or {})})) from exc
 
 
-def readable(path: Path) -> Path:
-    """`path`, after a synchronous probe that it is a store this process can read (a one-line error if not)."""
+def readable(location: StoreLocation) -> StoreLocation:
+    """`location`, after a synchronous probe that a SQLite file is a store this process can read (a one-line
+    error if not); a PostgreSQL store is probed by connecting to it."""
+    if is_postgres(location):
+        return location
     try:
-        probe(path)
+        probe(Path(location))
     except sqlite3.Error as exc:
-        raise CliError(f"cannot read the store at {path}: {exc}") from exc
-    return path
+        raise CliError(f"cannot read the store at {location}: {exc}") from exc
+    return location
 
 
-def read_store(path: Path, fn: Callable[[StoreReads], Awaitable[T]]) -> T:
-    """Run `fn` on a reader of the store at `path`; a store error or an unknown id is a one-line error."""
-    readable(path)
+def read_store(location: StoreLocation, fn: Callable[[StoreReads], Awaitable[T]]) -> T:
+    """Run `fn` on a reader of the store at `location`; a store error or an unknown id is a one-line error."""
+    readable(location)
 
     async def run() -> T:
         try:
-            async with Reader(path) as reader:
+            async with open_reader(location) as reader:
                 return await fn(reader)
         except UnknownId as exc:
             raise CliError(str(exc)) from exc
-        except sqlite3.Error as exc:
-            raise CliError(f"cannot read the store at {path}: {exc}") from exc
+        except STORE_ERRORS as exc:
+            raise CliError(f"cannot read the store at {describe(location)}: {exc}") from exc
 
     return asyncio.run(run())
 

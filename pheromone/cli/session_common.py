@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import TypeAdapter, ValidationError
 
-from pheromone.cli.common import CliError, invalid, redis_url_for, require_store
+from pheromone.cli.common import STORE_ERRORS, CliError, invalid, redis_url_for, require_store
 from pheromone.cli.reads import readable
 from pheromone.contracts import Envelope
 from pheromone.contracts.streams import Keys
@@ -24,7 +24,7 @@ from pheromone.plumbing.append import append
 from pheromone.services.consolidator import review as rv
 from pheromone.services.sessions import artifacts
 from pheromone.services.settings import Settings
-from pheromone.services.store.reader import Reader
+from pheromone.services.store.location import describe, open_reader, open_sessions
 from pheromone.services.store.reads import StoreReads
 from pheromone.services.store.session_store import SessionStore
 
@@ -53,8 +53,8 @@ def _store_errors(s: Settings) -> Iterator[None]:
             raise CliError(f"the store at {s.store_path} has no session tables (run `pheromone serve` once to "
                            "upgrade it)") from exc
         raise CliError(f"cannot read the store at {s.store_path}: {exc}") from exc
-    except sqlite3.DatabaseError as exc:
-        raise CliError(f"cannot read the store at {s.store_path}: {exc}") from exc
+    except STORE_ERRORS as exc:
+        raise CliError(f"cannot read the store at {describe(s.store)}: {exc}") from exc
     except (artifacts.ArtifactError, rv.ReviewError) as exc:
         raise CliError(str(exc)) from exc
 
@@ -62,7 +62,7 @@ def _store_errors(s: Settings) -> Iterator[None]:
 @contextmanager
 def store_view(s: Settings) -> Iterator[SessionStore]:
     """The consolidator's view of the store (sessions, edits, the session index), closed after the block."""
-    view = SessionStore(require_store(s))
+    view = open_sessions(require_store(s))
     try:
         with _store_errors(s):
             yield view
@@ -75,7 +75,7 @@ def read(s: Settings, fn: Callable[[StoreReads], Awaitable[T]]) -> T:
     path = readable(require_store(s))
 
     async def run() -> T:
-        async with Reader(path) as reader:
+        async with open_reader(path) as reader:
             return await fn(reader)
 
     with _store_errors(s):

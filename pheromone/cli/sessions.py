@@ -49,6 +49,7 @@ from pheromone.services.consolidator import review as rv
 from pheromone.services.query.sessions import playbook as playbook_of
 from pheromone.services.sessions import artifacts
 from pheromone.services.settings import Settings
+from pheromone.services.store.location import describe, is_postgres
 from pheromone.services.store.reads import StoreReads
 
 sessions_app = typer.Typer(help="Learning sessions: list, show, run, roll back, reindex.", no_args_is_help=True)
@@ -156,7 +157,7 @@ def run(workspace: Annotated[str, typer.Option("--workspace", "-w", help="Worksp
 def _await_session(s: Settings, trigger_id: str, wait: float) -> dict[str, Any]:
     deadline = time.monotonic() + wait
     while True:
-        if s.store_path.exists():
+        if is_postgres(s.store) or s.store_path.exists():
             found = read(s, lambda reads: reads.session_of_trigger(trigger_id))
             if found is not None and found["status"] in FINAL:
                 return found
@@ -242,9 +243,10 @@ def playbook(workspace: WorkspaceOpt = None,
         print_json(books if workspace is None else {"workspace": workspace, "markdown": books[workspace]})
         return
     if not books:  # nothing to print verbatim: say why rather than print nothing
-        console.print(f"no playbook yet in {s.store_path}: no hand-written text was set and no learning session has "
-                      "applied a playbook edit (`pheromone sessions list`); `pheromone playbook --workspace W` "
-                      "prints what a job of W is served, `--set FILE` writes its hand-written text", highlight=False)
+        console.print(f"no playbook yet in {describe(s.store)}: no hand-written text was set and no learning "
+                      "session has applied a playbook edit (`pheromone sessions list`); "
+                      "`pheromone playbook --workspace W` prints what a job of W is served, `--set FILE` writes its "
+                      "hand-written text", highlight=False)
         return
     for w, text in books.items():
         if workspace is None:

@@ -110,12 +110,12 @@ def status(
         url = _url(s)
         report = {"redis": {"url": connection.redact(url), "reachable": True}}
         report.update(asyncio.run(_ask(
-            url, timeout, lambda r: observe.snapshot(r, keys, s.store_path, spool_dir or s.data_dir / "spool"))))
+            url, timeout, lambda r: observe.snapshot(r, keys, s.store, spool_dir or s.data_dir / "spool"))))
     except Unreachable as exc:
         report = {
             "redis": {"url": None if url is None else connection.redact(url), "reachable": False,
                       "error": str(exc)},
-            "prefix": s.prefix, "store": asyncio.run(observe.store(s.store_path)),
+            "prefix": s.prefix, "store": asyncio.run(observe.store(s.store)),
             "spool": observe.spool(spool_dir or s.data_dir / "spool"),
         }
     if as_json:

@@ -41,8 +41,7 @@ from pheromone.services.entropy.locks import Locks
 from pheromone.services.errors import Refused
 from pheromone.services.sessions.teacher import StatisticalTeacher, Teacher
 from pheromone.services.settings import SessionsSettings
-from pheromone.services.store.db import ensure_store
-from pheromone.services.store.session_store import SessionStore
+from pheromone.services.store.location import ensure_store, open_sessions
 
 log = logging.getLogger(__name__)
 EXECUTIONS = frozenset({EventKind.EXECUTION.value})
@@ -153,9 +152,8 @@ class Consolidator:
 
 async def build(ctx: ServiceContext, teacher: Teacher | None = None) -> ServiceParts:
     s = ctx.settings
-    path = s.store_path
-    await ensure_store(path)
-    store = SessionStore(path)
+    await ensure_store(s.store)
+    store = open_sessions(s.store)
 
     async def emit(events: Sequence[Envelope]) -> None:
         await append(ctx.redis, ctx.keys.ingest, events)

@@ -10,7 +10,7 @@ Subscriber (FastStream batch subscriber, group `entropy`):
     the batch stays pending for the retrier.
 
 Evaluation loop (every K applications, or every T seconds in one replica while applications arrive):
-  1. diversity from the store's running entropy aggregate (`Reader.entropy`, learning's formula);
+  1. diversity from the store's running entropy aggregate (`StoreReads.entropy`, learning's formula);
   2. below `LearningSettings.entropy_alert_threshold` with enough applications, it takes the response lock
      `{prefix}:entropy:cooldown` (SET NX PX cooldown): the replica that gets it responds (`plan_response`:
      metrics, budget boost and response record onto `{prefix}:ingest` in one MULTI/EXEC, then an
@@ -44,8 +44,8 @@ from pheromone.services.entropy.response import drift_alert, plan_response
 from pheromone.services.errors import StoreError
 from pheromone.services.metrics import Metrics
 from pheromone.services.settings import CoordinationSettings, LearningSettings
-from pheromone.services.store.db import ensure_store
-from pheromone.services.store.reader import Reader
+from pheromone.services.store.location import ensure_store, open_reader
+from pheromone.services.store.reads import StoreReads
 
 log = logging.getLogger(__name__)
 APPLIED = frozenset({EventKind.PATTERN_APPLIED.value})
@@ -67,7 +67,7 @@ class EntropyStats:
 class EntropyService:
     redis: aioredis.Redis
     keys: Keys
-    reader: Reader
+    reader: StoreReads
     learning: LearningSettings
     settings: CoordinationSettings
     stats: EntropyStats = field(default_factory=EntropyStats)
@@ -192,8 +192,8 @@ class EntropyService:
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:
-    await ensure_store(ctx.settings.store_path)  # the entropy service may start before the store service
-    reader = Reader(ctx.settings.store_path)
+    await ensure_store(ctx.settings.store)  # the entropy service may start before the store service
+    reader = open_reader(ctx.settings.store)
     await reader.open()
     service = EntropyService(ctx.redis, ctx.keys, reader, ctx.settings.learning, ctx.settings.coordination,
                              metrics=ctx.metrics)

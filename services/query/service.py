@@ -28,8 +28,7 @@ from pheromone.services.context import ServiceContext, ServiceParts
 from pheromone.services.query import finite
 from pheromone.services.query.learning import LEARNING_OPS
 from pheromone.services.query.sessions import SESSION_OPS
-from pheromone.services.store.db import ensure_store
-from pheromone.services.store.reader import Reader
+from pheromone.services.store.location import ensure_store, open_reader
 from pheromone.services.store.reads import StoreReads
 
 log = logging.getLogger(__name__)
@@ -94,9 +93,8 @@ def reply_json(response: dict[str, Any]) -> str:
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:
-    path = ctx.settings.store_path
-    await ensure_store(path)
-    reader = await Reader(path).__aenter__()
+    await ensure_store(ctx.settings.store)
+    reader = await open_reader(ctx.settings.store).__aenter__()
     pattern = re.compile(ctx.keys.reply_pattern())
     redis = ctx.redis
 

@@ -41,6 +41,12 @@ class StoreBackend(Protocol):
 
     async def close(self) -> None: ...
 
+    async def __aenter__(self) -> StoreBackend:
+        """`open`, for `async with`."""
+
+    async def __aexit__(self, *exc: object) -> None:
+        """`close`."""
+
     async def apply(self, events: Sequence[tuple[Envelope, bytes | str]]) -> ApplyResult:
         """Append a batch to the ledger and project the events it did not hold yet, atomically: each event's
         `event_id` is applied once, and an event a projection refuses leaves no trace but its `Refused`."""

@@ -27,16 +27,16 @@ from pheromone.services import collector
 from pheromone.services.context import ServiceContext, ServiceParts
 from pheromone.services.errors import Refused
 from pheromone.services.store.backend import StoreBackend
-from pheromone.services.store.db import Store
+from pheromone.services.store.location import open_backend
 
 
 async def build(ctx: ServiceContext, store: StoreBackend | None = None) -> ServiceParts:
-    """`store`: the backend to write to; SQLite at `settings.store_path` when None."""
+    """`store`: the backend to write to; the one `settings.store` names when None (services.store.location)."""
     collector.tune()  # the batch hot path allocates many short-lived objects (services/collector.py)
     if store is None:
         # Alone in its process, the store applies each batch on the loop's thread (see services.store.db).
         alone = ctx.hosted == ("store",)
-        store = Store(ctx.settings.store_path, learning=ctx.settings.learning, on_loop=alone)
+        store = open_backend(ctx.settings.store, learning=ctx.settings.learning, on_loop=alone)
     await store.open()
 
     async def handle(events: Sequence[tuple[Envelope, bytes]]) -> Sequence[Refused]:
