@@ -17,7 +17,8 @@ from typing import Any, TypeVar, overload
 
 from pheromone import Pheromone
 from pheromone.services.runtime import Runtime
-from pheromone.services.settings import Settings
+from pheromone.services.settings import Settings, StoreLocation
+from pheromone.services.store.location import is_postgres
 
 T = TypeVar("T")
 
@@ -63,8 +64,13 @@ def settings(tmp_path: Path, prefix: str, **overrides: Any) -> Settings:
     return Settings(data_dir=tmp_path, prefix=prefix, **{**FAST, **overrides})
 
 
-def store_rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Rows from a store file through a read-only connection; [] while there is no (migrated) store."""
+def store_rows(db: StoreLocation, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Rows from the store through a connection of our own (read-only for a file); [] while there is no
+    (migrated) store. `sql` is written for SQLite (`?` placeholders); on PostgreSQL it is translated as the
+    store's own statements are."""
+    if is_postgres(db):
+        return _pg_rows(str(db), sql, params)
+    db = Path(db)
     if not db.exists():
         return []
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
@@ -74,6 +80,42 @@ def store_rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         if "no such table" in str(exc):
             return []
         raise
+    finally:
+        conn.close()
+
+
+def _pg_rows(url: str, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    import psycopg
+    from pheromone.services.store.pg.conn import connect_sync
+
+    try:
+        with connect_sync(url) as conn:
+            return [tuple(row) for row in conn.execute(sql, params).fetchall()]
+    except psycopg.errors.UndefinedTable:
+        return []
+
+
+def store_env(db: StoreLocation) -> dict[str, str]:
+    """The environment that points a `pheromone` process at `db` (its default store is `<data-dir>/store.db`)."""
+    return {"PHEROMONE_STORE_URL": str(db)} if is_postgres(db) else {}
+
+
+def store_cli(db: StoreLocation) -> tuple[list[str], dict[str, str]]:
+    """(arguments, environment) that point a CLI command at `db`: `--db FILE`, or PHEROMONE_STORE_URL."""
+    return ([], store_env(db)) if is_postgres(db) else (["--db", str(db)], {})
+
+
+def store_execute(db: StoreLocation, sql: str, *params: Any) -> None:
+    """One statement written for SQLite, run on the store behind the store's back (to damage it, say)."""
+    if is_postgres(db):
+        from pheromone.services.store.pg.conn import connect_sync
+
+        with connect_sync(str(db)) as pg:
+            pg.execute(sql, params)
+        return
+    conn = sqlite3.connect(db, isolation_level=None, timeout=30)
+    try:
+        conn.execute(sql, params)
     finally:
         conn.close()
 

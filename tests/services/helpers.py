@@ -7,9 +7,7 @@ deadline passes, and then fails with the last value it saw.
 from __future__ import annotations
 
 import itertools
-import sqlite3
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -43,44 +41,35 @@ from pheromone.contracts.sessions import (
     SessionTransitioned,
 )
 from pheromone.contracts.streams import FIELD, GROUP_STORE, Keys
-from tests.support import FAST, eventually, settings  # noqa: F401 - re-exported for the tests here
+from pheromone.services.settings import StoreLocation
+from tests.support import FAST, eventually, settings, store_rows  # noqa: F401 - re-exported for the tests here
 
 # -- the store file, read-only ---------------------------------------------------------------------------
 
 
-def query(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Rows from the store file through a read-only connection of our own; [] when there is no store yet."""
-    if not db.exists():
-        return []
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return conn.execute(sql, params).fetchall()
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):  # the store exists but is not migrated yet
-            return []
-        raise
-    finally:
-        conn.close()
+def query(db: StoreLocation, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Rows from the store (either backend) through a connection of our own; [] when there is no store yet."""
+    return store_rows(db, sql, *params)
 
 
-def scalar(db: Path, sql: str, *params: Any) -> Any:
+def scalar(db: StoreLocation, sql: str, *params: Any) -> Any:
     rows = query(db, sql, *params)
     return rows[0][0] if rows else None
 
 
-def ledger_ids(db: Path) -> list[str]:
+def ledger_ids(db: StoreLocation) -> list[str]:
     return [row[0] for row in query(db, "SELECT event_id FROM ledger")]
 
 
-def ledger_count(db: Path) -> int:
+def ledger_count(db: StoreLocation) -> int:
     return int(scalar(db, "SELECT COUNT(*) FROM ledger") or 0)
 
 
-def kind_counts(db: Path) -> dict[str, int]:
+def kind_counts(db: StoreLocation) -> dict[str, int]:
     return dict(query(db, "SELECT kind, COUNT(*) FROM ledger GROUP BY kind"))  # type: ignore[arg-type]
 
 
-def count(db: Path, table: str, where: str = "1=1", *params: Any) -> int:
+def count(db: StoreLocation, table: str, where: str = "1=1", *params: Any) -> int:
     return int(scalar(db, f"SELECT COUNT(*) FROM {table} WHERE {where}", *params) or 0)
 
 

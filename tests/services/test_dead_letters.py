@@ -7,6 +7,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 from typer.testing import CliRunner
 
@@ -22,13 +23,20 @@ from pheromone.contracts.streams import (
     read_dead_letter,
 )
 from pheromone.services import transport
-from pheromone.services.settings import Settings
+from pheromone.services.settings import Settings, StoreLocation
 from pheromone.spool import Spool
 from tests.services import helpers as h
 from tests.services.conftest import StartRuntime
 from tests.support import OpenClient
 
 JUNK = b"\xff\xfe\x00not json \x80"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on both store backends."""
+    param: str = request.param
+    return param
 
 
 def valid_json(env_type: str = "escalation_outcome", **payload: object) -> dict[str, object]:
@@ -74,7 +82,7 @@ def cli(*args: str) -> dict[str, object] | list[dict[str, object]]:
 
 
 async def test_poison_entries_become_one_precise_dead_letter_each_and_can_be_replayed(
-    start_runtime: StartRuntime, db: Path, prefix: str, redis: aioredis.Redis, redis_url: str, tmp_path: Path
+    start_runtime: StartRuntime, db: StoreLocation, prefix: str, redis: aioredis.Redis, redis_url: str, tmp_path: Path
 ) -> None:
     keys = Keys(prefix)
     await start_runtime()

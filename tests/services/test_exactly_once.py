@@ -2,35 +2,43 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import pytest
 import redis.asyncio as aioredis
 
 from pheromone.contracts import pattern_id
 from pheromone.contracts.streams import GROUP_STORE, Keys
 from pheromone.services import transport
-from pheromone.services.store.db import Store
+from pheromone.services.settings import StoreLocation
+from pheromone.services.store.location import open_backend
 from tests.services import helpers as h
 from tests.services.conftest import StartRuntime
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on both store backends."""
+    param: str = request.param
+    return param
+
 
 NAME = "back off on 429"
 PID = pattern_id("retry_pattern", NAME)
 
 
-def pattern_counts(db: Path) -> tuple[int, int, int] | None:
+def pattern_counts(db: StoreLocation) -> tuple[int, int, int] | None:
     rows = h.query(db, "SELECT occurrence_count, led_to_success_count, led_to_failure_count FROM patterns "
                        "WHERE id = ?", PID)
     return rows[0] if rows else None
 
 
-def assert_applied_once(db: Path, event_id: str) -> None:
+def assert_applied_once(db: StoreLocation, event_id: str) -> None:
     assert h.count(db, "ledger", "event_id = ?", event_id) == 1
     assert h.count(db, "pattern_applications", "event_id = ?", event_id) == 1
     assert pattern_counts(db) == (1, 1, 0)
 
 
 async def test_same_envelope_added_twice_is_applied_once(
-    start_runtime: StartRuntime, db: Path, prefix: str, redis: aioredis.Redis
+    start_runtime: StartRuntime, db: StoreLocation, prefix: str, redis: aioredis.Redis
 ) -> None:
     ingest = Keys(prefix).ingest
     await start_runtime()
@@ -52,7 +60,7 @@ async def test_same_envelope_added_twice_is_applied_once(
 
 
 async def test_duplicates_inside_one_batch_are_applied_once(
-    start_runtime: StartRuntime, db: Path, prefix: str, redis: aioredis.Redis
+    start_runtime: StartRuntime, db: StoreLocation, prefix: str, redis: aioredis.Redis
 ) -> None:
     ingest = Keys(prefix).ingest
     seen, used = h.envelope(h.observed(NAME)), h.envelope(h.applied(NAME, success=True))
@@ -67,7 +75,7 @@ async def test_duplicates_inside_one_batch_are_applied_once(
 
 
 async def test_entry_left_pending_after_commit_is_redelivered_and_not_reapplied(
-    start_runtime: StartRuntime, db: Path, prefix: str, redis: aioredis.Redis
+    start_runtime: StartRuntime, db: StoreLocation, prefix: str, redis: aioredis.Redis
 ) -> None:
     """A consumer committed its batch and died before XACK: the retrier redelivers, the store skips it."""
     ingest = Keys(prefix).ingest
@@ -78,7 +86,7 @@ async def test_entry_left_pending_after_commit_is_redelivered_and_not_reapplied(
     read = await redis.xreadgroup(GROUP_STORE, "dead-consumer", {ingest: ">"}, count=10)
     assert [eid for eid, _ in read[0][1]] == ids
     # ... and committed them to the store, but never acked.
-    async with Store(db) as store:
+    async with open_backend(db) as store:
         result = await store.apply([(seen, seen.model_dump_json()), (used, used.model_dump_json())])
     assert result.inserted == [seen.event_id, used.event_id]
     assert await h.pending(redis, ingest) == 2
@@ -94,7 +102,7 @@ async def test_entry_left_pending_after_commit_is_redelivered_and_not_reapplied(
 
 
 async def test_entry_left_pending_before_commit_is_redelivered_and_applied(
-    start_runtime: StartRuntime, db: Path, prefix: str, redis: aioredis.Redis
+    start_runtime: StartRuntime, db: StoreLocation, prefix: str, redis: aioredis.Redis
 ) -> None:
     """A consumer died between read and commit: the retrier redelivers and the event is applied, once."""
     ingest = Keys(prefix).ingest

@@ -17,9 +17,10 @@ import redis.asyncio as aioredis
 
 from pheromone import Pheromone
 from pheromone.contracts import Payload
+from pheromone.services.settings import StoreLocation
 from pheromone.simulate import SimJob
 from tests.services import helpers as h
-from tests.support import OpenClient
+from tests.support import OpenClient, store_env
 
 pytestmark = pytest.mark.slow
 
@@ -31,16 +32,23 @@ producers are still emitting when the store is killed."""
 KILL_AT = 1_500
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on both store backends."""
+    param: str = request.param
+    return param
+
+
 class StoreProcess:
     """`pheromone serve --only store` as a child process, its output in a log file."""
 
-    def __init__(self, tmp_path: Path, redis_url: str, prefix: str) -> None:
+    def __init__(self, tmp_path: Path, redis_url: str, prefix: str, db: StoreLocation) -> None:
         self.argv = [
             str(Path(sys.executable).parent / "pheromone"), "serve", "--only", "store",
             "--redis-url", redis_url, "--data-dir", str(tmp_path), "--prefix", prefix,
         ]
         self.env = {**os.environ, "PHEROMONE_CLAIM_IDLE_MS": "500", "PHEROMONE_GROUP_CHECK_S": "0.2",
-                    "PHEROMONE_BATCH_SIZE": "200", "PHEROMONE_POLL_MS": "20"}
+                    "PHEROMONE_BATCH_SIZE": "200", "PHEROMONE_POLL_MS": "20", **store_env(db)}
         self.log = tmp_path / "store-process.log"
         self.procs: list[subprocess.Popen[bytes]] = []
 
@@ -71,8 +79,8 @@ class StoreProcess:
 
 
 @pytest.fixture
-def store_process(tmp_path: Path, redis_url: str, prefix: str) -> Iterator[StoreProcess]:
-    processes = StoreProcess(tmp_path, redis_url, prefix)
+def store_process(tmp_path: Path, redis_url: str, prefix: str, db: StoreLocation) -> Iterator[StoreProcess]:
+    processes = StoreProcess(tmp_path, redis_url, prefix, db)
     try:
         yield processes
     finally:
@@ -103,7 +111,7 @@ async def produce(clients: list[Pheromone], sims: list[SimJob], emitted: list[st
 
 
 async def settle(
-    db: Path, redis: aioredis.Redis, prefix: str, emitted: list[str], store: StoreProcess
+    db: StoreLocation, redis: aioredis.Redis, prefix: str, emitted: list[str], store: StoreProcess
 ) -> None:
     try:
         await h.eventually(lambda: h.ledger_count(db) >= len(emitted), timeout=60, what="every event stored")
@@ -121,7 +129,7 @@ async def _no_pending(redis: aioredis.Redis, prefix: str) -> bool:
 
 
 async def test_store_killed_mid_stream_and_restarted_stores_every_event_once(
-    store_process: StoreProcess, open_client: OpenClient, db: Path, prefix: str, redis: aioredis.Redis
+    store_process: StoreProcess, open_client: OpenClient, db: StoreLocation, prefix: str, redis: aioredis.Redis
 ) -> None:
     rng = random.Random(5)
     sims = [SimJob(f"ws-{i % 2}", f"job-{i}", random.Random(rng.random())) for i in range(PRODUCERS)]
@@ -146,7 +154,7 @@ async def test_store_killed_mid_stream_and_restarted_stores_every_event_once(
 
 
 async def test_store_stopped_with_sigterm_leaves_nothing_a_restart_cannot_finish(
-    store_process: StoreProcess, open_client: OpenClient, db: Path, prefix: str, redis: aioredis.Redis
+    store_process: StoreProcess, open_client: OpenClient, db: StoreLocation, prefix: str, redis: aioredis.Redis
 ) -> None:
     rng = random.Random(6)
     sims = [SimJob(f"ws-{i % 2}", f"job-{i}", random.Random(rng.random())) for i in range(PRODUCERS)]

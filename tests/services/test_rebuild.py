@@ -6,22 +6,29 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import sqlite3
-from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 from typer.testing import CliRunner
 
 from pheromone.cli import app
 from pheromone.contracts.streams import Keys
-from pheromone.services.store.db import Store
+from pheromone.services.settings import StoreLocation
+from pheromone.services.store.location import open_backend
 from pheromone.simulate import SimJob
 from tests.services import helpers as h
 from tests.services.conftest import StartRuntime
-from tests.support import OpenClient
+from tests.support import OpenClient, store_cli, store_execute
 
 
-async def mixed_workload(start_runtime: StartRuntime, open_client: OpenClient, db: Path, prefix: str,
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on both store backends."""
+    param: str = request.param
+    return param
+
+
+async def mixed_workload(start_runtime: StartRuntime, open_client: OpenClient, db: StoreLocation, prefix: str,
                          redis: aioredis.Redis) -> int:
     """Four jobs in two workspaces emit every family through the services; returns the ledger's size."""
     runtime = await start_runtime()
@@ -43,10 +50,10 @@ async def mixed_workload(start_runtime: StartRuntime, open_client: OpenClient, d
 
 
 async def test_rebuild_reproduces_every_projection(
-    start_runtime: StartRuntime, open_client: OpenClient, db: Path, prefix: str, redis: aioredis.Redis
+    start_runtime: StartRuntime, open_client: OpenClient, db: StoreLocation, prefix: str, redis: aioredis.Redis
 ) -> None:
     stored = await mixed_workload(start_runtime, open_client, db, prefix, redis)
-    async with Store(db) as store:
+    async with open_backend(db) as store:
         before = await store.checksum()
         counts = await store.counts()
         assert await store.rebuild() == stored
@@ -58,13 +65,9 @@ async def test_rebuild_reproduces_every_projection(
         assert counts["guidance"] == 2 and counts["session_edits"] == 6
 
         # Damage the projections behind the store's back: the checksum sees it and a rebuild repairs it.
-        conn = sqlite3.connect(db, isolation_level=None)
-        try:
-            conn.execute("DELETE FROM patterns WHERE rowid = (SELECT MIN(rowid) FROM patterns)")
-            conn.execute("DELETE FROM executions WHERE rowid = (SELECT MAX(rowid) FROM executions)")
-            conn.execute("UPDATE escalation_decisions SET outcome_after_action = NULL")
-        finally:
-            conn.close()
+        store_execute(db, "DELETE FROM patterns WHERE id = (SELECT MIN(id) FROM patterns)")
+        store_execute(db, "DELETE FROM executions WHERE id = (SELECT MAX(id) FROM executions)")
+        store_execute(db, "UPDATE escalation_decisions SET outcome_after_action = NULL")
         damaged = await store.checksum()
         assert damaged != before
         assert await store.rebuild() == stored
@@ -73,25 +76,22 @@ async def test_rebuild_reproduces_every_projection(
 
 
 async def test_rebuild_command_reports_identical_projections(
-    start_runtime: StartRuntime, open_client: OpenClient, db: Path, prefix: str, redis: aioredis.Redis
+    start_runtime: StartRuntime, open_client: OpenClient, db: StoreLocation, prefix: str, redis: aioredis.Redis
 ) -> None:
     stored = await mixed_workload(start_runtime, open_client, db, prefix, redis)
-    async with Store(db) as store:
+    async with open_backend(db) as store:
         expected = await store.checksum()
 
-    result = await asyncio.to_thread(CliRunner().invoke, app, ["rebuild", "--json", "--db", str(db)])
+    args, env = store_cli(db)
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["rebuild", "--json", *args], env=env)
     assert result.exit_code == 0, f"{result.output}{result.exception!r}"
     report = json.loads(result.stdout)
     assert report == {"replayed": stored, "checksum_before": expected, "checksum_after": expected,
                       "identical": True}
 
-    conn = sqlite3.connect(db, isolation_level=None)
-    try:
-        conn.execute("DELETE FROM pattern_applications "
-                     "WHERE rowid IN (SELECT rowid FROM pattern_applications LIMIT 3)")
-    finally:
-        conn.close()
-    result = await asyncio.to_thread(CliRunner().invoke, app, ["rebuild", "--json", "--db", str(db)])
+    store_execute(db, "DELETE FROM pattern_applications WHERE event_id IN "
+                      "(SELECT event_id FROM pattern_applications ORDER BY event_id LIMIT 3)")
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["rebuild", "--json", *args], env=env)
     assert result.exit_code == 0, f"{result.output}{result.exception!r}"
     repaired = json.loads(result.stdout)
     assert repaired["checksum_before"] != expected  # it saw the damage ...

@@ -13,12 +13,20 @@ from pheromone import Pheromone
 from pheromone.contracts import Payload
 from pheromone.contracts.streams import Keys
 from pheromone.plumbing.embedded import EmbeddedServer
+from pheromone.services.settings import StoreLocation
 from pheromone.spool import Spool
 from tests.services import helpers as h
 from tests.services.conftest import StartRuntime
 from tests.support import OpenClient
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on both store backends."""
+    param: str = request.param
+    return param
 
 
 def spooled_records(directory: Path) -> int:
@@ -32,7 +40,7 @@ def mixed(i: int) -> Payload:
 
 
 async def test_producers_and_store_ride_out_a_redis_outage(
-    private_server: EmbeddedServer, start_runtime: StartRuntime, open_client: OpenClient, db: Path,
+    private_server: EmbeddedServer, start_runtime: StartRuntime, open_client: OpenClient, db: StoreLocation,
     prefix: str, tmp_path: Path,
 ) -> None:
     url = private_server.url
@@ -81,7 +89,7 @@ async def _none_pending(r: aioredis.Redis, prefix: str) -> bool:
 
 
 async def test_client_closed_during_an_outage_leaves_its_events_to_the_next_client(
-    private_server: EmbeddedServer, start_runtime: StartRuntime, db: Path, prefix: str, tmp_path: Path
+    private_server: EmbeddedServer, start_runtime: StartRuntime, db: StoreLocation, prefix: str, tmp_path: Path
 ) -> None:
     url = private_server.url
     await start_runtime(url=url)

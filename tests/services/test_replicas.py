@@ -28,8 +28,10 @@ from pheromone.contracts import Envelope, PatternObserved, PatternTransitioned, 
 from pheromone.contracts.records import pattern_id
 from pheromone.contracts.sessions import Edit, EditOp, EditPillar, EditTransitioned, SessionTransitioned
 from pheromone.contracts.streams import GROUP_STORE, Keys
-from pheromone.services.store.db import Store
+from pheromone.services.settings import StoreLocation
+from pheromone.services.store.location import is_postgres, open_backend
 from tests.services import helpers as h
+from tests.support import store_env
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +44,13 @@ PATTERN_PATH = ("pending", "validated", "quarantined", "pending", "retired")
 ENV = {"PHEROMONE_CLAIM_IDLE_MS": "500", "PHEROMONE_GROUP_CHECK_S": "0.2", "PHEROMONE_HEARTBEAT_TTL_S": "1",
        "PHEROMONE_BATCH_SIZE": "100", "PHEROMONE_POLL_MS": "20"}
 """A small batch, so the stream takes many; a one-second liveness TTL, so a standby takes over quickly."""
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on both store backends."""
+    param: str = request.param
+    return param
 
 
 def session_events() -> list[Envelope]:
@@ -107,19 +116,27 @@ def merge(lanes: list[list[Envelope]]) -> list[Envelope]:
 
 
 class Replicas:
-    """Store processes in one group, each with its own log; the lease names the one that writes."""
+    """Store processes in one group, each with its own log; the lease names the one that writes.
 
-    def __init__(self, tmp_path: Path, redis_url: str, prefix: str) -> None:
+    On SQLite they share the data directory's store file, as replicas on one host do. On PostgreSQL each has a
+    data directory of its own and shares nothing with the others but Redis and the database, as replicas on
+    several hosts do."""
+
+    def __init__(self, tmp_path: Path, redis_url: str, prefix: str, store: StoreLocation | None = None) -> None:
         self.argv = [str(Path(sys.executable).parent / "pheromone"), "serve", "--only", "store",
-                     "--redis-url", redis_url, "--data-dir", str(tmp_path), "--prefix", prefix]
+                     "--redis-url", redis_url, "--prefix", prefix]
         clean = {k: v for k, v in os.environ.items() if not k.startswith("PHEROMONE_")}
-        self.env = {**clean, **ENV}
+        self.store = store or tmp_path / "store.db"
+        self.env = {**clean, **ENV, **store_env(self.store)}
         self.tmp_path, self.keys = tmp_path, Keys(prefix)
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
     def start(self) -> int:
+        data_dir = self.tmp_path / (f"host-{len(self.procs)}" if is_postgres(self.store) else "")
+        data_dir.mkdir(exist_ok=True)
         with (self.tmp_path / f"store-{len(self.procs)}.log").open("ab") as out:
-            proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+            proc = subprocess.Popen([*self.argv, "--data-dir", str(data_dir)], env=self.env,
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=out)
         self.procs[proc.pid] = proc
         return proc.pid
 
@@ -166,8 +183,10 @@ class Replicas:
 
 
 @pytest.fixture
-def replicas(tmp_path: Path, redis_url: str, prefix: str) -> Iterator[Replicas]:
-    r = Replicas(tmp_path / "data", redis_url, prefix)
+def replicas(tmp_path: Path, redis_url: str, prefix: str, store_backend: str,
+             request: pytest.FixtureRequest) -> Iterator[Replicas]:
+    url = request.getfixturevalue("pg_url") if store_backend == "postgres" else None
+    r = Replicas(tmp_path / "data", redis_url, prefix, url)
     r.tmp_path.mkdir()
     try:
         yield r
@@ -176,9 +195,18 @@ def replicas(tmp_path: Path, redis_url: str, prefix: str) -> Iterator[Replicas]:
 
 
 @asynccontextmanager
-async def write_lock(db: Path) -> AsyncIterator[None]:
-    """The store's write lock held by this test (BEGIN EXCLUSIVE): the writer blocks inside its transaction with
-    the batch it read unacked, the moment to kill it made certain instead of hoped for."""
+async def write_lock(db: StoreLocation) -> AsyncIterator[None]:
+    """The store's write lock held by this test (BEGIN EXCLUSIVE; on PostgreSQL the ledger locked against
+    writes, reads still allowed): the writer blocks inside its transaction with the batch it read unacked, the
+    moment to kill it made certain instead of hoped for."""
+    if is_postgres(db):
+        import psycopg
+
+        with psycopg.connect(str(db)) as pg:  # one transaction, rolled back on leaving
+            pg.execute("LOCK TABLE ledger IN EXCLUSIVE MODE")
+            yield
+            pg.rollback()
+        return
     conn = sqlite3.connect(db, isolation_level=None, timeout=30)
     try:
         conn.execute("BEGIN EXCLUSIVE")
@@ -190,7 +218,7 @@ async def write_lock(db: Path) -> AsyncIterator[None]:
 
 async def single_writer(tmp_path: Path, events: list[Envelope]) -> str:
     """The projections' checksum after one writer applies the stream in its order, batch by batch."""
-    async with Store(tmp_path / "control.db") as store:
+    async with open_backend(tmp_path / "control.db") as store:
         for start in range(0, len(events), 100):
             chunk = events[start : start + 100]
             assert (await store.apply([(e, e.model_dump_json()) for e in chunk])).rejected == []
@@ -202,7 +230,7 @@ async def single_writer(tmp_path: Path, events: list[Envelope]) -> str:
 async def test_replicas_apply_lifecycles_as_one_writer_would_across_a_writer_kill(
     count: int, replicas: Replicas, redis: aioredis.Redis, prefix: str, tmp_path: Path
 ) -> None:
-    keys, db = Keys(prefix), replicas.tmp_path / "store.db"
+    keys, db = Keys(prefix), replicas.store
     events = merge([session_events(), review_events(), pattern_events()])
     expected = await single_writer(tmp_path, events)
     for _ in range(count):
@@ -239,7 +267,7 @@ async def test_replicas_apply_lifecycles_as_one_writer_would_across_a_writer_kil
     assert h.query(db, "SELECT event_id FROM ledger ORDER BY seq") == [(e.event_id,) for e in events]
     codes = replicas.stop_all()
     assert codes == {first: -signal.SIGKILL, **{pid: 0 for pid in codes if pid != first}}, replicas.tails()
-    async with Store(db) as store:
+    async with open_backend(db) as store:
         assert await store.checksum() == expected  # a single writer's projections, to the byte
         await store.rebuild()
         assert await store.checksum() == expected
