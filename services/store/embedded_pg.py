@@ -95,10 +95,15 @@ class EmbeddedPostgres:
     """One PostgreSQL server: `start`, `stop` (fast shutdown), `kill` (SIGKILL, for fault tests), `restart` on the
     same port and data. `url(database)` is a libpq URL; `create_database` makes a fresh one.
 
-    With no `data_dir` a temporary one is made and removed at `stop`.
+    With no `data_dir` a temporary one is made and removed at `stop`. `durable`: fsync on, commits not waited
+    for (`synchronous_commit=off`), the same promise as the SQLite store's WAL with synchronous=NORMAL (a crash
+    of the machine may lose the last commits, never consistency): what the benches compare. Without it (the
+    test suite) fsync is off: the crash tests kill the server, never the machine, and the OS keeps what was
+    written, while every commit's flush would cost 2 shared cores in every test.
     """
 
-    def __init__(self, data_dir: Path | None = None, *, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path | None = None, *, port: int | None = None, durable: bool = False) -> None:
+        self.durable = durable
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="pheromone-pg-"))
         self.port = port or _free_port()
@@ -142,11 +147,10 @@ class EmbeddedPostgres:
         if self._user is not None:
             with contextlib.suppress(OSError):
                 os.chown(self.log_path, self._user.pw_uid, self._user.pw_gid)
-        # fsync off: the suite's crash tests kill the server process, never the machine, and the OS keeps
-        # what was written; with fsync a commit costs a disk flush that 2 shared cores pay for every test.
+        sync = ["-c", "synchronous_commit=off"] if self.durable else ["-c", "fsync=off"]
         self._proc = subprocess.Popen(
             [str(self._bin / "postgres"), "-D", str(self.data_dir), "-p", str(self.port), "-h", "127.0.0.1",
-             "-k", "", "-c", "fsync=off", "-c", "max_connections=200", "-c", "shared_buffers=64MB"],
+             "-k", "", *sync, "-c", "max_connections=200", "-c", "shared_buffers=128MB"],
             stdout=log, stderr=log, start_new_session=True, **self._run_as(),  # type: ignore[call-overload]
         )
         log.close()
