@@ -15,6 +15,7 @@ import redis
 
 from pheromone.plumbing.embedded import EmbeddedServer
 from tests.cli.helpers import Cli
+from tests.support import store_rows
 
 
 @pytest.fixture
@@ -42,6 +43,27 @@ def test_demo_json_on_the_embedded_server(cli: Cli, demo_dir: Path) -> None:
     assert report["jobs"] == 4 and report["workspaces"] == 2
     assert sum(report["counts"].values()) == report["stored"]
     assert "Traceback" not in run.err
+
+
+def test_demo_json_with_the_store_on_postgresql_stores_every_event_exactly_once(
+    cli: Cli, demo_dir: Path, pg_url: str
+) -> None:
+    # Run twice on one database: the second run is judged by its own events, on a ledger that holds the first's.
+    args = ("--seconds", "1", "--workspaces", "2", "--jobs", "2", "--data-dir", str(demo_dir))
+    reports = []
+    for _ in range(2):
+        run = cli("demo", "--json", *args, env={"PHEROMONE_STORE_URL": pg_url}, timeout=120)
+        assert run.code == 0, run
+        assert "Traceback" not in run.err
+        reports.append(json.loads(run.out))
+    for report in reports:
+        assert report["ok"] is True, report
+        assert report["emitted"] == report["stored"] > 0
+        assert report["missing"] == 0 and report["duplicates"] == 0
+    assert not (demo_dir / "store.db").exists(), "the store is the PostgreSQL database, not a file"
+    # The ledger holds both runs' events, each once: the second run's reading of it counted only its own.
+    rows = store_rows(pg_url, "SELECT COUNT(*), COUNT(DISTINCT event_id) FROM ledger")
+    assert rows[0][0] == rows[0][1] >= reports[0]["stored"] + reports[1]["stored"]
 
 
 def test_demo_on_a_shared_server_from_the_environment_uses_its_own_prefix(

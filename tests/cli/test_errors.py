@@ -6,6 +6,8 @@ argument parser catches (a malformed date) get the parser's usage block instead,
 
 from __future__ import annotations
 
+import json
+
 import sqlite3
 from pathlib import Path
 
@@ -94,6 +96,25 @@ def test_bad_redis_url_setting_is_named(cli: Cli) -> None:
     run = cli("dead", "list", env={"PHEROMONE_REDIS_URL": "http://:hunter2@localhost:6379"}, timeout=20)
     run.assert_clean_failure("redis_url")
     assert "hunter2" not in run.err, "a setting's value is never shown: it may hold a password"
+
+
+def test_a_store_url_that_is_not_postgresql_is_named(cli: Cli) -> None:
+    run = cli("events", env={"PHEROMONE_STORE_URL": "mysql://root:hunter2@localhost/db"})
+    run.assert_clean_failure("store_url")
+    assert "hunter2" not in run.err
+
+
+def test_an_unreachable_postgresql_store_is_one_line(cli: Cli, unused_tcp_port: int) -> None:
+    url = f"postgresql://postgres:hunter2@127.0.0.1:{unused_tcp_port}/pheromone?connect_timeout=2"
+    for args in (("events",), ("patterns",), ("status", "--json", "--timeout", "2")):
+        run = cli(*args, env={"PHEROMONE_STORE_URL": url}, timeout=30)
+        if args[0] == "status":  # status reports the store among other things, and says it is unreachable
+            store = json.loads(run.out)["store"]
+            assert store["exists"] is False and "hunter2" not in run.out, run
+            assert "***" in store["url"] and store["error"], run
+            continue
+        run.assert_clean_failure("cannot read the store at postgresql://postgres:***@127.0.0.1")
+        assert "hunter2" not in run.err
 
 
 def test_bad_numeric_setting_is_named(cli: Cli, store_db: Path) -> None:
