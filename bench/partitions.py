@@ -27,7 +27,7 @@ Then it checks what partitioning must keep, from the stores the writers left:
     pattern's applications are all in one partition).
 It exits 1 if any check fails. With --json the last line is one JSON object.
 
-    python bench/partitions.py [--events 60000] [--partitions 1,2,4] [--repeat 2] [--json]
+    python bench/partitions.py [--events 60000] [--partitions 1,2,4] [--repeat 2] [--dir DIR] [--json]
 """
 
 from __future__ import annotations
@@ -123,16 +123,37 @@ async def _write(store: Path, raws: list[bytes], ready: Any, start: Any) -> dict
     async with Store(store, on_loop=True) as db:
         ready.put(os.getpid())
         start.wait()
-        t0, c0 = time.monotonic(), time.process_time()
+        t0, c0, w0, q0 = time.monotonic(), time.process_time(), written(), runnable_wait()
         rejected = duplicates = 0
         for i in range(0, len(raws), BATCH):
             batch = [(parse_envelope(raw), raw) for raw in raws[i : i + BATCH]]
             result = await db.apply(batch)
             rejected += len(result.rejected)
             duplicates += len(result.duplicates)
-        t1, c1 = time.monotonic(), time.process_time()
-    return {"store": str(store), "events": len(raws), "start": t0, "end": t1, "cpu_s": c1 - c0,
+        t1, c1, w1, q1 = time.monotonic(), time.process_time(), written(), runnable_wait()
+    return {"store": str(store), "events": len(raws), "start": t0, "end": t1, "cpu_s": c1 - c0, "written": w1 - w0,
+            "cpu_wait_s": q1 - q0,
             "rejected": rejected, "duplicates": duplicates}
+
+
+def written() -> int:
+    """Bytes this process has caused to be written to storage (0 where /proc does not say)."""
+    try:
+        for line in Path("/proc/self/io").read_text().splitlines():
+            if line.startswith("write_bytes:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def runnable_wait() -> float:
+    """Seconds this thread has waited for a CPU while runnable (/proc schedstat; 0 where it does not say): the
+    part of a writer's wall time the other processes took, set apart from its own CPU and its I/O waits."""
+    try:
+        return int(Path("/proc/thread-self/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def run(partitions: int, feeds: list[Path], stores: list[Path], timeout: float) -> list[dict[str, Any]]:
@@ -251,6 +272,8 @@ def main() -> int:
                     help="a working job's seconds per sheet (the simulation's sheet durations: 2-120 s)")
     ap.add_argument("--route", choices=("key", "workspace", "event"), default="key",
                     help="key: pattern id or workspace (the design); workspace, event: controls that must fail")
+    ap.add_argument("--dir", type=Path, default=None,
+                    help="where the stores are written (default: the temporary directory; /dev/shm: no disk)")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds allowed for each run")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
@@ -266,12 +289,12 @@ def main() -> int:
     per_sheet = n / sheets
     print(f"{n:,} events of the demo's mix from {a.workspaces * a.jobs} jobs in {a.workspaces} workspaces "
           f"({sheets:,} sheets, {per_sheet:.2f} events a sheet), {len({*key_of.values()})} partition keys; "
-          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; stores in {a.dir or tempfile.gettempdir()}")
 
     report: dict[str, Any] = {}
     failures: list[str] = []
     single: list[dict[str, Any]] | None = None
-    with tempfile.TemporaryDirectory(prefix="pheromone-bench-partitions-") as d:
+    with tempfile.TemporaryDirectory(prefix="pheromone-bench-partitions-", dir=a.dir) as d:
         for parts in counts:
             routed: list[list[int]] = [[] for _ in range(parts)]
             for i, e in enumerate(envs):
@@ -296,7 +319,10 @@ def main() -> int:
             assert best is not None
             wall, figures, _ = best
             rows = [{"events": f["events"], "events_per_s": round(f["events"] / (f["end"] - f["start"])),
-                     "wall_s": round(f["end"] - f["start"], 3), "cpu_s": round(f["cpu_s"], 3)} for f in figures]
+                     "wall_s": round(f["end"] - f["start"], 3), "cpu_s": round(f["cpu_s"], 3),
+                     "cpu_wait_s": round(f["cpu_wait_s"], 3), "written_mb": round(f["written"] / 1e6, 1),
+                     "other_wait_s": round(max(0.0, f["end"] - f["start"] - f["cpu_s"] - f["cpu_wait_s"]), 3)}
+                    for f in figures]
             sizes = [r["events"] for r in rows]
             report[str(parts)] = {
                 "events_per_s": round(n / wall), "wall_s": round(wall, 3), "per_partition": rows,
@@ -305,7 +331,9 @@ def main() -> int:
             }
             print(f"P={parts}: {n / wall:>9,.0f} events/s aggregate over {wall:.2f} s; per partition: "
                   + ", ".join(f"{r['events']:,} ev at {r['events_per_s']:,}/s" for r in rows)
-                  + f" (largest/mean {report[str(parts)]['imbalance']:.2f})")
+                  + f" (largest/mean {report[str(parts)]['imbalance']:.2f}; CPU {sum(r['cpu_s'] for r in rows):.2f} s, "
+                f"waiting for a CPU {sum(r['cpu_wait_s'] for r in rows):.2f} s, for anything else (I/O) "
+                f"{sum(r['other_wait_s'] for r in rows):.2f} s; written {sum(r['written_mb'] for r in rows):.0f} MB)")
 
     base = report[str(counts[0])]["events_per_s"]
     for parts in counts:
@@ -333,8 +361,8 @@ def main() -> int:
             "events_per_s": max(r["events_per_s"] for r in report.values()), "orderings_hold": not failures,
             "failures": failures[:20], **fleet_figures, "cores": os.cpu_count(),
             "load_average": round(os.getloadavg()[0], 2),
-            "config": {"route": a.route, "workspaces": a.workspaces, "jobs": a.jobs, "repeat": a.repeat,
-                       "batch": BATCH},
+            "config": {"dir": str(a.dir or tempfile.gettempdir()), "route": a.route, "workspaces": a.workspaces,
+                       "jobs": a.jobs, "repeat": a.repeat, "batch": BATCH},
         }))
     return 1 if failures else 0
 
