@@ -318,7 +318,7 @@ def main() -> int:
                     best = (wall, figures, held)
             assert best is not None
             wall, figures, _ = best
-            rows = [{"events": f["events"], "events_per_s": round(f["events"] / (f["end"] - f["start"])),
+            rows = [{"events": f["events"], "events_per_s": round(f["events"] / max(1e-9, f["end"] - f["start"])),
                      "wall_s": round(f["end"] - f["start"], 3), "cpu_s": round(f["cpu_s"], 3),
                      "cpu_wait_s": round(f["cpu_wait_s"], 3), "written_mb": round(f["written"] / 1e6, 1),
                      "other_wait_s": round(max(0.0, f["end"] - f["start"] - f["cpu_s"] - f["cpu_wait_s"]), 3)}
