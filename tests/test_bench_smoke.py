@@ -1,5 +1,4 @@
-"""The benchmark scripts stay runnable: a small run of bench/store.py and of bench/ingest.py ends with its JSON
-line.
+"""The benchmark scripts stay runnable: a small run of each ends with its JSON line.
 
 Only the shape is checked; speed is measured by the benchmarks themselves (bench/RESULTS.md), never asserted.
 """
@@ -17,7 +16,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_bench(*args: str, timeout: float = 110) -> dict[str, Any]:
+def run_bench(*args: str, timeout: float = 110, returncode: int = 0) -> dict[str, Any]:
     """Run a benchmark in its own process group and return its JSON line. On a timeout the whole group is
     killed: bench/ingest.py starts a Valkey server and store workers that would otherwise outlive it."""
     proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -28,7 +27,7 @@ def run_bench(*args: str, timeout: float = 110) -> dict[str, Any]:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
         raise AssertionError(f"{args[0]} did not finish within {timeout:g}s: {err[-2000:]}") from None
-    assert proc.returncode == 0, err[-2000:]
+    assert proc.returncode == returncode, err[-2000:]
     return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
@@ -90,3 +89,23 @@ def test_queries_bench_reports_every_way() -> None:
     assert load["stored"] == load["emitted"] > 0
     assert load["entropy_applications_after"] == load["entropy_applications_before"] + load["stored"]
     assert result["entropy_upkeep"]["apply_us"] > 0
+
+
+def test_partitions_bench_reports_every_figure_and_keeps_each_keys_order() -> None:
+    """Two small runs of one and two writer processes: routed by key, every ordering holds and the partitions
+    together equal one writer's store; routed by workspace alone (a pattern split across partitions), the
+    same checks fail, so they can."""
+    args = ("bench/partitions.py", "--events", "2000", "--partitions", "1,2", "--repeat", "1", "--json")
+    result = run_bench(*args, timeout=60)
+    assert result["bench"] == "partitions" and result["orderings_hold"] and not result["failures"]
+    assert set(result["partitions"]) == {"1", "2"}
+    for parts, run in result["partitions"].items():
+        assert len(run["per_partition"]) == int(parts)
+        assert sum(p["events"] for p in run["per_partition"]) == result["events"] == 2_000
+        assert run["events_per_s"] > 0 and all(p["events_per_s"] > 0 for p in run["per_partition"])
+    assert result["events_per_s"] == max(r["events_per_s"] for r in result["partitions"].values())
+    assert result["events_per_sheet"] > 1 and result["jobs_per_writer_demo"] > 0
+
+    split = run_bench(*args, "--route", "workspace", timeout=60, returncode=1)
+    assert not split["orderings_hold"]
+    assert any("differs from one writer" in f for f in split["failures"]), split["failures"]

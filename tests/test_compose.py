@@ -1,5 +1,7 @@
 """compose.yaml and the Dockerfile agree with the code: every container runs a CLI command that exists, every
-service has a container, Redis persists and reports health. (No Docker engine is needed: files are parsed.)"""
+service has a container, Redis persists and reports health, every service can be scaled, and the postgres
+profile (compose.postgres.yaml) puts every service's store on a healthy PostgreSQL. (No Docker engine is
+needed: files are parsed.)"""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from pheromone.services.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "compose.yaml"
+POSTGRES_OVERRIDE = ROOT / "compose.postgres.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
@@ -166,6 +169,87 @@ def test_redis_has_a_healthcheck() -> None:
     test = check["test"]
     assert test[0] in ("CMD", "CMD-SHELL")
     assert "redis-cli" in " ".join(test) and "ping" in " ".join(test)
+
+
+# -- scaling ---------------------------------------------------------------------------------------------
+
+
+def test_every_service_can_scale() -> None:
+    """`--scale NAME=N` needs containers that pin neither a name nor a host port."""
+    for name, s in {**services(), **with_postgres()}.items():
+        assert "container_name" not in s, f"{name} pins its container name, so it cannot scale"
+    for name, s in pheromone_services().items():
+        assert "ports" not in s, f"{name} publishes a host port, so a second replica could not start"
+
+
+def test_sqlite_stays_the_default_store() -> None:
+    for name, s in pheromone_services().items():
+        assert "PHEROMONE_STORE_URL" not in s["environment"], f"{name}: without the override the store is SQLite"
+
+
+# -- the postgres profile -------------------------------------------------------------------------------
+
+
+def override() -> dict[str, Any]:
+    data = yaml.safe_load(POSTGRES_OVERRIDE.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """A service of compose.yaml with the override's mappings merged in, key by key, as Compose merges
+    `environment` and `depends_on` (the only keys the override may set: test_the_override_only_adds_...)."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merge(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def with_postgres() -> dict[str, dict[str, Any]]:
+    """The services as `docker compose -f compose.yaml -f compose.postgres.yaml --profile postgres` sees them."""
+    extra = override()["services"]
+    return {name: merge(s, extra.get(name, {})) for name, s in services().items()}
+
+
+def test_postgres_service_is_in_its_profile_with_a_healthcheck() -> None:
+    pg = services()["postgres"]
+    assert pg["profiles"] == ["postgres"], "the database starts only with --profile postgres"
+    assert pg["image"].split(":")[0] == "postgres" and pg["image"].split(":")[1].split("-")[0] in ("15", "16")
+    test = pg["healthcheck"]["test"]
+    assert test[0] in ("CMD", "CMD-SHELL") and "pg_isready" in " ".join(test)
+    assert test[test.index("-d") + 1] == pg["environment"]["POSTGRES_DB"], "ready means the store's database"
+    mounts = [v.split(":") for v in pg["volumes"]]
+    assert any(target == "/var/lib/postgresql/data" and source in compose()["volumes"] for source, target in mounts)
+    assert pg["restart"] == "unless-stopped" and "ports" not in pg
+
+
+def test_the_override_only_adds_the_store_url_and_the_wait() -> None:
+    data = override()
+    assert "x-postgres-store" in data, "every service shares one block, so adding one is a line"
+    extra = data["services"]
+    assert set(extra) == set(pheromone_services()), "every pheromone service, and only those, is switched over"
+    for name, s in extra.items():
+        assert set(s) == {"environment", "depends_on"}, f"{name}: the override changes only where the store is"
+
+
+@pytest.mark.parametrize("name", sorted(pheromone_services()))
+def test_postgres_profile_points_every_service_at_the_database(name: str) -> None:
+    merged = with_postgres()
+    s, pg = merged[name], merged["postgres"]
+    env = s["environment"]
+    url = urlparse(env["PHEROMONE_STORE_URL"])
+    assert url.scheme == "postgresql" and url.hostname == "postgres" and url.port == 5432
+    assert "postgres" in pg.get("profiles", []), "the URL names the profile's database service"
+    assert (url.username, url.password, url.path.lstrip("/")) == (
+        pg["environment"]["POSTGRES_USER"], pg["environment"]["POSTGRES_PASSWORD"], pg["environment"]["POSTGRES_DB"])
+    assert s["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert s["depends_on"]["redis"]["condition"] == "service_healthy", "compose.yaml's wiring is kept"
+    assert env["PHEROMONE_REDIS_URL"] == "redis://redis:6379/0" and env["PHEROMONE_DATA_DIR"] == "/data"
+    assert env["PHEROMONE_STORE_URL"] == Settings.model_validate({"store_url": env["PHEROMONE_STORE_URL"]}).store_url
+    assert s["command"] == services()[name]["command"]
+    if not s.get("profiles"):
+        check = s["healthcheck"]
+        assert not check.get("disable") and "/readyz" in " ".join(check["test"]), "healthchecks as on SQLite"
 
 
 # -- the image ------------------------------------------------------------------------------------------
