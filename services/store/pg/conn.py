@@ -48,6 +48,14 @@ _OR_REPLACE = re.compile(r"^\s*(?:INSERT\s+OR\s+REPLACE|REPLACE)\s+INTO\s+(?P<ta
 _MIN_MAX = re.compile(r"\b(MIN|MAX)\(\s*([\w.]+)\s*,\s*([\w.]+)\s*\)", re.IGNORECASE)
 _IS_NOT = re.compile(r"\bIS\s+NOT\s+(?!NULL\b|TRUE\b|FALSE\b|DISTINCT\b)", re.IGNORECASE)
 _JSON = re.compile(r"(?<![\w.])json\(", re.IGNORECASE)
+_UPSERT = re.compile(r"^\s*INSERT\s+INTO\s+(?P<table>\w+)\b.*?\bDO\s+UPDATE\s+SET\b", re.IGNORECASE | re.DOTALL)
+_RETURNING = re.compile("RETURNING", re.IGNORECASE)
+_WHERE = re.compile("WHERE", re.IGNORECASE)
+# A bare word: not a qualified name's part (`t.col`, `excluded.col`), not a parameter (`:name`), not a function.
+_WORDS = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|(?<![.:\w])(?P<word>[A-Za-z_]\w*)\b(?!\s*[.(])""")
+_STRUCTURE = re.compile(
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|(?P<open>\()|(?P<close>\))|(?P<comma>,)|(?P<word>[A-Za-z_]\w*)"""
+)
 
 
 class Translated:
@@ -79,7 +87,7 @@ def _translated(sql: str) -> Translated:
     from pheromone.services.store.pg.statements import MUST_INSERT, OVERRIDES
 
     must_insert = sql in MUST_INSERT
-    sql = OVERRIDES.get(sql, sql)
+    sql = _dialect(OVERRIDES.get(sql, sql))
     styles: set[str] = set()
 
     def token(m: re.Match[str]) -> str:
@@ -103,12 +111,13 @@ def _translated(sql: str) -> Translated:
     numbered = "numbered" in styles
     if "positional" in styles and len(styles) > 1:
         raise StoreError(f"a statement mixes positional and named parameters: {sql.strip()[:80]}")
-    out = _dialect(out)
     return Translated(out, numbered, must_insert)
 
 
 def _dialect(sql: str) -> str:
-    """SQLite idioms outside quoted text: the store's statements hold none inside quotes."""
+    """SQLite idioms, rewritten before the placeholders are (the store's statements hold none inside quotes)."""
+    if m := _UPSERT.match(sql):
+        sql = _qualify_upsert(sql, m["table"], m.end())
     if m := _OR_REPLACE.match(sql):
         table = m["table"]
         sql = f"INSERT INTO {table}{sql[m.end():]}".rstrip().rstrip(";")
@@ -120,6 +129,64 @@ def _dialect(sql: str) -> str:
     sql = _MIN_MAX.sub(lambda m: f"{'LEAST' if m[1].upper() == 'MIN' else 'GREATEST'}({m[2]}, {m[3]})", sql)
     sql = _IS_NOT.sub("IS DISTINCT FROM ", sql)
     return _JSON.sub("(", sql)
+
+
+def _qualify_upsert(sql: str, table: str, start: int) -> str:
+    """In `ON CONFLICT … DO UPDATE SET a = a + 1 WHERE b != excluded.b`, SQLite reads a bare column as the
+    existing row's; PostgreSQL finds it ambiguous (it could be `excluded`'s). Qualify the bare columns of the
+    assignments' values and of the WHERE with the table's name (never an assignment's target)."""
+    from pheromone.services.store.pg.schema import table_info
+
+    info = table_info().get(table)
+    if info is None:
+        return sql
+    columns = set(info[0])
+    tail = sql[start:]
+    returning = _top_level(tail, _RETURNING)
+    body, rest = (tail[:returning], tail[returning:]) if returning >= 0 else (tail, "")
+    where = _top_level(body, _WHERE)
+    sets, cond = (body[:where], body[where:]) if where >= 0 else (body, "")
+    assignments = []
+    for part in _split_top_level(sets):
+        target, eq, value = part.partition("=")
+        assignments.append(target + eq + _qualify(value, table, columns))
+    return sql[:start] + ",".join(assignments) + _qualify(cond, table, columns) + rest
+
+
+def _qualify(expr: str, table: str, columns: set[str]) -> str:
+    def one(m: re.Match[str]) -> str:
+        if m["word"] is not None and m["word"] in columns:
+            return f"{table}.{m['word']}"
+        return m[0]
+
+    return _WORDS.sub(one, expr)
+
+
+def _top_level(sql: str, pattern: re.Pattern[str]) -> int:
+    """Where `pattern` first matches outside parentheses and quotes in `sql`, or -1."""
+    depth = 0
+    for m in _STRUCTURE.finditer(sql):
+        if m["open"]:
+            depth += 1
+        elif m["close"]:
+            depth -= 1
+        elif m["word"] is not None and depth == 0 and pattern.fullmatch(m["word"]):
+            return m.start()
+    return -1
+
+
+def _split_top_level(sql: str) -> list[str]:
+    parts, depth, last = [], 0, 0
+    for m in _STRUCTURE.finditer(sql):
+        if m["open"]:
+            depth += 1
+        elif m["close"]:
+            depth -= 1
+        elif m["comma"] and depth == 0:
+            parts.append(sql[last : m.start()])
+            last = m.end()
+    parts.append(sql[last:])
+    return parts
 
 
 def _upsert_every_column(table: str) -> str:

@@ -45,6 +45,8 @@ def _replace(sql: str, fragment: str, replacement: str) -> str:
 
 OVERRIDES: dict[str, str] = {
     patterns.UPSERT_PATTERN: _replace(patterns.UPSERT_PATTERN, _SQLITE_TAG_UNION, _PG_TAG_UNION),
+    # A parameter PostgreSQL sees only in `IS NULL` has no type it can infer (None is sent untyped).
+    patterns.SET_FACTORS: _replace(patterns.SET_FACTORS, "CASE WHEN ?1 IS NULL", "CASE WHEN CAST(?1 AS TEXT) IS NULL"),
     EVOLUTION_INSERT: EVOLUTION_INSERT + " ON CONFLICT DO NOTHING",
 }
 MUST_INSERT: frozenset[str] = frozenset({EVOLUTION_INSERT})
