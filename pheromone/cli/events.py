@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from datetime import datetime
 from typing import Annotated
 
@@ -24,6 +23,7 @@ from pheromone.cli.common import (
     settings,
 )
 from pheromone.contracts import EventQuery
+from pheromone.services.errors import StoreError
 from pheromone.services.store.reader import Reader
 
 QUERY_OPTIONS = {"kinds": "--kind", "correlation_id": "--correlation", "time_range": "--since/--until",
@@ -85,7 +85,7 @@ def events(
 
     try:
         rows, more = asyncio.run(run())
-    except sqlite3.Error as exc:
+    except StoreError as exc:
         raise CliError(f"cannot read the store {path}: {exc}") from exc
     bodies = [body for _, body in rows]
     next_after = rows[-1][0] if rows else after

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from pheromone.cli.common import CliError, Table, invalid, require_store, settings
+from pheromone.services.errors import StoreError
 from pheromone.services.query import learning as q
 from pheromone.services.store.reader import Reader, probe
 from pheromone.services.store.reads import StoreReads, UnknownId
@@ -60,7 +61,7 @@ def read_store(path: Path, fn: Callable[[StoreReads], Awaitable[T]]) -> T:
                 return await fn(reader)
         except UnknownId as exc:
             raise CliError(str(exc)) from exc
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             raise CliError(f"cannot read the store at {path}: {exc}") from exc
 
     return asyncio.run(run())
