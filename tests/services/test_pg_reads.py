@@ -400,8 +400,12 @@ async def test_a_database_without_the_schema_is_not_migrated(pg_url: str) -> Non
         assert await reader.settings() == LearningSettings()  # a store from before the learning model
 
 
-async def test_the_reader_cannot_write(stores: Stores) -> None:
+async def test_the_reader_cannot_write_and_serves_concurrent_reads(stores: Stores) -> None:
     async with PgReader(stores.url) as reader:
+        # The query service shares one reader between its requests.
+        answers = await asyncio.gather(*(reader.counts() for _ in range(10)),
+                                       *(reader.patterns(limit=50) for _ in range(10)))
+        assert all(a == answers[0] for a in answers[:10]) and all(a == answers[10] for a in answers[10:])
         with pytest.raises(StoreError, match="read-only"):
             async with reader.db.execute("DELETE FROM ledger"):
                 pass
