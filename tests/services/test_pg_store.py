@@ -19,7 +19,6 @@ from pheromone.services.errors import StoreBusyError, StoreError
 from pheromone.services.store import projections as sqlite_projections
 from pheromone.services.store.db import Store
 from pheromone.services.store.embedded_pg import EmbeddedPostgres
-from pheromone.services.store.pg import store as pg_store
 from pheromone.services.store.pg.conn import PgConn, translate
 from pheromone.services.store.pg.schema import PG_MIGRATIONS, VERSION_TABLE, migrate, table_info
 from pheromone.services.store.pg.store import PgStore
@@ -104,7 +103,7 @@ async def test_refusals_are_alone(pg_url: str, monkeypatch: pytest.MonkeyPatch) 
             raise RuntimeError("a projection's bug")
         real(conn, env, seq, ctx)
 
-    monkeypatch.setitem(pg_store.PROJECTIONS, "execution", projection)
+    monkeypatch.setitem(sqlite_projections.PROJECTIONS, "execution", projection)
     batch = [mine, fine[0], theirs, fine[1], poison, fine[2], nul, fine[3], fine[4]]
     async with PgStore(pg_url) as pg:
         result = await pg.apply([(e, e.model_dump_json()) for e in batch])
@@ -179,10 +178,10 @@ async def test_server_killed_mid_batch(private_pg: EmbeddedPostgres, monkeypatch
 
     async with PgStore(url) as pg:
         await pg.apply([(e, e.model_dump_json()) for e in first])
-        monkeypatch.setitem(pg_store.PROJECTIONS, "execution", projection)
+        monkeypatch.setitem(sqlite_projections.PROJECTIONS, "execution", projection)
         with pytest.raises(StoreBusyError):
             await pg.apply([(e, e.model_dump_json()) for e in second])
-        monkeypatch.setitem(pg_store.PROJECTIONS, "execution", real)
+        monkeypatch.setitem(sqlite_projections.PROJECTIONS, "execution", real)
         with pytest.raises(StoreBusyError):  # still down: retryable, not refused
             await pg.apply([(e, e.model_dump_json()) for e in second])
         private_pg.start()
