@@ -90,3 +90,14 @@ def test_queries_bench_reports_every_way() -> None:
     assert load["stored"] == load["emitted"] > 0
     assert load["entropy_applications_after"] == load["entropy_applications_before"] + load["stored"]
     assert result["entropy_upkeep"]["apply_us"] > 0
+
+
+def test_pg_driver_bench_runs() -> None:
+    """bench/pg_driver.py (asyncpg vs psycopg on the ingest path) against its own embedded PostgreSQL."""
+    result = run_bench("bench/pg_driver.py", "--events", "400", "--json")
+    assert result["events"] == 400
+    assert set(result["events_per_s"]) == {
+        "psycopg_per_statement", "psycopg_executemany", "psycopg_pipeline", "asyncpg_per_statement",
+        "asyncpg_executemany",
+    }
+    assert all(v > 0 for v in result["events_per_s"].values())

@@ -49,6 +49,11 @@ _MIN_MAX = re.compile(r"\b(MIN|MAX)\(\s*([\w.]+)\s*,\s*([\w.]+)\s*\)", re.IGNORE
 _IS_NOT = re.compile(r"\bIS\s+NOT\s+(?!NULL\b|TRUE\b|FALSE\b|DISTINCT\b)", re.IGNORECASE)
 _JSON = re.compile(r"(?<![\w.])json\(", re.IGNORECASE)
 _UPSERT = re.compile(r"^\s*INSERT\s+INTO\s+(?P<table>\w+)\b.*?\bDO\s+UPDATE\s+SET\b", re.IGNORECASE | re.DOTALL)
+_ONE_ROW = re.compile(
+    r"^(?P<head>\s*INSERT\s+INTO\s+(?P<table>\w+)\s*(?:\((?P<columns>[^()]*)\))?)\s*VALUES\s*"
+    r"(?P<row>\((?:\s*%s\s*,)*\s*%s\s*\))(?P<tail>\s*(?:ON\s+CONFLICT\s+DO\s+NOTHING)?\s*)$",
+    re.IGNORECASE,
+)
 _RETURNING = re.compile("RETURNING", re.IGNORECASE)
 _WHERE = re.compile("WHERE", re.IGNORECASE)
 # A bare word: not a qualified name's part (`t.col`, `excluded.col`), not a parameter (`:name`), not a function.
@@ -64,17 +69,44 @@ class Translated:
     `numbered`: the SQLite text used `?N`, rewritten `%(_N)s`; a sequence of parameters becomes the
     mapping {"_1": first, ...}."""
 
-    __slots__ = ("must_insert", "numbered", "sql")
+    __slots__ = ("floats", "must_insert", "numbered", "rows", "sql")
 
     def __init__(self, sql: str, numbered: bool, must_insert: bool = False) -> None:
         self.sql = sql
         self.numbered = numbered
         self.must_insert = must_insert
+        self.floats: tuple[int, ...] = ()
+        self.rows = None if numbered else _unnest(self, sql)
+        """For a plain insert of one row of positional parameters, the same insert of many rows, sent as one
+        array per column (`executemany`): one statement, where psycopg's executemany sends one per row."""
+
+    def arrays(self, rows: list[Any]) -> list[list[Any]]:
+        """`rows` as one list per column; a float column's ints made floats, so each list has one type."""
+        columns = [list(c) for c in zip(*rows, strict=True)]
+        for i in self.floats:
+            columns[i] = [v if v is None else float(v) for v in columns[i]]
+        return columns
 
     def params(self, parameters: Any) -> Any:
         if self.numbered and not isinstance(parameters, Mapping):
             return {f"_{i}": value for i, value in enumerate(parameters, 1)}
         return parameters
+
+
+def _unnest(t: Translated, sql: str) -> str | None:
+    from pheromone.services.store.pg.schema import table_info
+
+    m = _ONE_ROW.match(sql)
+    if m is None or (info := table_info().get(m["table"])) is None:
+        return None
+    names, _, types = info
+    listed = [c.strip() for c in m["columns"].split(",")] if m["columns"] else list(names)
+    if m["row"].count("%s") != len(listed) or not set(listed) <= set(names):
+        return None
+    kinds = [types[names.index(c)] for c in listed]
+    t.floats = tuple(i for i, k in enumerate(kinds) if k == "float8")
+    arrays = ", ".join(f"%b::{k}[]" for k in kinds)  # binary: no text escaping of every value
+    return f"{m['head']} SELECT * FROM unnest({arrays}){m['tail']}"
 
 
 def translate(sql: str) -> str:
@@ -195,7 +227,7 @@ def _upsert_every_column(table: str) -> str:
     info = table_info().get(table)
     if info is None:
         raise StoreError(f"no table {table!r} in the store's schema")
-    columns, key = info
+    columns, key, _ = info
     rest = [c for c in columns if c not in key]
     action = "DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in rest) if rest else "DO NOTHING"
     return f" ON CONFLICT ({', '.join(key)}) {action}"
@@ -248,7 +280,12 @@ class PgCursor:
 
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> Self:
         t = _translated(sql)
-        self._cur.executemany(t.sql, [t.params(p) for p in parameters])
+        if t.rows is None:
+            self._cur.executemany(t.sql, [t.params(p) for p in parameters])
+        else:
+            rows = list(parameters)
+            if rows:
+                self._cur.execute(t.rows, t.arrays(rows))
         self._pending = self._conn.raw._pipeline is not None
         return self
 

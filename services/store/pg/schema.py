@@ -38,6 +38,9 @@ _TYPES = (
 )
 
 
+_ARRAY_TYPES = {"INTEGER": "bigint", "REAL": "float8", "TEXT": "text"}
+
+
 def to_postgres(script: str) -> str:
     """One SQLite migration script as PostgreSQL DDL."""
     for pattern, replacement in _TYPES:
@@ -53,19 +56,21 @@ def statements(script: str) -> list[str]:
 
 
 @cache
-def table_info() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
-    """Every table's columns in order and its primary key, from the SQLite schema (built in memory): what an
-    `INSERT OR REPLACE` of the table becomes on PostgreSQL (`conn.translate`)."""
+def table_info() -> dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]]:
+    """Every table's columns in order, its primary key and its columns' PostgreSQL types, from the SQLite
+    schema (built in memory): what an `INSERT OR REPLACE` of the table becomes on PostgreSQL, and the arrays
+    a many-row insert sends (`conn.translate`)."""
     conn = connect(":memory:")
     try:
         migrate_sqlite(conn)
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        info: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        info: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
         for table in tables:
             rows = conn.execute(f"PRAGMA table_info({table})").fetchall()  # cid, name, type, notnull, dflt, pk
             columns = tuple(r[1] for r in rows)
             key = tuple(r[1] for r in sorted((r for r in rows if r[5]), key=lambda r: r[5]))
-            info[table] = (columns, key)
+            types = tuple(_ARRAY_TYPES[r[2]] for r in rows)
+            info[table] = (columns, key, types)
         return info
     finally:
         conn.close()
