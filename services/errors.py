@@ -1,8 +1,9 @@
 """The errors of the services, as a drawn tree under the one root every pheromone error shares.
 
     PheromoneError                 defined in `pheromone.errors` (with the client's and the plumbing's branches)
-    ├── StoreError                 the SQLite store refused or failed
-    │   └── StoreBusyError         retryable: the database is locked or unwritable for now
+    ├── StoreError                 the store (SQLite or PostgreSQL) refused or failed
+    │   └── StoreBusyError         retryable: the database is locked, unwritable or unreachable for now
+    │       └── StoreNotMigrated   a table the code reads is missing: the store is not set up or not upgraded
     └── EventRejected              this one event cannot be applied: dead-letter it, unless `retryable`
                                    (it names a record not stored yet: retried until max_deliveries)
 
@@ -17,7 +18,7 @@ from typing import NamedTuple
 
 from pheromone.errors import PheromoneError
 
-__all__ = ["EventRejected", "PheromoneError", "Refused", "StoreBusyError", "StoreError"]
+__all__ = ["EventRejected", "PheromoneError", "Refused", "StoreBusyError", "StoreError", "StoreNotMigrated"]
 
 
 class StoreError(PheromoneError):
@@ -25,7 +26,12 @@ class StoreError(PheromoneError):
 
 
 class StoreBusyError(StoreError):
-    """Retryable: the database was locked, read-only or out of space for now."""
+    """Retryable: the database was locked, read-only, out of space or unreachable for now."""
+
+
+class StoreNotMigrated(StoreBusyError):
+    """A table the code reads does not exist: the store service has not created or upgraded the store yet
+    (it migrates it when it starts), so a reader may wait for it, and a command says how to upgrade it."""
 
 
 class EventRejected(PheromoneError):

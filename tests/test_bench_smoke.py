@@ -109,3 +109,13 @@ def test_partitions_bench_reports_every_figure_and_keeps_each_keys_order() -> No
     split = run_bench(*args, "--route", "workspace", timeout=60, returncode=1)
     assert not split["orderings_hold"]
     assert any("differs from one writer" in f for f in split["failures"]), split["failures"]
+
+def test_pg_driver_bench_runs() -> None:
+    """bench/pg_driver.py (asyncpg vs psycopg on the ingest path) against its own embedded PostgreSQL."""
+    result = run_bench("bench/pg_driver.py", "--events", "400", "--json")
+    assert result["events"] == 400
+    assert set(result["events_per_s"]) == {
+        "psycopg_per_statement", "psycopg_executemany", "psycopg_pipeline", "asyncpg_per_statement",
+        "asyncpg_executemany",
+    }
+    assert all(v > 0 for v in result["events_per_s"].values())

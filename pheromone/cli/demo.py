@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-import sqlite3
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from pheromone.cli.common import JsonOpt, RedisUrlOpt, Table, console, err, print_json, redis_url_for, settings
 from pheromone.contracts import QuarantineStatus
 from pheromone.contracts.streams import CONSOLIDATOR_JOB, ENTROPY_JOB
+from pheromone.services.errors import StoreNotMigrated
 
 if TYPE_CHECKING:
     from pheromone.services.settings import StoreLocation
@@ -165,7 +165,7 @@ async def _last_seq(location: StoreLocation) -> int:
     async with open_reader(location) as reader:
         try:
             _, last = await reader.ledger_summary()
-        except sqlite3.OperationalError:  # a store file the store service has not set up yet
+        except StoreNotMigrated:  # a store file the store service has not set up yet
             return 0
     return 0 if last is None else last[0]
 

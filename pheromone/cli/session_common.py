@@ -22,6 +22,7 @@ from pheromone.contracts.types import Identifier
 from pheromone.plumbing import connection
 from pheromone.plumbing.append import append
 from pheromone.services.consolidator import review as rv
+from pheromone.services.errors import StoreError, StoreNotMigrated
 from pheromone.services.sessions import artifacts
 from pheromone.services.settings import Settings
 from pheromone.services.store.location import describe, open_reader, open_sessions
@@ -48,7 +49,12 @@ def _store_errors(s: Settings) -> Iterator[None]:
     """A store, artifact or review error as one line; a store from before sessions says how to upgrade it."""
     try:
         yield
-    except sqlite3.OperationalError as exc:
+    except StoreNotMigrated as exc:  # the readers' missing table, on either backend
+        raise CliError(f"the store at {s.store_path} has no session tables (run `pheromone serve` once to "
+                       "upgrade it)") from exc
+    except StoreError as exc:
+        raise CliError(f"cannot read the store at {s.store_path}: {exc}") from exc
+    except sqlite3.OperationalError as exc:  # the SQLite session store's own connection
         if "no such table" in str(exc):
             raise CliError(f"the store at {s.store_path} has no session tables (run `pheromone serve` once to "
                            "upgrade it)") from exc

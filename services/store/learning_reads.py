@@ -14,14 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from pheromone.contracts import EscalationDecisionRecord, EvolutionTrajectoryEntry, PatternRecord
+from pheromone.services.errors import StoreNotMigrated
 from pheromone.services.learning.escalations import OUTCOME_RANK
 from pheromone.services.learning.factors import FactorCount
 from pheromone.services.settings import LearningSettings
 from pheromone.services.store.codec import from_us
 from pheromone.services.store.projections import SELECT_LEARNING
+from pheromone.services.store.read_conn import ReadConn
 from pheromone.services.store.reads import UnknownId
 
 # -- settings ------------------------------------------------------------------------------------------------
@@ -141,10 +141,13 @@ BUDGET_LATEST = """
 SELECT id, job_hash, recorded_us, budget_value, entropy_at_time, adjustment_type, adjustment_reason
 FROM exploration_budget {where} ORDER BY seq DESC LIMIT ?
 """
+# CASE, not a boolean SUM: PostgreSQL has no SUM(boolean); both give NULL over no rows.
 BUDGET_STATS = """
 SELECT COUNT(*), AVG(budget_value), MIN(budget_value), MAX(budget_value),
-       SUM(adjustment_type = 'floor_enforced'), SUM(adjustment_type = 'ceiling_enforced'),
-       SUM(adjustment_type = 'boost'), SUM(adjustment_type = 'decay')
+       SUM(CASE adjustment_type WHEN 'floor_enforced' THEN 1 ELSE 0 END),
+       SUM(CASE adjustment_type WHEN 'ceiling_enforced' THEN 1 ELSE 0 END),
+       SUM(CASE adjustment_type WHEN 'boost' THEN 1 ELSE 0 END),
+       SUM(CASE adjustment_type WHEN 'decay' THEN 1 ELSE 0 END)
 FROM exploration_budget {where}
 """
 F_JOB_HASH = "WHERE job_hash = ?"
@@ -233,7 +236,7 @@ FROM evolution_trajectory WHERE cycle >= ? AND cycle <= ? ORDER BY cycle DESC LI
 TRAJECTORY_CLASSES = "SELECT cycle, issue_classes FROM evolution_trajectory ORDER BY cycle DESC LIMIT ?"
 ACTIVE_RATE_LIMITS = """
 SELECT model, error_code, MAX(expires_us) FROM rate_limit_events
-WHERE expires_us > ? GROUP BY model, error_code ORDER BY model
+WHERE expires_us > ? GROUP BY model, error_code ORDER BY model, error_code
 """
 
 
@@ -272,10 +275,10 @@ def pattern_record(row: tuple[Any, ...]) -> dict[str, Any]:
 
 
 class LearningReads:
-    """The learning reads of `services.store.reader.Reader` (one read-only aiosqlite connection)."""
+    """The learning reads of the store's readers (`services.store.reader.Reader`, `pg.reader.PgReader`)."""
 
     @property
-    def db(self) -> aiosqlite.Connection:
+    def db(self) -> ReadConn:
         raise NotImplementedError
 
     async def settings(self) -> LearningSettings:
@@ -283,7 +286,7 @@ class LearningReads:
         try:
             async with self.db.execute(SELECT_LEARNING) as cur:
                 row = await cur.fetchone()
-        except aiosqlite.OperationalError:  # a store from before the learning model: no table yet
+        except StoreNotMigrated:  # a store from before the learning model: no table yet
             return LearningSettings()
         return LearningSettings.model_validate_json(row[0]) if row else LearningSettings()
 
@@ -508,7 +511,8 @@ class LearningReads:
                 where += f" AND {column} = ?"
                 params.append(value)
         group = f"{EXECUTION_GROUPS[by]}," if by else ""
-        group_by = f"GROUP BY {EXECUTION_GROUPS[by]} ORDER BY COUNT(*) DESC" if by else ""
+        # The group breaks ties in size, so both backends list equal groups in one order.
+        group_by = f"GROUP BY {EXECUTION_GROUPS[by]} ORDER BY COUNT(*) DESC, {EXECUTION_GROUPS[by]}" if by else ""
         sql = EXECUTION_STATS.format(group=group, where=where, group_by=group_by)
         async with self.db.execute(sql, [*params, limit]) as cur:
             return [tuple(r) for r in await cur.fetchall()]

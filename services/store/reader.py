@@ -1,8 +1,9 @@
 """The one way to read the store: `Reader`, a read-only aiosqlite connection that never blocks the event loop.
 
-It implements `services.store.reads.StoreReads` over SQLite: the ledger reads are here, the learning model's
-in `learning_reads`, the learning sessions' in `session_reads`. Every query is one SQL constant with bound
-parameters; filters only ever add `?` placeholders.
+It implements `services.store.reads.StoreReads` over SQLite: the ledger reads are here (`LedgerReads`), the
+learning model's in `learning_reads`, the learning sessions' in `session_reads`, the entropy service's in
+`entropy`. Every query is one SQL constant with bound parameters; filters only ever add `?` placeholders. The
+PostgreSQL reader (`services.store.pg.reader.PgReader`) runs the same mixins on its own `ReadConn`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pheromone.contracts import EventQuery
 from pheromone.services.store.codec import us
 from pheromone.services.store.entropy import EntropyReads
 from pheromone.services.store.learning_reads import LearningReads
+from pheromone.services.store.read_conn import ReadConn, SqliteReadConn, sqlite_read_error
 from pheromone.services.store.session_reads import SessionReads
 
 COUNTS = "SELECT kind, COUNT(*) FROM ledger GROUP BY kind ORDER BY kind"
@@ -45,34 +47,12 @@ def _uri(path: Path) -> str:
     return f"{path.resolve().as_uri()}?mode=ro"
 
 
-class Reader(LearningReads, SessionReads, EntropyReads):
-    """A read-only connection to the store file: `async with Reader(path) as reader:`. It is the SQLite
-    `StoreReads`."""
-
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._db: aiosqlite.Connection | None = None
-
-    async def open(self) -> None:
-        self._db = await aiosqlite.connect(_uri(self.path), uri=True)
-        await self._db.execute(BUSY_TIMEOUT)
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
-
-    async def __aenter__(self) -> Reader:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+class LedgerReads:
+    """The ledger's reads: events by filter, a cursor over the ledger, counts."""
 
     @property
-    def db(self) -> aiosqlite.Connection:
-        assert self._db is not None, "Reader used outside `async with`"
-        return self._db
+    def db(self) -> ReadConn:
+        raise NotImplementedError
 
     async def events(self, query: EventQuery) -> list[str]:
         """Envelope JSON of the newest `limit` matching events, returned oldest first."""
@@ -116,6 +96,41 @@ class Reader(LearningReads, SessionReads, EntropyReads):
         sql = JOB_EVENT_COUNT.format(",".join("?" * len(excluded_jobs)) or "NULL")
         async with self.db.execute(sql, list(excluded_jobs)) as cur:
             return int((await cur.fetchone() or (0,))[0])
+
+
+class Reader(LedgerReads, LearningReads, SessionReads, EntropyReads):
+    """A read-only connection to the store file: `async with Reader(path) as reader:`. It is the SQLite
+    `StoreReads`; its failures are `StoreError`s (`services.store.read_conn`)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._db: SqliteReadConn | None = None
+
+    async def open(self) -> None:
+        try:
+            raw = await aiosqlite.connect(_uri(self.path), uri=True)
+        except sqlite3.Error as exc:
+            raise sqlite_read_error(exc) from exc
+        self._db = SqliteReadConn(raw)
+        async with self._db.execute(BUSY_TIMEOUT):
+            pass
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.raw.close()
+            self._db = None
+
+    async def __aenter__(self) -> Reader:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def db(self) -> ReadConn:
+        assert self._db is not None, "Reader used outside `async with`"
+        return self._db
 
 
 def _where(query: EventQuery) -> tuple[str, list[Any]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aiosqlite
+from pheromone.services.store.read_conn import ReadConn
 
 GUIDANCE = "SELECT pillar, key, value FROM guidance WHERE workspace = ?"
 HAND = "SELECT hand FROM playbooks WHERE workspace = ?"
@@ -21,10 +21,10 @@ SESSION_OF_TRIGGER = "SELECT * FROM session_index WHERE trigger_id = ?"
 
 
 class SessionReads:
-    """The session reads of `services.store.reader.Reader` (one read-only aiosqlite connection)."""
+    """The session reads of the store's readers (`services.store.reader.Reader`, `pg.reader.PgReader`)."""
 
     @property
-    def db(self) -> aiosqlite.Connection:
+    def db(self) -> ReadConn:
         raise NotImplementedError
 
     async def guidance(self, workspace: str) -> dict[tuple[str, str], Any]:

@@ -3,16 +3,16 @@ edits' state, the guidance served, and the one table they write, the session ind
 of the session.json artifacts, rebuilt from them by `reindex`).
 
 Synchronous sqlite3, called on a worker thread (`asyncio.to_thread`): sessions are rare and read in bulk.
+`services.store.pg.session_store.PgSessionStore` runs the same statements on PostgreSQL (`SessionConn`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pheromone.contracts import Envelope, parse_envelope
 from pheromone.contracts.sessions import EditStatus, LearningSession, SessionStatus
@@ -47,6 +47,7 @@ WORKSPACES_WITH_NEW_RUNS = """
 SELECT l.workspace FROM ledger l WHERE l.kind = 'execution' GROUP BY l.workspace
 HAVING MAX(l.seq) > (SELECT COALESCE(MAX(s.watermark), 0) FROM session_state s
                      WHERE s.scope = l.workspace AND s.status IN (?, ?, ?))
+ORDER BY l.workspace
 """
 WORKSPACE_OF = "SELECT workspace FROM ledger WHERE event_id = ? UNION ALL SELECT workspace FROM executions WHERE id = ?"
 SEQ_OF = """
@@ -63,17 +64,36 @@ EditRow = tuple[str, str, str, str, "str | None"]
 """(edit id, status, the edit as JSON, guidance key, the value it wrote as JSON or None)."""
 
 
+class SessionCursor(Protocol):
+    @property
+    def description(self) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class SessionConn(Protocol):
+    """What `SessionStore` asks of its connection: `sqlite3.Connection`, or the PostgreSQL session store's."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> SessionCursor: ...
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> SessionCursor: ...
+    def close(self) -> None: ...
+
+
 class SessionStore:
     """One connection to the store file, opened on first use. `close()` when done."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn: sqlite3.Connection | None = None
+        self._conn: SessionConn | None = None
+
+    def _connect(self) -> SessionConn:
+        return connect(str(self.path))
 
     @property
-    def conn(self) -> sqlite3.Connection:
+    def conn(self) -> SessionConn:
         if self._conn is None:
-            self._conn = connect(str(self.path))
+            self._conn = self._connect()
         return self._conn
 
     def close(self) -> None:
@@ -183,11 +203,11 @@ def index_row(s: LearningSession, path: Path) -> tuple[object, ...]:
             snaps.get(("after", "val")), str(path))
 
 
-def index(conn: sqlite3.Connection, s: LearningSession, path: Path) -> None:
+def index(conn: SessionConn, s: LearningSession, path: Path) -> None:
     conn.execute(UPSERT_INDEX, index_row(s, path))
 
 
-def guidance_checksum(conn: sqlite3.Connection, workspace: str | None = None) -> str:
+def guidance_checksum(conn: SessionConn, workspace: str | None = None) -> str:
     """A digest of the guidance served (entries and playbooks), of one workspace or all."""
     digest = hashlib.sha256()
     where, args = ("WHERE workspace = ?", (workspace,)) if workspace else ("", ())

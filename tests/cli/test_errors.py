@@ -7,7 +7,6 @@ argument parser catches (a malformed date) get the parser's usage block instead,
 from __future__ import annotations
 
 import json
-
 import sqlite3
 from pathlib import Path
 

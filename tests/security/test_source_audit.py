@@ -36,6 +36,11 @@ TRUSTED_SQL: dict[tuple[str, str], str] = {
     ("services/store/session_store.py", "sessions"): "`where` is a fixed fragment or empty; the workspace is `?`",
     ("services/store/session_store.py", "staged"): "`where` is a fixed fragment or empty; the workspace is `?`",
     ("services/store/session_store.py", "guidance_checksum"): "table names from a code tuple; the workspace is `?`",
+    ("services/store/read_conn.py", "execute"): "runs the read mixins' statements, reviewed where they are built",
+    ("services/store/pg/reader.py", "execute"): "the read mixins' statements, rewritten by read_statement (no values)",
+    ("services/store/pg/session_store.py", "execute"): "SessionStore's statements, rewritten by read_statement",
+    ("services/store/pg/session_store.py", "executemany"): "SessionStore's statements, rewritten by read_statement",
+    ("services/store/pg/read_sql.py", "nullable_columns"): "PRAGMA table_info of the in-memory schema's own tables",
 }
 """(file, enclosing function) -> why its run-time SQL cannot carry message data."""
 
