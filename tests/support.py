@@ -86,13 +86,16 @@ def store_rows(db: StoreLocation, sql: str, *params: Any) -> list[tuple[Any, ...
 
 def _pg_rows(url: str, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     import psycopg
-    from pheromone.services.store.pg.conn import connect_sync
 
+    from pheromone.services.store.pg.conn import PgConn
+
+    conn = PgConn.connect(url)
     try:
-        with connect_sync(url) as conn:
-            return [tuple(row) for row in conn.execute(sql, params).fetchall()]
+        return [tuple(row) for row in conn.execute(sql, params).fetchall()]
     except psycopg.errors.UndefinedTable:
         return []
+    finally:
+        conn.close()
 
 
 def store_env(db: StoreLocation) -> dict[str, str]:
@@ -108,10 +111,13 @@ def store_cli(db: StoreLocation) -> tuple[list[str], dict[str, str]]:
 def store_execute(db: StoreLocation, sql: str, *params: Any) -> None:
     """One statement written for SQLite, run on the store behind the store's back (to damage it, say)."""
     if is_postgres(db):
-        from pheromone.services.store.pg.conn import connect_sync
+        from pheromone.services.store.pg.conn import PgConn
 
-        with connect_sync(str(db)) as pg:
-            pg.execute(sql, params)
+        pg = PgConn.connect(str(db))
+        try:
+            pg.execute(sql, params).rowcount  # noqa: B018 - reading the result raises the statement's error
+        finally:
+            pg.close()
         return
     conn = sqlite3.connect(db, isolation_level=None, timeout=30)
     try:

@@ -22,7 +22,7 @@ from pheromone.plumbing import connection
 from pheromone.services.errors import StoreError
 from pheromone.services.query import finite
 from pheromone.services.settings import Settings, StoreLocation
-from pheromone.services.store.location import is_postgres
+from pheromone.services.store.location import describe, is_postgres
 
 PIPE_WIDTH = 10_000
 """The width output gets when it is not a terminal (a pipe, a file, a log): wide enough that no line is wrapped
@@ -151,6 +151,14 @@ def _redis_errors(url: str) -> Iterator[None]:
 
 STORE_ERRORS = (sqlite3.Error, StoreError)
 """What reading a store can raise: SQLite's own errors, and the `StoreError`s the backends map theirs to."""
+
+
+def store_failure(location: StoreLocation, exc: Exception) -> CliError:
+    """A failed read as one line naming the store once (a PostgreSQL store's errors already name it)."""
+    where = describe(location)
+    if where in str(exc):
+        return CliError(f"cannot read the store: {exc}")
+    return CliError(f"cannot read the store at {where}: {exc}")
 
 
 def require_store(s: Settings) -> StoreLocation:

@@ -23,9 +23,10 @@ from pheromone.cli.common import (
     print_json,
     require_store,
     settings,
+    store_failure,
 )
 from pheromone.contracts import EventQuery
-from pheromone.services.store.location import describe, is_postgres, open_reader
+from pheromone.services.store.location import is_postgres, open_reader
 
 QUERY_OPTIONS = {"kinds": "--kind", "correlation_id": "--correlation", "time_range": "--since/--until",
                  "time_range.start": "--since", "time_range.end": "--until"}
@@ -87,7 +88,7 @@ def events(
     try:
         rows, more = asyncio.run(run())
     except STORE_ERRORS as exc:
-        raise CliError(f"cannot read the store {describe(path)}: {exc}") from exc
+        raise store_failure(path, exc) from exc
     bodies = [body for _, body in rows]
     next_after = rows[-1][0] if rows else after
     if as_json and after is not None:

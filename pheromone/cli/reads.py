@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from pheromone.cli.common import STORE_ERRORS, CliError, Table, invalid, require_store, settings
+from pheromone.cli.common import STORE_ERRORS, CliError, Table, invalid, require_store, settings, store_failure
 from pheromone.services.query import learning as q
-from pheromone.services.store.location import StoreLocation, describe, is_postgres, open_reader
+from pheromone.services.store.location import StoreLocation, is_postgres, open_reader
 from pheromone.services.store.reader import probe
 from pheromone.services.store.reads import StoreReads, UnknownId
 
@@ -65,7 +65,7 @@ def read_store(location: StoreLocation, fn: Callable[[StoreReads], Awaitable[T]]
         except UnknownId as exc:
             raise CliError(str(exc)) from exc
         except STORE_ERRORS as exc:
-            raise CliError(f"cannot read the store at {describe(location)}: {exc}") from exc
+            raise store_failure(location, exc) from exc
 
     return asyncio.run(run())
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import TypeAdapter, ValidationError
 
-from pheromone.cli.common import STORE_ERRORS, CliError, invalid, redis_url_for, require_store
+from pheromone.cli.common import STORE_ERRORS, CliError, invalid, redis_url_for, require_store, store_failure
 from pheromone.cli.reads import readable
 from pheromone.contracts import Envelope
 from pheromone.contracts.streams import Keys
@@ -25,7 +25,7 @@ from pheromone.services.consolidator import review as rv
 from pheromone.services.errors import StoreError, StoreNotMigrated
 from pheromone.services.sessions import artifacts
 from pheromone.services.settings import Settings
-from pheromone.services.store.location import describe, open_reader, open_sessions
+from pheromone.services.store.location import open_reader, open_sessions
 from pheromone.services.store.reads import StoreReads
 from pheromone.services.store.session_store import SessionStore
 
@@ -60,7 +60,7 @@ def _store_errors(s: Settings) -> Iterator[None]:
                            "upgrade it)") from exc
         raise CliError(f"cannot read the store at {s.store_path}: {exc}") from exc
     except STORE_ERRORS as exc:
-        raise CliError(f"cannot read the store at {describe(s.store)}: {exc}") from exc
+        raise store_failure(s.store, exc) from exc
     except (artifacts.ArtifactError, rv.ReviewError) as exc:
         raise CliError(str(exc)) from exc
 

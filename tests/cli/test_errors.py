@@ -112,7 +112,7 @@ def test_an_unreachable_postgresql_store_is_one_line(cli: Cli, unused_tcp_port: 
             assert store["exists"] is False and "hunter2" not in run.out, run
             assert "***" in store["url"] and store["error"], run
             continue
-        run.assert_clean_failure("cannot read the store at postgresql://postgres:***@127.0.0.1")
+        run.assert_clean_failure("cannot read the store", "postgresql://postgres:***@127.0.0.1")
         assert "hunter2" not in run.err
 
 
