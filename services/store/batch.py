@@ -11,7 +11,10 @@ statement per step per event (`patterns.apply`):
 - a pattern's path-dependent state (`pattern_state.Live`: counts, last confirmed/applied, the last-N window by
   (applied_us desc, event_id desc), status and grace) is loaded once and updated per application as the SQL
   would; its `pattern_counts` row and pattern counters and scores are written back once;
-- application rows are inserted with `executemany`, before anything reads `pattern_applications`.
+- application rows are inserted with `executemany`, before anything reads `pattern_applications`;
+- records that an event replaces whole and no projection reads (executions, error recoveries) are held by id,
+  the last one per id, and written with one `executemany` per family (`add_record`): the table ends as
+  writing them one by one would leave it, with one statement per batch instead of one per event.
 
 Transitions are still written as they happen (they are rare and carry their own ids and times). Whatever reads
 or changes a pattern row inside the batch (a manual transition, a revisit, the first observation of a pattern
@@ -70,11 +73,14 @@ class PatternBatch:
     applications: list[tuple[Any, ...]] = field(default_factory=list)
     factors: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
     entropy: list[Any] | None = None  # [total, sum_c_log2_c, unique, effective] once read
+    records: dict[str, dict[str, tuple[Any, ...]]] = field(default_factory=dict)
+    """Per upsert statement, the rows it will write, by record id (`add_record`)."""
 
     def clear(self) -> None:
         self.touched.clear()
         self.live.clear()
         self.applications.clear()
+        self.records.clear()
         self.factors.clear()
         self.entropy = None
 
@@ -82,6 +88,22 @@ class PatternBatch:
         self.applications.append(row)
         if len(self.applications) >= APPLICATION_CHUNK:
             self.write_applications(conn)
+
+    def add_record(self, conn: SqlConn, upsert: str, record_id: str, row: tuple[Any, ...]) -> None:
+        """`upsert` of `row`, deferred to `flush`: a later row for the same id in the batch replaces it."""
+        rows = self.records.setdefault(upsert, {})
+        rows.pop(record_id, None)
+        rows[record_id] = row
+        if len(rows) >= APPLICATION_CHUNK:
+            conn.executemany(upsert, list(rows.values()))
+            rows.clear()
+
+    def write_records(self, conn: SqlConn) -> None:
+        """Write the records `add_record` holds back."""
+        for upsert, rows in self.records.items():
+            if rows:
+                conn.executemany(upsert, list(rows.values()))
+        self.records.clear()
 
     def write_applications(self, conn: SqlConn) -> None:
         """Insert the buffered application rows: call before anything reads `pattern_applications`."""
@@ -132,6 +154,7 @@ class PatternBatch:
 
     def flush(self, conn: SqlConn) -> None:
         """Write everything the batch holds; the batch can go on afterwards (it reloads what it needs)."""
+        self.write_records(conn)
         self.write_applications(conn)
         for live in self.live.values():
             _write_live(conn, live)

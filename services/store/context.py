@@ -13,6 +13,7 @@ from pheromone.contracts import Envelope
 from pheromone.services.settings import LearningSettings
 from pheromone.services.store import patterns
 from pheromone.services.store.batch import PatternBatch
+from pheromone.services.store.owners import RecordOwners
 from pheromone.services.store.sql import SqlConn
 
 
@@ -27,9 +28,17 @@ class ProjectionContext:
 
     learning: LearningSettings = field(default_factory=LearningSettings)
     batch: PatternBatch = field(default_factory=PatternBatch)
+    owners: RecordOwners = field(default_factory=RecordOwners)
 
     def begin(self) -> None:
         self.batch.clear()
+        self.owners.clear()
+
+    def next_chunk(self, conn: SqlConn, events: list[Envelope], *, postgres: bool) -> None:
+        """A rebuild's next chunk of the ledger: the records held back so far are written, and the owners of
+        the chunk's records read (so a rebuild's memory stays one chunk's, whatever the ledger's size)."""
+        self.batch.write_records(conn)
+        self.owners.load(conn, events, postgres=postgres)
 
     def finish(self, conn: SqlConn) -> None:
         self.batch.flush(conn)

@@ -202,6 +202,7 @@ class Store:
         conn = self.conn
         self._ctx.begin()
         try:
+            self._ctx.owners.load(conn, (env for env, _ in events), postgres=False)
             result = self._project_isolated(events) if isolated else self._project(events)
             conn.execute("COMMIT")
         except BaseException:
@@ -271,6 +272,7 @@ class Store:
                     raise
                 conn.execute("ROLLBACK TO event")
                 batch.clear()
+                self._ctx.owners.clear()  # it may hold what the rolled-back event wrote
                 batch.touched |= touched
                 result.rejected.append(Refused(index, cannot_store(exc)))
             else:
@@ -296,9 +298,11 @@ class Store:
                 ).fetchall()
                 if not rows:
                     break
-                for seq, body in rows:
+                envs = [(seq, parse_envelope(body)) for seq, body in rows]
+                self._ctx.next_chunk(conn, [env for _, env in envs], postgres=False)
+                for seq, env in envs:
                     # Events in the ledger were accepted once; a projection must accept them again.
-                    PROJECTIONS[(env := parse_envelope(body)).kind](conn, env, seq, self._ctx)
+                    PROJECTIONS[env.kind](conn, env, seq, self._ctx)
                     replayed += 1
                 last = rows[-1][0]
             self._ctx.finish(conn)

@@ -67,20 +67,17 @@ def learning_settings(
     return LearningSettings.model_validate_json(row[0]) if row else LearningSettings()
 
 
-OWNED_TABLES = ("executions", "error_recoveries", "rate_limit_events", "escalation_decisions", "pattern_discoveries")
-"""Record families keyed by the producer's record id whose rows belong to the workspace that recorded them."""
-
-
-def guard_owner(conn: SqlConn, table: str, record_id: str, workspace: str) -> None:
+def guard_owner(conn: SqlConn, table: str, record_id: str, workspace: str, ctx: ProjectionContext) -> None:
     """Refuse an event that would change another workspace's record (a correction reusing its id).
 
     Workspaces are a boundary: a later event for a record id replaces the row only when it comes from the
     workspace that recorded it. Refused before anything is written (see db.py), so the event is dead-lettered
-    with this reason and the other workspace's row is untouched.
+    with this reason and the other workspace's row is untouched. The owner comes from the batch's
+    `RecordOwners` (read once per batch, services.store.owners); the projection then records that
+    `workspace` owns the record.
     """
-    assert table in OWNED_TABLES
-    row = conn.execute(f"SELECT workspace FROM {table} WHERE id = ?", (record_id,)).fetchone()
-    if row is not None and row[0] != workspace:
+    owner = ctx.owners.owner(conn, table, record_id)
+    if owner is not None and owner != workspace:
         raise EventRejected(owned_elsewhere(table, record_id))
 
 
@@ -108,12 +105,15 @@ WHERE executions.workspace = excluded.workspace
 
 def execution(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     # A later event for the same record id is a correction: it replaces the row (last in ledger order wins).
-    # The owner check (`guard_owner`) is the upsert's WHERE: another workspace's row is left as it is and no
-    # row changes, so the event is refused having written nothing, in one statement rather than a SELECT first.
+    # The upsert's WHERE repeats the owner check, so another workspace's row is never changed even by a
+    # statement that ran without one.
     p = env.payload
     assert isinstance(p, ExecutionRecord)
-    cur = conn.execute(
+    guard_owner(conn, "executions", p.id, env.workspace, ctx)
+    ctx.batch.add_record(
+        conn,
         UPSERT_EXECUTION,
+        p.id,
         (
             p.id, env.event_id, env.workspace, env.job, p.workspace_hash, p.job_hash, p.sheet_num,
             us(p.started_at), us(p.completed_at), p.duration_seconds, p.status, p.retry_count,
@@ -124,27 +124,32 @@ def execution(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) ->
             ),
         ),
     )
-    if cur.rowcount == 0:
-        raise EventRejected(owned_elsewhere("executions", p.id))
+    ctx.owners.record("executions", p.id, env.workspace)
+
+
+UPSERT_RECOVERY = "INSERT OR REPLACE INTO error_recoveries VALUES (?,?,?,?,?,?,?,?,?,?)"
 
 
 def error_recovery(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, ErrorRecoveryRecord)
-    guard_owner(conn, "error_recoveries", p.id, env.workspace)
-    conn.execute(
-        "INSERT OR REPLACE INTO error_recoveries VALUES (?,?,?,?,?,?,?,?,?,?)",
+    guard_owner(conn, "error_recoveries", p.id, env.workspace, ctx)
+    ctx.batch.add_record(
+        conn,
+        UPSERT_RECOVERY,
+        p.id,
         (
             p.id, env.event_id, env.workspace, p.error_code, p.suggested_wait, p.actual_wait,
             int(p.recovery_success), us(p.recorded_at), p.model, p.time_of_day,
         ),
     )
+    ctx.owners.record("error_recoveries", p.id, env.workspace)
 
 
 def rate_limit(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, RateLimitEvent)
-    guard_owner(conn, "rate_limit_events", p.id, env.workspace)
+    guard_owner(conn, "rate_limit_events", p.id, env.workspace, ctx)
     conn.execute(
         "INSERT OR REPLACE INTO rate_limit_events VALUES (?,?,?,?,?,?,?,?,?)",
         (
@@ -152,12 +157,13 @@ def rate_limit(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -
             p.source_job_hash, p.duration_seconds,
         ),
     )
+    ctx.owners.record("rate_limit_events", p.id, env.workspace)
 
 
 def escalation(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, EscalationDecisionRecord)
-    guard_owner(conn, "escalation_decisions", p.id, env.workspace)
+    guard_owner(conn, "escalation_decisions", p.id, env.workspace, ctx)
     conn.execute(
         "INSERT OR REPLACE INTO escalation_decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
@@ -165,24 +171,23 @@ def escalation(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -
             p.validation_pass_rate, p.retry_count, p.outcome_after_action, us(p.recorded_at), p.model,
         ),
     )
+    ctx.owners.record("escalation_decisions", p.id, env.workspace)
 
 
 def escalation_outcome(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, EscalationOutcomeRecorded)
-    guard_owner(conn, "escalation_decisions", p.escalation_id, env.workspace)
-    cur = conn.execute(
-        "UPDATE escalation_decisions SET outcome_after_action=? WHERE id=?", (p.outcome, p.escalation_id)
-    )
-    if cur.rowcount == 0:
+    if ctx.owners.owner(conn, "escalation_decisions", p.escalation_id) is None:
         # Retryable: after a crash, redelivery can bring an outcome before its escalation.
         raise EventRejected(f"escalation {p.escalation_id!r} is not in the store", retryable=True)
+    guard_owner(conn, "escalation_decisions", p.escalation_id, env.workspace, ctx)
+    conn.execute("UPDATE escalation_decisions SET outcome_after_action=? WHERE id=?", (p.outcome, p.escalation_id))
 
 
 def discovery(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:
     p = env.payload
     assert isinstance(p, PatternDiscoveryEvent)
-    guard_owner(conn, "pattern_discoveries", p.id, env.workspace)
+    guard_owner(conn, "pattern_discoveries", p.id, env.workspace, ctx)
     conn.execute(
         "INSERT OR REPLACE INTO pattern_discoveries VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         (
@@ -191,6 +196,7 @@ def discovery(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) ->
             _json(sorted(set(p.context_tags))),
         ),
     )
+    ctx.owners.record("pattern_discoveries", p.id, env.workspace)
 
 
 def evolution_entry(conn: SqlConn, env: Envelope, seq: int, ctx: ProjectionContext) -> None:

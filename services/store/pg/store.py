@@ -194,6 +194,7 @@ class PgStore:
         try:
             with conn.pipeline():
                 state = self._begin(conn, [env.event_id for env, _ in events])
+                self._ctx.owners.load(conn, (env for env, _ in events), postgres=True)
                 if isolated:
                     result = self._project_isolated(conn, events, state)
                 else:
@@ -273,6 +274,7 @@ class PgStore:
                     raise
                 conn.execute("ROLLBACK TO SAVEPOINT event")
                 batch.clear()
+                self._ctx.owners.clear()  # it may hold what the rolled-back event wrote
                 batch.touched |= touched
                 state.seq, state.known = seq, known
                 result.rejected.append(Refused(index, cannot_store(exc)))
@@ -299,9 +301,11 @@ class PgStore:
                     rows = conn.execute(REPLAY, (last, REPLAY_CHUNK)).fetchall()
                     if not rows:
                         break
-                    for seq, body in rows:
+                    envs = [(seq, parse_envelope(body)) for seq, body in rows]
+                    self._ctx.next_chunk(conn, [env for _, env in envs], postgres=True)
+                    for seq, env in envs:
                         # Events in the ledger were accepted once; a projection must accept them again.
-                        PROJECTIONS[(env := parse_envelope(body)).kind](conn, env, seq, self._ctx)
+                        PROJECTIONS[env.kind](conn, env, seq, self._ctx)
                         replayed += 1
                     last = rows[-1][0]
                 self._ctx.finish(conn)
