@@ -72,6 +72,7 @@ from pheromone.contracts.streams import (
 from pheromone.contracts.types import Identifier, UtcDatetime
 from pheromone.errors import ClientClosedError, FlushTimeout
 from pheromone.plumbing.append import envelope_frame, letter_frame, spool_line, spooled_frame
+from pheromone.plumbing.cluster import follow_moved
 from pheromone.queries import QueryClient
 from pheromone.spool import Spool, SpoolError
 from pheromone.subscriptions import BroadcastHub, Filter, Subscription, acquire_hub, release_hub
@@ -590,6 +591,13 @@ class Pheromone:
         connection that fails is tried once more on a new one (at-least-once allows the duplicate)."""
         fresh = self._sock is None
         try:
+            self._exchange(self._connect(), data, replies)
+        except ResponseError as exc:
+            # On a cluster, a node that does not serve our slot refused every command of the batch (all of them
+            # name keys of that one slot): follow the redirection once (pheromone.plumbing.cluster).
+            if not follow_moved(self._conn, str(exc)):
+                raise
+            self._disconnect()
             self._exchange(self._connect(), data, replies)
         except (OSError, RedisConnectionError):
             self._disconnect()
