@@ -214,6 +214,12 @@ class Keys:
         """`key` without this prefix: a stream's name as `STREAM_GROUPS` spells it."""
         return key.removeprefix(self.tag)
 
+    def current(self, key: str) -> str:
+        """`key` as named today: a key spelt the way it was before keys carried the hash tag (`prefix:name`)
+        becomes `{prefix}:name`, any other is returned as it is (a client's spool may predate the tag)."""
+        untagged = f"{self.prefix}:"
+        return self.stream(key.removeprefix(untagged)) if key.startswith(untagged) else key
+
     def heartbeat(self, service: str) -> str:
         return f"{self.tag}alive:{service}"
 

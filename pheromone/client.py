@@ -575,8 +575,10 @@ class Pheromone:
         corrupt: list[bytes] = []
         for record in records:
             stream, tab, body = record.partition(b"\t")
-            if tab and self.keys.owns(stream.decode(errors="replace")):
-                frames.append(spooled_frame(stream, body))
+            text = stream.decode(errors="replace")
+            name = self.keys.current(text)  # a spool older than the hash tag names the stream without it
+            if tab and self.keys.owns(name):
+                frames.append(spooled_frame(stream if name == text else name.encode(), body))
             else:
                 # Nothing is dropped silently: an unreadable spool line goes to the dead letters for a human.
                 letter = dead_letter(stream="spool", group="client", entry_id="0-0", error="unreadable spool record",

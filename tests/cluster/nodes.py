@@ -55,8 +55,8 @@ class Node:
         log = (self.dir / "server.log").open("ab")
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", HOST, "--dir", str(self.dir), "--daemonize", "no",
-             "--cluster-enabled", "yes", "--cluster-port", str(self.bus_port), "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
-             "--save", "", "--appendonly", "no", "--logfile", ""],
+             "--cluster-enabled", "yes", "--cluster-port", str(self.bus_port), "--cluster-config-file", "nodes.conf",
+             "--cluster-node-timeout", "2000", "--save", "", "--appendonly", "no", "--logfile", ""],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         log.close()
