@@ -53,6 +53,7 @@ from pheromone.plumbing.cluster import (
     ClusterConnection,
     ClusterRoute,
     ClusterSSLConnection,
+    SlotMoved,
 )
 from pheromone.plumbing.settings import ConnectionSettings
 
@@ -266,6 +267,8 @@ def describe(exc: BaseException, url: str) -> str:
     if cause is not None:
         return (f"TLS handshake with Redis at {where} failed: {cause} (check PHEROMONE_REDIS_TLS_CA_FILE, or the "
                 "ssl_ca_certs URL parameter, names the CA that signed the server's certificate)")
+    if isinstance(exc, SlotMoved):
+        return str(exc)  # names the node it moved to; the URL's node is only the seed
     if isinstance(exc, RedisTimeoutError | TimeoutError):
         return f"Redis at {where} did not answer in time"
     if isinstance(exc, RedisConnectionError | OSError):

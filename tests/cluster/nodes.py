@@ -132,14 +132,17 @@ class LocalCluster:
             return str(c.execute_command("CLUSTER", "MYID").decode())
 
     def move_slot(self, slot: int, to: Node) -> None:
-        """Move an empty `slot` to `to` the way a resharding does (IMPORTING, MIGRATING, then NODE on every
-        node), so clients of the old owner get MOVED, as after a failover."""
+        """Move `slot` and its keys to `to` the way `valkey-cli --cluster reshard` does (IMPORTING, MIGRATING,
+        MIGRATE of every key, then NODE on every node), so clients of the old owner get MOVED, as after a
+        failover."""
         source = self.owner(slot)
         source_id, target_id = self.node_id(source), self.node_id(to)
         with to.client() as c:
             c.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
         with source.client() as c:
             c.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+            while keys := c.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+                c.execute_command("MIGRATE", HOST, to.port, "", 0, 5000, "KEYS", *keys)
         for node in [to, source, *(n for n in self.nodes if n not in (to, source))]:
             with node.client() as c:
                 c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)

@@ -20,6 +20,7 @@ from redis.exceptions import ClusterCrossSlotError
 from typer.testing import CliRunner
 
 from pheromone.cli import app
+from pheromone.contracts import EventQuery
 from pheromone.contracts.broadcast import BroadcastKind
 from pheromone.contracts.streams import FIELD, GROUP_STORE, Keys, key_part
 from pheromone.plumbing import connection
@@ -47,27 +48,42 @@ async def test_events_emitted_through_the_client_are_stored_exactly_once(
         ids += [client.emit(h.applied("back off", success=True)) for _ in range(5)]
         await client.flush()
         await h.eventually(lambda: h.ledger_count(db) == len(ids), what="every event stored")
+        keys = Keys(prefix)
+        # The entropy service counted the applications, the consolidator the executions per workspace/model.
+        await h.eventually(lambda: _equals(cluster_client, keys.entropy("applications"), b"5"), what="entropy")
+        windows = keys.sessions("cluster", "ws-t|claude-sonnet") + ":*"
+        await h.eventually(lambda: _scan(cluster_client, windows), what="consolidator's failure-cluster window")
     assert sorted(h.ledger_ids(db)) == sorted(ids)
     assert h.query(db, "SELECT occurrence_count, led_to_success_count FROM patterns") == [(1, 5)]
     # Independently of pheromone's routing: the entries are in the cluster, on the node serving the slot.
-    keys = Keys(prefix)
     assert await cluster_client.xlen(keys.ingest) == len(ids)
     assert cluster.owner(slot_of(prefix)) is not cluster.nodes[0]
     assert await cluster_client.xlen(keys.dead) == 0
 
 
+async def _equals(cluster_client: RedisCluster, key: str, value: bytes) -> bool:
+    return bool(await cluster_client.get(key) == value)
+
+
+async def _scan(cluster_client: RedisCluster, pattern: str) -> list[bytes]:
+    return [key async for key in cluster_client.scan_iter(match=pattern)]
+
+
 async def test_rate_limit_round_trip(
     redis_url: str, prefix: str, tmp_path: Path, open_client: OpenClient, cluster_client: RedisCluster
 ) -> None:
-    """The coordinator's 5-key script (live keys, index, once-marker, broadcast) and the client's read of it."""
+    """The coordinator's 5-key script (live keys, index, once-marker, broadcast) and the client's read of it;
+    the broadcaster's 2-key publish-once script for a discovery; both reach a subscriber."""
     async with runtimes() as pool:
-        await pool.start(settings(tmp_path, prefix), redis_url, ("store", "coordinator"))
+        await pool.start(settings(tmp_path, prefix), redis_url, ("store", "coordinator", "broadcaster"))
         reporter, other = await open_client("reporter"), await open_client("other")
-        async with other.subscribe(kinds=[BroadcastKind.RATE_LIMIT]) as notices:
+        async with other.subscribe(kinds=[BroadcastKind.RATE_LIMIT, BroadcastKind.DISCOVERY]) as notices:
             await notices.live(timeout=10)
             event_id = reporter.report_rate_limit("claude-sonnet", "429", 30)
             notice = await asyncio.wait_for(notices.get(), timeout=10)
-        assert notice.id == event_id
+            discovery_id = reporter.publish_discovery("retry_pattern", "back off", 0.9)
+            discovery = await asyncio.wait_for(notices.get(), timeout=10)
+        assert notice.id == event_id and discovery.id == discovery_id
         status = await other.rate_limit("claude-sonnet", "429")
         assert status.active and 25 < status.seconds_left <= 30
         assert [s.model for s in await other.rate_limits()] == ["claude-sonnet"]
@@ -132,7 +148,7 @@ async def test_connections_follow_the_slot_when_it_moves(
     client.emit(h.execution())
     await client.flush()  # so has the sender
     slot = slot_of(prefix)
-    await cluster_client.delete(keys.ingest)  # the slot must be empty to move it without MIGRATE
+    await cluster_client.delete(keys.ingest)  # so that the new owner's stream holds only what follows
     target = next(n for n in cluster.nodes if n is not cluster.owner(slot))
     await asyncio.to_thread(cluster.move_slot, slot, target)
 
@@ -180,3 +196,29 @@ async def test_a_setup_error_is_one_line(redis_url: str) -> None:
         connection.client_options("unix:///tmp/x.sock?cluster=true")
     with pytest.raises(connection.ConnectionSetupError, match="cluster must be true or false"):
         connection.client_options(redis_url.replace("cluster=true", "cluster=maybe"))
+
+
+async def test_services_carry_on_when_the_slot_moves_under_them(
+    cluster: LocalCluster, redis_url: str, prefix: str, tmp_path: Path, open_client: OpenClient,
+) -> None:
+    """Resharding with the services running: their blocked reads and their writes are answered MOVED by the
+    old owner, they reconnect to the new one with their groups and pending entries (moved with the keys), and
+    every event is stored once."""
+    db = tmp_path / "store.db"
+    async with runtimes() as pool:
+        await pool.start(settings(tmp_path, prefix), redis_url, ("store", "query", "coordinator"))
+        client = await open_client()
+        ids = [client.emit(h.execution()) for _ in range(50)]
+        await client.flush()
+        await h.eventually(lambda: h.ledger_count(db) == 50, what="first half stored")
+        slot = slot_of(prefix)
+        target = next(n for n in cluster.nodes if n is not cluster.owner(slot))
+        await asyncio.to_thread(cluster.move_slot, slot, target)
+        ids += [client.emit(h.execution()) for _ in range(50)]
+        client.report_rate_limit("m", "429", 30)
+        await client.flush()
+        await h.eventually(lambda: h.ledger_count(db) == 101, what="second half stored")
+        assert len(await client.events(EventQuery(limit=500))) == 101  # the query service answers too
+    assert set(ids) < set(h.ledger_ids(db)) and len(h.ledger_ids(db)) == 101
+    with target.client() as direct:
+        assert direct.xlen(Keys(prefix).ingest) == 100 and direct.xlen(Keys(prefix).dead) == 0
