@@ -105,17 +105,17 @@ def settings_url(settings: ConnectionSettings) -> str | None:
         userinfo = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
         netloc = f"{userinfo}@{host}"
     query = parse_qsl(parts.query, keep_blank_values=True)
-    tls: list[tuple[str, str]] = []
+    merged: list[tuple[str, str]] = []  # query parameters the separate settings stand for
     for name, path in (("ssl_ca_certs", settings.redis_tls_ca_file), ("ssl_certfile", settings.redis_tls_cert_file),
                        ("ssl_keyfile", settings.redis_tls_key_file)):
         if path is not None:
-            tls.append((name, str(Path(path).resolve())))
+            merged.append((name, str(Path(path).resolve())))
     if not settings.redis_tls_verify:
-        tls += [("ssl_cert_reqs", "none"), ("ssl_check_hostname", "false")]
+        merged += [("ssl_cert_reqs", "none"), ("ssl_check_hostname", "false")]
     if settings.redis_cluster:
-        tls.append(("cluster", "true"))
-    named = {k for k, _ in tls}
-    query = [(k, v) for k, v in query if k not in named] + tls
+        merged.append(("cluster", "true"))
+    named = {k for k, _ in merged}
+    query = [(k, v) for k, v in query if k not in named] + merged
     return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, quote_via=quote), parts.fragment))
 
 

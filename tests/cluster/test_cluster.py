@@ -112,6 +112,8 @@ async def test_dead_letter_written_and_replayed(
         assert letter[b"f:e"] == b"not json"
         await h.eventually(lambda: h.group_caught_up(redis, keys.ingest, GROUP_STORE), what="poison acked")
         common = ("--redis-url", redis_url, "--prefix", prefix, "--data-dir", str(tmp_path))
+        status = await asyncio.to_thread(_cli, "status", "--json", *common)
+        assert status["dead_letters"] == 1  # `pheromone status` reads the cluster too
         done = await asyncio.to_thread(_cli, "dead", "replay", dead_id.decode(), "--json", *common)
         assert done == {"replayed": [dead_id.decode()]}
         # The replayed entry is poison still: it comes back as a new letter, and the old one is gone.
