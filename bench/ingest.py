@@ -65,6 +65,7 @@ sys.path.insert(0, str(ROOT))
 
 from pheromone.client import Pheromone  # noqa: E402
 from pheromone.contracts import Envelope, Payload, new_id  # noqa: E402
+from pheromone.contracts.streams import Keys  # noqa: E402
 from pheromone.plumbing.embedded import EmbeddedServer  # noqa: E402
 from pheromone.simulate import fleet  # noqa: E402
 
@@ -434,7 +435,7 @@ async def wait_ready(url: str, prefix: str, group: str, timeout: float = 30.0) -
     try:
         while time.perf_counter() < deadline:
             try:
-                groups = await r.xinfo_groups(f"{prefix}:ingest")
+                groups = await r.xinfo_groups(Keys(prefix).ingest)
                 if any(g["name"].decode() == group and g["consumers"] for g in groups):
                     return
             except Exception:

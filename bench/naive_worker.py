@@ -17,6 +17,7 @@ from faststream.redis import RedisBroker, StreamSub  # noqa: E402
 from faststream.redis.annotations import RedisStreamMessage  # noqa: E402
 
 from pheromone.contracts import parse_envelope  # noqa: E402
+from pheromone.contracts.streams import Keys  # noqa: E402
 from pheromone.services.store.db import Store  # noqa: E402
 
 
@@ -27,7 +28,7 @@ async def main(url: str, prefix: str, db: str) -> None:
     store = Store(db)
     await store.open()
     for stream in ("ingest", "ratelimits", "discoveries"):
-        sub = broker.subscriber(stream=StreamSub(f"{prefix}:{stream}", group="naive", consumer="c1",
+        sub = broker.subscriber(stream=StreamSub(Keys(prefix).stream(stream), group="naive", consumer="c1",
                                                  last_id=">"))
 
         @sub

@@ -1,7 +1,9 @@
 """Every stream, group, key and TTL name in one place, so producers, consumers and tests cannot disagree.
 
-Keys are `{prefix}:{name}`; the prefix (default `pheromone`) comes from settings so that several
-installations, or every test, can share one server.
+Keys are `{prefix}:{name}`, braces included: the prefix (default `pheromone`) is a Redis Cluster hash tag, so
+every key of one deployment hashes to one slot and every multi-key command, MULTI/EXEC and Lua script stays on
+one node of a cluster (docs/OPERATIONS.md, "Redis Cluster"). The prefix comes from settings so that several
+installations, or every test, can share one server; it may not hold braces itself (`check_prefix`).
 
 Stream entries carry the envelope's JSON under `FIELD` (`e`) and, optionally, its payload's `type` under
 `FIELD_KIND` (`k`): a group that wants only some kinds (entropy counts applications, the consolidator reads
@@ -14,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 DEFAULT_PREFIX: Final = "pheromone"
@@ -137,21 +139,39 @@ def read_dead_letter(fields: Mapping[bytes, bytes]) -> tuple[dict[str, str], dic
     return own, original
 
 
+PREFIX_PATTERN: Final = r"[A-Za-z0-9_.-]{1,64}"
+"""What a prefix may be: letters, digits, `_`, `.`, `-`; never a brace, since Keys puts it between braces."""
 REPLY_TOKEN: Final = "[0-9a-f]{32}"
 """The part of a query's reply key after `{prefix}:reply:`: 32 lowercase hex digits, new per request."""
-REPLY_KEY_PATTERN: Final = rf"^[A-Za-z0-9_.-]{{1,64}}:reply:{REPLY_TOKEN}$"
+REPLY_KEY_PATTERN: Final = rf"^\{{{PREFIX_PATTERN}\}}:reply:{REPLY_TOKEN}$"
 """A reply key under any prefix (`contracts.queries.QueryRequest` checks it); the query service writes no other
 key."""
 
 
+def check_prefix(prefix: str) -> str:
+    """`prefix` if it can name a deployment's keys, else ValueError with a one-line reason."""
+    if "{" in prefix or "}" in prefix:
+        raise ValueError(f"prefix {prefix[:80]!r} holds a brace: pheromone puts the prefix between braces itself "
+                         "(the Redis Cluster hash tag {prefix}); give the name without them")
+    if not re.fullmatch(PREFIX_PATTERN, prefix):
+        raise ValueError(f"prefix {prefix[:80]!r} must be 1 to 64 letters, digits, '_', '.' or '-'")
+    return prefix
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """Full key names under one prefix."""
+    """Full key names under one prefix: every one starts with `tag`, `{prefix}:`, so all hash to one slot."""
 
     prefix: str = DEFAULT_PREFIX
+    tag: str = field(init=False, repr=False, compare=False)
+    """`{prefix}:`, the start of every key (the braces are the hash tag; the colon ends the prefix)."""
+
+    def __post_init__(self) -> None:
+        check_prefix(self.prefix)
+        object.__setattr__(self, "tag", f"{{{self.prefix}}}:")
 
     def stream(self, name: str) -> str:
-        return f"{self.prefix}:{name}"
+        return f"{self.tag}{name}"
 
     @property
     def ingest(self) -> str:
@@ -176,11 +196,11 @@ class Keys:
     @property
     def queries(self) -> str:
         """List of pending query requests (request/reply to the query service)."""
-        return f"{self.prefix}:queries"
+        return f"{self.tag}queries"
 
     def reply(self, token: str) -> str:
         """The one-off list a query's answer is pushed to; `token` is 32 lowercase hex digits (REPLY_TOKEN)."""
-        return f"{self.prefix}:reply:{token}"
+        return f"{self.tag}reply:{token}"
 
     def reply_pattern(self) -> str:
         """A regular expression that matches exactly this prefix's reply keys (`reply`)."""
@@ -188,39 +208,45 @@ class Keys:
 
     def owns(self, key: str) -> bool:
         """Is `key` under this prefix?"""
-        return key.startswith(f"{self.prefix}:")
+        return key.startswith(self.tag)
 
     def short(self, key: str) -> str:
         """`key` without this prefix: a stream's name as `STREAM_GROUPS` spells it."""
-        return key.removeprefix(f"{self.prefix}:")
+        return key.removeprefix(self.tag)
+
+    def current(self, key: str) -> str:
+        """`key` as named today: a key spelt the way it was before keys carried the hash tag (`prefix:name`)
+        becomes `{prefix}:name`, any other is returned as it is (a client's spool may predate the tag)."""
+        untagged = f"{self.prefix}:"
+        return self.stream(key.removeprefix(untagged)) if key.startswith(untagged) else key
 
     def heartbeat(self, service: str) -> str:
-        return f"{self.prefix}:alive:{service}"
+        return f"{self.tag}alive:{service}"
 
     def writer(self, service: str) -> str:
         """The lease naming a service's one active writer (`services.writer`): the store's consumers take turns."""
-        return f"{self.prefix}:writer:{service}"
+        return f"{self.tag}writer:{service}"
 
     # -- real-time coordination (docs/COORDINATION.md) ------------------------------------------------
 
     def rate_limit(self, model: str, error_code: str | None = None) -> str:
         """Live limit of `model` for one error code, or for any code (None); expires with the limit."""
-        base = f"{self.prefix}:rl:{key_part(model)}"
+        base = f"{self.tag}rl:{key_part(model)}"
         return base if error_code is None else f"{base}:{key_part(error_code)}"
 
     @property
     def rate_limit_index(self) -> str:
         """Sorted set of live per-code limit keys, scored by expiry (ms): lists limits without SCAN."""
-        return f"{self.prefix}:rl-index"
+        return f"{self.tag}rl-index"
 
     def broadcast_once(self, message_id: str) -> str:
         """Marks a broadcast message id as published (so a redelivered source publishes nothing twice)."""
-        return f"{self.prefix}:bc-once:{message_id}"
+        return f"{self.tag}bc-once:{message_id}"
 
     def entropy(self, name: str) -> str:
         """The entropy service's shared state: `applications` (count), `tick` and `cooldown` (locks), `last`
         (the last evaluation's `PatternEntropyMetrics` JSON)."""
-        return f"{self.prefix}:entropy:{name}"
+        return f"{self.tag}entropy:{name}"
 
     @property
     def triggers(self) -> str:
@@ -229,9 +255,9 @@ class Keys:
     def sessions(self, name: str, scope: str | None = None) -> str:
         """The consolidator's shared state: `lock` per scope (one session at a time), `cluster` counters and
         cooldowns per cluster signature, `tick` (the scheduled-trigger lock)."""
-        base = f"{self.prefix}:sessions:{name}"
+        base = f"{self.tag}sessions:{name}"
         return base if scope is None else f"{base}:{key_part(scope)}"
 
     def drift_alert(self, pattern_id: str) -> str:
         """Held for the drift cooldown after a pattern's drift alert, so replicas alert once."""
-        return f"{self.prefix}:drift-alert:{key_part(pattern_id)}"
+        return f"{self.tag}drift-alert:{key_part(pattern_id)}"

@@ -72,6 +72,7 @@ from pheromone.contracts.streams import (
 from pheromone.contracts.types import Identifier, UtcDatetime
 from pheromone.errors import ClientClosedError, FlushTimeout
 from pheromone.plumbing.append import envelope_frame, letter_frame, spool_line, spooled_frame
+from pheromone.plumbing.cluster import follow_moved
 from pheromone.queries import QueryClient
 from pheromone.spool import Spool, SpoolError
 from pheromone.subscriptions import BroadcastHub, Filter, Subscription, acquire_hub, release_hub
@@ -574,8 +575,10 @@ class Pheromone:
         corrupt: list[bytes] = []
         for record in records:
             stream, tab, body = record.partition(b"\t")
-            if tab and self.keys.owns(stream.decode(errors="replace")):
-                frames.append(spooled_frame(stream, body))
+            text = stream.decode(errors="replace")
+            name = self.keys.current(text)  # a spool older than the hash tag names the stream without it
+            if tab and self.keys.owns(name):
+                frames.append(spooled_frame(stream if name == text else name.encode(), body))
             else:
                 # Nothing is dropped silently: an unreadable spool line goes to the dead letters for a human.
                 letter = dead_letter(stream="spool", group="client", entry_id="0-0", error="unreadable spool record",
@@ -590,6 +593,13 @@ class Pheromone:
         connection that fails is tried once more on a new one (at-least-once allows the duplicate)."""
         fresh = self._sock is None
         try:
+            self._exchange(self._connect(), data, replies)
+        except ResponseError as exc:
+            # On a cluster, a node that does not serve our slot refused every command of the batch (all of them
+            # name keys of that one slot): follow the redirection once (pheromone.plumbing.cluster).
+            if not follow_moved(self._conn, str(exc)):
+                raise
+            self._disconnect()
             self._exchange(self._connect(), data, replies)
         except (OSError, RedisConnectionError):
             self._disconnect()

@@ -55,14 +55,19 @@ def test_the_probe_sees_both_kinds_of_xadd() -> None:
 
 
 def _key_fstrings(tree: ast.AST) -> list[tuple[int, str]]:
-    """f-strings that start with a `prefix` and go on with `:`: a key name spelt by hand."""
+    """f-strings that start with a `prefix` (bare or between braces, the hash tag) and go on with `:`, or that
+    start with a key's `tag`: a key name spelt by hand."""
     found = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.JoinedStr) or len(node.values) < 2:
             continue
-        head, after = node.values[0], node.values[1]
-        prefixed = (isinstance(head, ast.FormattedValue) and "prefix" in ast.unparse(head.value).lower()
-                    and isinstance(after, ast.Constant) and str(after.value).startswith(":"))
+        values = node.values
+        if isinstance(values[0], ast.Constant) and values[0].value == "{":
+            values = values[1:]  # f"{{{prefix}}}:..."
+        head, after = values[0], values[1] if len(values) > 1 else None
+        named = ast.unparse(head.value).lower() if isinstance(head, ast.FormattedValue) else ""
+        prefixed = ("prefix" in named and isinstance(after, ast.Constant)
+                    and str(after.value).startswith((":", "}:"))) or named.endswith("tag")
         if prefixed or any(isinstance(v, ast.Constant) and ":reply:" in str(v.value) for v in node.values):
             found.append((node.lineno, ast.unparse(node)))
     return found
@@ -80,5 +85,6 @@ def test_key_names_are_built_in_contracts_streams_only() -> None:
 
 
 def test_the_key_probe_sees_a_reply_key_and_a_prefixed_key() -> None:
-    tree = ast.parse('a = f"{keys.prefix}:reply:{token}"\nb = f"{s.prefix}:alive:{name}"\nc = f"{x}:{y}"')
-    assert [line for line, _ in _key_fstrings(tree)] == [1, 2]
+    tree = ast.parse('a = f"{keys.prefix}:reply:{token}"\nb = f"{s.prefix}:alive:{name}"\nc = f"{x}:{y}"\n'
+                     'd = f"{{{prefix}}}:ingest"\ne = f"{keys.tag}writer:{name}"')
+    assert [line for line, _ in _key_fstrings(tree)] == [1, 2, 4, 5]

@@ -19,7 +19,7 @@ export function newId(now = Date.now()) {
 const ROUTES = { rate_limit: "ratelimits", pattern_discovery: "discoveries", session_trigger: "triggers" };
 
 export function streamFor(prefix, payloadType) {
-  return `${prefix}:${ROUTES[payloadType] ?? "ingest"}`;
+  return `{${prefix}}:${ROUTES[payloadType] ?? "ingest"}`;
 }
 
 // One envelope: the producer makes event_id and occurred_at (required on the wire: a retry sends the same).
@@ -42,8 +42,8 @@ export async function emit(client, prefix, env) {
 
 // RPUSH {prefix}:queries {"op", "args", "reply"}, then BLPOP the one-off reply list.
 export async function query(client, prefix, op, args = {}, timeoutSeconds = 10) {
-  const reply = `${prefix}:reply:${randomUUID().replaceAll("-", "")}`;
-  await client.rPush(`${prefix}:queries`, JSON.stringify({ op, args, reply }));
+  const reply = `{${prefix}}:reply:${randomUUID().replaceAll("-", "")}`;
+  await client.rPush(`{${prefix}}:queries`, JSON.stringify({ op, args, reply }));
   const answer = await client.blPop(reply, timeoutSeconds);
   if (answer === null) throw new Error(`no query service answered ${op} within ${timeoutSeconds}s`);
   const body = JSON.parse(answer.element);

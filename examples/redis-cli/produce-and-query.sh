@@ -21,12 +21,12 @@ now=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
 envelope=$(printf '{"schema_version":1,"event_id":"%s","occurred_at":"%s","workspace":"%s","job":"shell-job",'\
 '"payload":{"type":"pattern_observed","pattern_type":"retry_pattern","pattern_name":"back off from the shell",'\
 '"context_tags":["shell"]}}' "$id" "$now" "$workspace")
-"${cli[@]}" XADD "$prefix:ingest" '*' e "$envelope" k pattern_observed >/dev/null
+"${cli[@]}" XADD "{$prefix}:ingest" '*' e "$envelope" k pattern_observed >/dev/null
 echo "$id"
 
 # A query: RPUSH the request, BLPOP the one-off reply list it names (32 hex digits, new per request).
-reply="$prefix:reply:$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+reply="{$prefix}:reply:$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 request=$(printf '{"op":"events","args":{"workspace":"%s","kinds":["pattern_observed"]},"reply":"%s"}' \
   "$workspace" "$reply")
-"${cli[@]}" RPUSH "$prefix:queries" "$request" >/dev/null
+"${cli[@]}" RPUSH "{$prefix}:queries" "$request" >/dev/null
 "${cli[@]}" --raw BLPOP "$reply" 10 | tail -n 1

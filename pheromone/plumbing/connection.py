@@ -12,6 +12,9 @@ the `rediss://` scheme plus redis-py's own query parameters (`ssl_ca_certs`, `ss
 - `redis_client(url, **options)`, `blocking_connection(url, **options)` (the client's sender thread) and
   `broker_options(url)` (FastStream's `RedisBroker`, which builds the same pool) all use those options, so the
   services, the client, subscriptions and the CLI connect alike.
+- A cluster URL (`cluster=true` among its query parameters, or the `redis_cluster` setting, which
+  `settings_url` turns into that parameter) gets the connection classes of `pheromone.plumbing.cluster`, which
+  follow this deployment's one slot to the node that serves it; everything else is unchanged.
 - `redact(url)` is how a URL reaches a log or a message; `describe(exc, url)` turns a redis-py error into one
   line naming the server (never the password or the URL's userinfo) and what to change.
 
@@ -44,6 +47,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pheromone.errors import PheromoneError
+from pheromone.plumbing.cluster import (
+    BlockingClusterConnection,
+    BlockingClusterSSLConnection,
+    ClusterConnection,
+    ClusterRoute,
+    ClusterSSLConnection,
+    SlotMoved,
+)
 from pheromone.plumbing.settings import ConnectionSettings
 
 __all__ = [
@@ -94,15 +105,17 @@ def settings_url(settings: ConnectionSettings) -> str | None:
         userinfo = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
         netloc = f"{userinfo}@{host}"
     query = parse_qsl(parts.query, keep_blank_values=True)
-    tls: list[tuple[str, str]] = []
+    merged: list[tuple[str, str]] = []  # query parameters the separate settings stand for
     for name, path in (("ssl_ca_certs", settings.redis_tls_ca_file), ("ssl_certfile", settings.redis_tls_cert_file),
                        ("ssl_keyfile", settings.redis_tls_key_file)):
         if path is not None:
-            tls.append((name, str(Path(path).resolve())))
+            merged.append((name, str(Path(path).resolve())))
     if not settings.redis_tls_verify:
-        tls += [("ssl_cert_reqs", "none"), ("ssl_check_hostname", "false")]
-    named = {k for k, _ in tls}
-    query = [(k, v) for k, v in query if k not in named] + tls
+        merged += [("ssl_cert_reqs", "none"), ("ssl_check_hostname", "false")]
+    if settings.redis_cluster:
+        merged.append(("cluster", "true"))
+    named = {k for k, _ in merged}
+    query = [(k, v) for k, v in query if k not in named] + merged
     return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, quote_via=quote), parts.fragment))
 
 
@@ -120,6 +133,7 @@ def client_options(url: str) -> dict[str, Any]:
             f"invalid Redis URL {redact(url)}: its host, port or database cannot be read "
             "(percent-encode '/', '#', '?', '@' and ':' in a user name or password)"
         ) from None
+    cluster = _flag(url, "cluster", options.pop("cluster", "false"))
     unknown = sorted(set(options) - _ACCEPTED - {"connection_class", "host", "port", "path", "username",
                                                  "password"})
     if unknown:
@@ -133,7 +147,21 @@ def client_options(url: str) -> dict[str, Any]:
             raise ConnectionSetupError(f"TLS file {options[name]} ({name}) does not exist or is not a file")
     if tls and str(options.get("ssl_cert_reqs", "required")).lower() == "none":
         options.setdefault("ssl_check_hostname", False)  # nothing verified: no name to check either
+    if cluster:
+        if options.get("connection_class") is UnixDomainSocketConnection:
+            raise ConnectionSetupError(f"Redis URL {redact(url)}: cluster=true needs a host and port, not a socket")
+        options["connection_class"] = ClusterSSLConnection if tls else ClusterConnection
+        options["cluster_route"] = ClusterRoute((options.get("host", "localhost"), int(options.get("port", 6379))))
     return options
+
+
+def _flag(url: str, name: str, value: object) -> bool:
+    text = str(value).lower()
+    if text in {"true", "yes", "1", "on"}:
+        return True
+    if text in {"false", "no", "0", "off", ""}:
+        return False
+    raise ConnectionSetupError(f"Redis URL {redact(url)}: {name} must be true or false")
 
 
 def redis_client(url: str, **overrides: Any) -> aioredis.Redis:
@@ -150,6 +178,8 @@ def blocking_connection(url: str, **overrides: Any) -> blocking.AbstractConnecti
     cls: type[blocking.AbstractConnection] = {
         SSLConnection: blocking.SSLConnection,
         UnixDomainSocketConnection: blocking.UnixDomainSocketConnection,
+        ClusterConnection: BlockingClusterConnection,
+        ClusterSSLConnection: BlockingClusterSSLConnection,
     }.get(options.pop("connection_class", Connection), blocking.Connection)
     return cls(**options)
 
@@ -237,6 +267,8 @@ def describe(exc: BaseException, url: str) -> str:
     if cause is not None:
         return (f"TLS handshake with Redis at {where} failed: {cause} (check PHEROMONE_REDIS_TLS_CA_FILE, or the "
                 "ssl_ca_certs URL parameter, names the CA that signed the server's certificate)")
+    if isinstance(exc, SlotMoved):
+        return str(exc)  # names the node it moved to; the URL's node is only the seed
     if isinstance(exc, RedisTimeoutError | TimeoutError):
         return f"Redis at {where} did not answer in time"
     if isinstance(exc, RedisConnectionError | OSError):

@@ -15,7 +15,7 @@ from typing import Annotated, Self
 from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pheromone.contracts.streams import DEFAULT_PREFIX
+from pheromone.contracts.streams import DEFAULT_PREFIX, check_prefix
 
 __all__ = ["ConnectionSettings", "default_data_dir"]
 
@@ -47,8 +47,17 @@ class ConnectionSettings(BaseSettings):
     """Private key of `redis_tls_cert_file`, if that file does not hold it."""
     redis_tls_verify: bool = True
     """Verify the server's certificate and host name. Off only for testing: it allows a man in the middle."""
+    redis_cluster: bool = False
+    """`redis_url` names a node of a Redis Cluster (or a cluster's configuration endpoint): follow the slot of
+    this deployment's keys to the node that serves it (the URL parameter `cluster=true` says the same)."""
     data_dir: Path = Field(default_factory=default_data_dir)
-    prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = DEFAULT_PREFIX
+    prefix: str = DEFAULT_PREFIX
+    """Names this deployment's keys, `{prefix}:…`; letters, digits, `_`, `.`, `-` (contracts.streams)."""
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return check_prefix(value)
 
     @field_validator("redis_url")
     @classmethod
@@ -66,6 +75,9 @@ class ConnectionSettings(BaseSettings):
         tls_named = [name for name in ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file")
                      if getattr(self, name) is not None] + ([] if self.redis_tls_verify else ["redis_tls_verify"])
         auth_named = [name for name in ("redis_username", "redis_password") if getattr(self, name) is not None]
+        if url is None and self.redis_cluster:
+            raise ValueError("redis_cluster set without redis_url: the embedded server is a single node; set "
+                             "redis_url to a node of the cluster")
         if url is None and (tls_named or auth_named):
             raise ValueError(f"{', '.join(auth_named + tls_named)} set without redis_url: the embedded server "
                              "runs on loopback without auth or TLS; set redis_url too")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pheromone.contracts.streams import Keys
 from pheromone.services.runtime import service_names
 from tests.cli.helpers import Cli
 
@@ -136,11 +137,11 @@ def test_serve_that_fails_to_start_closes_what_it_opened_and_exits(cli: Cli, tmp
 
     r = redis.Redis.from_url(redis_url)
     try:
-        r.set("startfail:ingest", "not a stream")
+        r.set(Keys("startfail").ingest, "not a stream")
         run = cli("serve", "--redis-url", redis_url, "--db", str(tmp_path / "store.db"), "--prefix", "startfail",
                   timeout=60)
     finally:
-        r.delete("startfail:ingest")
+        r.delete(Keys("startfail").ingest)
         r.close()
     run.assert_clean_failure("WRONGTYPE")
 

@@ -36,6 +36,7 @@ from pheromone.contracts import (
     parse_envelope,
 )
 from pheromone.contracts.sessions import EditTransitioned, PlaybookWritten, SessionTransitioned, SessionTrigger
+from pheromone.contracts.streams import Keys
 
 ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 T0 = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
@@ -119,10 +120,10 @@ def one_of_each() -> list[Payload]:
 def expected_stream(prefix: str, payload_type: str) -> str:
     """Written out rather than taken from contracts.streams, so a routing change there is caught here."""
     return {
-        "rate_limit": f"{prefix}:ratelimits",
-        "pattern_discovery": f"{prefix}:discoveries",
-        "session_trigger": f"{prefix}:triggers",
-    }.get(payload_type, f"{prefix}:ingest")
+        "rate_limit": Keys(prefix).ratelimits,
+        "pattern_discovery": Keys(prefix).discoveries,
+        "session_trigger": Keys(prefix).triggers,
+    }.get(payload_type, Keys(prefix).ingest)
 
 
 def listing(directory: Path) -> list[str]:

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from pheromone import ClientClosedError, FlushTimeout
 from pheromone.contracts import PatternObserved
+from pheromone.contracts.streams import Keys
 from pheromone.plumbing.embedded import EmbeddedServer
 from tests.client.helpers import eventually, listing, read_envelopes
 from tests.support import OpenClient
@@ -37,7 +38,7 @@ async def test_concurrent_emitters_each_see_their_events_once_and_in_order(
     emitted = await asyncio.gather(*(emitter(t) for t in range(tasks)))
     await client.flush()
 
-    envelopes = await read_envelopes(redis, f"{prefix}:ingest")
+    envelopes = await read_envelopes(redis, Keys(prefix).ingest)
     ids = [e.event_id for e in envelopes]
     assert len(ids) == len(set(ids)) == tasks * per_task
     assert set(ids) == {i for task_ids in emitted for i in task_ids}
@@ -59,10 +60,10 @@ async def test_flush_returns_only_when_everything_is_in_the_stream(
     client = await open_client(batch_size=7)
     ids = [client.emit(observed(str(i))) for i in range(100)]
     await client.flush()
-    assert await redis.xlen(f"{prefix}:ingest") == 100  # no polling: flush() itself promised this
-    assert [e.event_id for e in await read_envelopes(redis, f"{prefix}:ingest")] == ids
+    assert await redis.xlen(Keys(prefix).ingest) == 100  # no polling: flush() itself promised this
+    assert [e.event_id for e in await read_envelopes(redis, Keys(prefix).ingest)] == ids
     await client.flush()  # nothing pending: returns at once, sends nothing again
-    assert await redis.xlen(f"{prefix}:ingest") == 100
+    assert await redis.xlen(Keys(prefix).ingest) == 100
 
 
 async def test_close_drains_then_refuses_more(
@@ -71,7 +72,7 @@ async def test_close_drains_then_refuses_more(
     client = await open_client(batch_size=50)
     ids = [client.emit(observed(str(i))) for i in range(500)]
     await client.close()  # no flush() first: closing must send what was emitted
-    assert [e.event_id for e in await read_envelopes(redis, f"{prefix}:ingest")] == ids
+    assert [e.event_id for e in await read_envelopes(redis, Keys(prefix).ingest)] == ids
     assert client.stats.sent == 500
     assert listing(spool_dir) == []  # nothing left behind
     with pytest.raises(ClientClosedError):
@@ -102,8 +103,8 @@ async def test_redis_down_emit_keeps_working_events_spool_and_arrive_once_after_
 
     redis = Redis.from_url(private_server.url)
     try:
-        assert await redis.xlen(f"{prefix}:ingest") == 100
-        assert [e.event_id for e in await read_envelopes(redis, f"{prefix}:ingest")] == ids
+        assert await redis.xlen(Keys(prefix).ingest) == 100
+        assert [e.event_id for e in await read_envelopes(redis, Keys(prefix).ingest)] == ids
     finally:
         await redis.aclose()
     stats = client.stats
@@ -122,7 +123,7 @@ async def test_a_full_buffer_spills_to_the_spool_and_loses_nothing(
         await asyncio.sleep(0)  # let the sender send some while later chunks overflow
     await client.flush()
 
-    assert [e.event_id for e in await read_envelopes(redis, f"{prefix}:ingest")] == ids
+    assert [e.event_id for e in await read_envelopes(redis, Keys(prefix).ingest)] == ids
     stats = client.stats
     assert stats.spooled > 0  # the spill path really ran
     assert stats.emitted == 1110 and stats.sent + stats.replayed == 1110 and stats.replayed == stats.spooled

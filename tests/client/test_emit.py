@@ -26,6 +26,7 @@ from pheromone.contracts import (
     SuccessFactors,
     parse_envelope,
 )
+from pheromone.contracts.streams import Keys
 from pheromone.plumbing.append import spool_line
 from tests.client.helpers import T0, ULID, expected_stream, one_of_each, read_envelopes, read_raw
 from tests.support import OpenClient
@@ -61,7 +62,7 @@ async def test_emit_returns_a_ulid_before_anything_is_sent(
         event_id = client.emit(OBSERVED)
         after_ms = time.time_ns() // 1_000_000
         # No await has happened since emit(): nothing can have reached Redis, the event waits in the buffer.
-        assert sync.xlen(f"{prefix}:ingest") == 0
+        assert sync.xlen(Keys(prefix).ingest) == 0
         assert client.backlog == 1 and client.stats.emitted == 1 and client.stats.sent == 0
     finally:
         sync.close()
@@ -69,7 +70,7 @@ async def test_emit_returns_a_ulid_before_anything_is_sent(
     assert before_ms <= ulid_ms(event_id) <= after_ms
 
     await client.flush()
-    [envelope] = await read_envelopes(redis, f"{prefix}:ingest")
+    [envelope] = await read_envelopes(redis, Keys(prefix).ingest)
     assert envelope.event_id == event_id
     assert before_ms <= envelope.occurred_at.timestamp() * 1000 <= after_ms + 1
     assert envelope.occurred_at.tzinfo == UTC
@@ -174,7 +175,7 @@ async def test_occurred_at_in_another_timezone_is_sent_as_utc(
     client = await open_client()
     client.emit(OBSERVED, occurred_at=given)
     await client.flush()
-    [raw] = await read_raw(redis, f"{prefix}:ingest")
+    [raw] = await read_raw(redis, Keys(prefix).ingest)
     assert b'"occurred_at":"2024-05-06T07:08:09.123456Z"' in raw
     assert parse_envelope(raw).occurred_at == T0
 
@@ -209,7 +210,7 @@ async def test_the_longest_valid_correlation_id_is_accepted(
     client = await open_client()
     client.emit(OBSERVED, correlation_id="c" * 128)
     await client.flush()
-    [envelope] = await read_envelopes(redis, f"{prefix}:ingest")
+    [envelope] = await read_envelopes(redis, Keys(prefix).ingest)
     assert envelope.correlation_id == "c" * 128
 
 
@@ -292,13 +293,13 @@ async def test_each_record_goes_to_its_own_stream(open_client: OpenClient, redis
     sent = {client.emit(record): record for record in records}
     await client.flush()
 
-    streams = {f"{prefix}:{name}" for name in ("ingest", "ratelimits", "discoveries", "triggers")}
+    streams = {f"{{{prefix}}}:{name}" for name in ("ingest", "ratelimits", "discoveries", "triggers")}
     found: dict[str, str] = {}
     for stream in streams:
         for envelope in await read_envelopes(redis, stream):
             found[envelope.event_id] = stream
     assert found == {eid: expected_stream(prefix, record.type) for eid, record in sent.items()}
     assert Counter(found.values()) == {
-        f"{prefix}:ratelimits": 1, f"{prefix}:discoveries": 1, f"{prefix}:triggers": 1,
-        f"{prefix}:ingest": len(records) - 3,
+        Keys(prefix).ratelimits: 1, Keys(prefix).discoveries: 1, Keys(prefix).triggers: 1,
+        Keys(prefix).ingest: len(records) - 3,
     }

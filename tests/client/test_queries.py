@@ -227,7 +227,7 @@ async def test_requests_are_queued_for_the_service_oldest_first(
         with pytest.raises(QueryTimeout):
             await client.queries.call(op, {}, timeout=0.05)
     popped = []
-    while (item := await redis.blpop([f"{prefix}:queries"], timeout=0.1)) is not None:
+    while (item := await redis.blpop([Keys(prefix).queries], timeout=0.1)) is not None:
         popped.append(json.loads(item[1])["op"])
     assert popped == ["first", "second", "third"]
 
@@ -258,24 +258,24 @@ async def test_the_service_never_writes_a_reply_key_outside_its_namespace(
     token = uuid.uuid4().hex
     hostile_replies = [
         f"victim:key:{token}",
-        f"{prefix}:reply:{token}:x",
-        f"{prefix}:reply:{token}0",
-        f"{prefix}:reply:{token[:-1]}",
-        f"{prefix}:reply:{token.upper()}",
-        f"{prefix}:reply:{token}\n",
-        f"x{prefix}:reply:{token}",
+        f"{{{prefix}}}:reply:{token}:x",
+        f"{{{prefix}}}:reply:{token}0",
+        f"{{{prefix}}}:reply:{token[:-1]}",
+        f"{{{prefix}}}:reply:{token.upper()}",
+        f"{{{prefix}}}:reply:{token}\n",
+        f"x{{{prefix}}}:reply:{token}",
         f"other-{token}:reply:{token}",
-        f"{prefix}:replies:{token}",
-        f"{prefix}:ingest{token}",
+        f"{{{prefix}}}:replies:{token}",
+        f"{{{prefix}}}:ingest{token}",
     ]
     for reply in hostile_replies:
-        await redis.rpush(f"{prefix}:queries", json.dumps({"op": "events", "args": {}, "reply": reply}))
+        await redis.rpush(Keys(prefix).queries, json.dumps({"op": "events", "args": {}, "reply": reply}))
     for reply in ([hostile_replies[0]], {"k": token}, None, 7):  # not even a string
-        await redis.rpush(f"{prefix}:queries", json.dumps({"op": "events", "args": {}, "reply": reply}))
+        await redis.rpush(Keys(prefix).queries, json.dumps({"op": "events", "args": {}, "reply": reply}))
 
     await answered(client)  # queued after the hostile ones, so they have all been handled
     await answered(client)
-    assert await redis.llen(f"{prefix}:queries") == 0
+    assert await redis.llen(Keys(prefix).queries) == 0
     assert [key async for key in redis.scan_iter(match=f"*{token}*")] == []
     assert await redis.exists("victim:key") == 0
 
@@ -295,19 +295,19 @@ async def test_junk_on_the_queries_list_does_not_stop_the_service(
         b"x" * 70_000,  # over the request size limit
         b"\x89BIN\r\n\x1a\n\x00\x01",  # the start of FastStream's binary message format, cut short
         b'{"data": "x", "headers": 7}',
-        json.dumps({"op": "events", "args": [1], "reply": f"{prefix}:reply:{uuid.uuid4().hex}"}).encode(),
+        json.dumps({"op": "events", "args": [1], "reply": f"{{{prefix}}}:reply:{uuid.uuid4().hex}"}).encode(),
     ]
     for item in junk:
-        await redis.rpush(f"{prefix}:queries", item)
+        await redis.rpush(Keys(prefix).queries, item)
         await answered(client)
-    assert await redis.llen(f"{prefix}:queries") == 0
+    assert await redis.llen(Keys(prefix).queries) == 0
 
 
 async def test_args_that_are_not_an_object_are_answered_with_an_error(
     services: Runtime, open_client: OpenClient, redis: Redis, prefix: str
 ) -> None:
-    reply = f"{prefix}:reply:{uuid.uuid4().hex}"
-    await redis.rpush(f"{prefix}:queries", json.dumps({"op": "events", "args": [1], "reply": reply}))
+    reply = f"{{{prefix}}}:reply:{uuid.uuid4().hex}"
+    await redis.rpush(Keys(prefix).queries, json.dumps({"op": "events", "args": [1], "reply": reply}))
     answer = await redis.blpop([reply], timeout=5)
     assert answer is not None
     assert json.loads(answer[1]) == {"ok": False, "error": "args must be an object"}
@@ -317,8 +317,8 @@ async def test_an_op_that_is_not_a_string_is_answered_with_an_error(
     services: Runtime, open_client: OpenClient, redis: Redis, prefix: str
 ) -> None:
     client = await open_client()
-    reply = f"{prefix}:reply:{uuid.uuid4().hex}"
-    await redis.rpush(f"{prefix}:queries", json.dumps({"op": ["events"], "args": {}, "reply": reply}))
+    reply = f"{{{prefix}}}:reply:{uuid.uuid4().hex}"
+    await redis.rpush(Keys(prefix).queries, json.dumps({"op": ["events"], "args": {}, "reply": reply}))
     await answered(client)  # queued after it: by now it has been handled
     answer = await redis.lpop(reply)
     assert answer is not None and json.loads(answer)["ok"] is False
@@ -333,9 +333,9 @@ async def test_a_request_cannot_make_the_service_publish_elsewhere(
     await pubsub.subscribe(victim)
     try:
         assert (await pubsub.get_message(timeout=1))["type"] == "subscribe"  # type: ignore[index]
-        inner = json.dumps({"op": "counts", "args": {}, "reply": f"{prefix}:reply:{uuid.uuid4().hex}"})
+        inner = json.dumps({"op": "counts", "args": {}, "reply": f"{{{prefix}}}:reply:{uuid.uuid4().hex}"})
         await redis.rpush(
-            f"{prefix}:queries",
+            Keys(prefix).queries,
             json.dumps({"data": inner, "headers": {"reply_to": victim, "correlation_id": "c"}}),
         )
         await answered(client)  # queued after it: by now it has been handled (and anything published arrived)

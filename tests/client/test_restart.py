@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from pheromone import Pheromone
 from pheromone.contracts import PatternObserved
+from pheromone.contracts.streams import Keys
 from pheromone.plumbing.embedded import EmbeddedServer
 from tests.client.helpers import listing, read_envelopes
 from tests.support import OpenClient
@@ -77,7 +78,7 @@ async def test_events_of_a_killed_client_are_replayed_once_in_order_by_the_next(
 
     redis = Redis.from_url(url)
     try:
-        envelopes = await read_envelopes(redis, f"{prefix}:ingest")
+        envelopes = await read_envelopes(redis, Keys(prefix).ingest)
     finally:
         await redis.aclose()
     assert [e.event_id for e in envelopes] == ids  # all of them, once each, in emit order
@@ -111,7 +112,7 @@ async def test_close_while_redis_is_down_keeps_events_for_the_next_client(
 
     redis = Redis.from_url(url)
     try:
-        envelopes = await read_envelopes(redis, f"{prefix}:ingest")
+        envelopes = await read_envelopes(redis, Keys(prefix).ingest)
     finally:
         await redis.aclose()
     assert [e.event_id for e in envelopes] == ids

@@ -19,6 +19,7 @@ from redis.exceptions import ResponseError
 
 from pheromone import Pheromone
 from pheromone.contracts import PatternObserved
+from pheromone.contracts.streams import Keys
 from pheromone.plumbing.embedded import EmbeddedServer
 from tests.client.helpers import eventually, read_envelopes
 from tests.support import OpenClient
@@ -38,8 +39,8 @@ async def test_events_reach_redis_while_the_jobs_loop_is_blocked(
         # From here the loop never runs again until all 100 are in the stream: a flusher on the loop could
         # not send anything; the sender thread sends all ten batches.
         deadline = time.monotonic() + 10
-        while sync.xlen(f"{prefix}:ingest") < 100:
-            assert time.monotonic() < deadline, f"{sync.xlen(f'{prefix}:ingest')}/100 sent with the loop blocked"
+        while sync.xlen(Keys(prefix).ingest) < 100:
+            assert time.monotonic() < deadline, f"{sync.xlen(f'{{{prefix}}}:ingest')}/100 sent with the loop blocked"
             time.sleep(0.001)  # noqa: ASYNC251 - blocking the loop is the point
     finally:
         sync.close()
@@ -63,7 +64,7 @@ async def test_emit_leaves_no_object_for_the_garbage_collector(open_client: Open
         gc.enable()
     assert allocated < 50, f"{allocated} tracked objects left behind by 2,000 emits"
     await client.flush()
-    assert await redis.xlen(f"{prefix}:ingest") == 2_000
+    assert await redis.xlen(Keys(prefix).ingest) == 2_000
 
 
 async def test_close_does_not_wait_on_a_server_that_stopped_answering(
@@ -98,7 +99,7 @@ async def test_close_does_not_wait_on_a_server_that_stopped_answering(
         pass  # leaving the block replays the spool
     redis = Redis.from_url(private_server.url)
     try:
-        sent = [e.event_id for e in await read_envelopes(redis, f"{prefix}:ingest")]
+        sent = [e.event_id for e in await read_envelopes(redis, Keys(prefix).ingest)]
     finally:
         await redis.aclose()
     # At least once: the stopped server applies what it had read when it resumes, and the replay sends it again.
@@ -108,7 +109,7 @@ async def test_close_does_not_wait_on_a_server_that_stopped_answering(
 async def test_a_batch_redis_refuses_is_spooled_and_sent_once_it_accepts(
     open_client: OpenClient, redis: Redis, prefix: str
 ) -> None:
-    stream = f"{prefix}:ingest"
+    stream = Keys(prefix).ingest
     await redis.set(stream, "not a stream")  # every XADD to it answers WRONGTYPE
     client = await open_client(batch_size=50)
     ids = [client.emit(PatternObserved(pattern_type="t", pattern_name=str(i))) for i in range(120)]

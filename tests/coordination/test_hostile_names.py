@@ -76,13 +76,13 @@ async def test_hostile_model_names_and_codes_each_get_their_own_limit(
     assert sorted(s.model for s in listed) == sorted(names)
 
     # Every key the coordinator wrote is `{prefix}:rl:<32 hex>[:<32 hex>]` or the index: bounded and inert.
-    written = sorted(k.decode() for k in await redis.keys(f"{prefix}:rl*"))
+    written = sorted(k.decode() for k in await redis.keys(f"{{{prefix}}}:rl*"))
     limits = [k for k in written if k != Keys(prefix).rate_limit_index]
     assert len(limits) == 2 * len(names)
     for key in limits:
         parts = key.split(":")
-        assert parts[0] == prefix and parts[1] == "rl" and all(len(p) == 32 for p in parts[2:])
-    assert not await redis.exists("pheromone:ingest")
+        assert parts[0] == f"{{{prefix}}}" and parts[1] == "rl" and all(len(p) == 32 for p in parts[2:])
+    assert not await redis.exists(Keys().ingest)
 
     # The CLI lists them verbatim (JSON round trip keeps every byte of every name).
     run = await asyncio.to_thread(

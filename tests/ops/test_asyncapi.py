@@ -62,7 +62,7 @@ def test_every_stream_group_list_and_broadcast_is_documented() -> None:
               for stream, groups in STREAM_GROUPS.items() for group in groups]
     wanted += [(keys.stream(stream), "xadd", None) for stream in (*STREAM_GROUPS, BROADCAST, DEAD)]
     wanted += [(keys.broadcast, "xread", None), (keys.queries, "lpop", None), (keys.queries, "rpush", None),
-               ("px:reply:{id}", "rpush", None)]
+               (keys.reply("{id}"), "rpush", None)]
     missing = [w for w in wanted if w not in found]
     assert not missing, f"undocumented channels: {missing}"
     assert len(found) == len(wanted), f"undeclared extras: {set(found) - set(wanted)}"

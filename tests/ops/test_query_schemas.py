@@ -62,7 +62,7 @@ async def test_the_service_validates_each_operations_arguments_with_its_contract
         with pytest.raises(ValidationError) as refused:
             model.model_validate(args)
         reply, response = await answer(no_store, raw, pattern)
-        assert reply == "p:reply:" + "0" * 32 and response["ok"] is False, name
+        assert reply == Keys("p").reply("0" * 32) and response["ok"] is False, name
         assert "not_an_argument: Extra inputs are not permitted" in response["error"], name
         assert refused.value.error_count() == 1
 
@@ -95,7 +95,7 @@ async def test_real_answers_match_the_result_schemas(
         await eventually(stored, what="the workload in the store")
         for name, args in SAMPLE_ARGS.items():
             # Built and checked with the wire contracts, as a client in another language would send it.
-            request = QueryRequest(op=name, args=args, reply=f"{prefix}:reply:{'0' * 32}")
+            request = QueryRequest(op=name, args=args, reply=f"{{{prefix}}}:reply:{'0' * 32}")
             result = await queries.call(request.op, request.args)
             QueryReply(ok=True, result=result)
             schema = {**RESULTS[name], "$defs": schemas["$defs"]}

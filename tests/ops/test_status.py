@@ -150,7 +150,7 @@ async def test_status_json_never_shows_the_password(private_server: EmbeddedServ
 
 async def test_status_without_redis_still_shows_the_local_spool(cli: Cli, tmp_path: Path, prefix: str) -> None:
     with Spool(tmp_path / "spool") as spool:
-        spool.append([f"{prefix}:ingest\t{execution(i).model_dump_json()}".encode() for i in range(2)])
+        spool.append([f"{{{prefix}}}:ingest\t{execution(i).model_dump_json()}".encode() for i in range(2)])
     run = await cli("status", "--json", env={"PHEROMONE_REDIS_URL": None})  # no URL, no embedded server
     assert run.code == 1, run
     report = json.loads(run.out)

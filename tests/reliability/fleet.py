@@ -217,14 +217,14 @@ async def used_memory(redis: aioredis.Redis) -> int:
 
 async def group_streams(redis: aioredis.Redis, prefix: str) -> list[str]:
     """Every stream under `prefix` that some consumer group reads (whatever services exist)."""
-    streams = [key.decode() async for key in redis.scan_iter(match=f"{prefix}:*", _type="STREAM")]
+    streams = [key.decode() async for key in redis.scan_iter(match=f"{{{prefix}}}:*", _type="STREAM")]
     return sorted([s for s in streams if await redis.xinfo_groups(s)])
 
 
 async def stream_lengths(redis: aioredis.Redis, prefix: str) -> dict[str, int]:
     keys = Keys(prefix)
     streams = {*await group_streams(redis, prefix), keys.broadcast, keys.dead}
-    return {s.removeprefix(f"{prefix}:"): int(await redis.xlen(s)) for s in sorted(streams)}
+    return {s.removeprefix(f"{{{prefix}}}:"): int(await redis.xlen(s)) for s in sorted(streams)}
 
 
 async def group_state(redis: aioredis.Redis, prefix: str) -> dict[tuple[str, str], tuple[int, int | None]]:
@@ -232,7 +232,7 @@ async def group_state(redis: aioredis.Redis, prefix: str) -> dict[tuple[str, str
     out: dict[tuple[str, str], tuple[int, int | None]] = {}
     for stream in await group_streams(redis, prefix):
         for info in await redis.xinfo_groups(stream):
-            out[(stream.removeprefix(f"{prefix}:"), info["name"].decode())] = (int(info["pending"]), info["lag"])
+            out[(stream.removeprefix(f"{{{prefix}}}:"), info["name"].decode())] = (int(info["pending"]), info["lag"])
     return out
 
 

@@ -143,8 +143,8 @@ JUNK_BODIES: list[bytes] = [
 
 def foreign_replies(prefix: str) -> list[str]:
     """Reply keys a request must never make the service write: other key families, other prefixes."""
-    return [f"{prefix}:ingest", f"{prefix}:dead", f"{prefix}:rl:x", f"{prefix}:reply:{'0' * 31}",
-            f"{prefix}:reply:{'A' * 32}", f"{prefix}:reply:{'0' * 32}:x", f"other:reply:{'0' * 32}", "*"]
+    return [Keys(prefix).ingest, Keys(prefix).dead, f"{{{prefix}}}:rl:x", f"{{{prefix}}}:reply:{'0' * 31}",
+            f"{{{prefix}}}:reply:{'A' * 32}", f"{{{prefix}}}:reply:{'0' * 32}:x", f"other:reply:{'0' * 32}", "*"]
 
 
 @pytest.mark.timeout(120)
@@ -152,7 +152,7 @@ async def test_junk_requests_are_answered_when_they_can_be_and_never_written_els
     client: Pheromone, query_service: Runtime, redis: aioredis.Redis, prefix: str
 ) -> None:
     keys = Keys(prefix)
-    reply = f"{prefix}:reply:{'ab' * 16}"
+    reply = f"{{{prefix}}}:reply:{'ab' * 16}"
     answered = {  # body -> the error it must get on `reply`
         json.dumps({"op": "nope", "args": {}, "reply": reply}): "unknown query 'nope'",
         json.dumps({"op": 42, "args": {}, "reply": reply}): "unknown query 'int'",

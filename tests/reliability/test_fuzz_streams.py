@@ -162,7 +162,7 @@ async def test_junk_on_every_group_stream_is_dead_lettered_once_with_its_reason_
     good: dict[str, list[Envelope]] = {}
     bad = draw_junk(EXAMPLES)  # the same hostile set on every stream
     for stream in sorted(recorders):
-        name = stream.removeprefix(f"{prefix}:")
+        name = stream.removeprefix(f"{{{prefix}}}:")
         stored = GROUP_STORE in STREAM_GROUPS.get(name, ())  # the streams whose valid events reach the ledger
         good[name] = [valid(name, i) for i in range(EXAMPLES + 1)] if stored else []
         entries: list[Fields] = []

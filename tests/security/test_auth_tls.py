@@ -15,6 +15,7 @@ from pydantic import SecretStr, ValidationError
 
 from pheromone import Pheromone
 from pheromone.contracts import EventQuery
+from pheromone.contracts.streams import Keys
 from pheromone.errors import QueryError
 from pheromone.plumbing.connection import ConnectionSetupError, check, client_options, redact, settings_url
 from pheromone.services.runtime import Runtime
@@ -77,7 +78,7 @@ async def test_client_reads_credentials_and_tls_from_the_environment(
     assert tls_proxy.handshakes >= 1
     admin = secure_server.admin()
     try:
-        assert admin.xlen(f"{prefix}:ingest") == 1
+        assert admin.xlen(Keys(prefix).ingest) == 1
     finally:
         admin.close()
 

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from pheromone import Pheromone
 from pheromone.contracts import EventQuery
-from pheromone.contracts.streams import FIELD
+from pheromone.contracts.streams import FIELD, Keys
 from pheromone.plumbing.connection import settings_url
 from pheromone.services.runtime import Runtime, service_names
 from tests.cli.helpers import Cli
@@ -51,7 +51,7 @@ LEAST_PASSWORD = "least-Pw-MARK"
 
 
 def acl_rules(prefix: str) -> list[str]:
-    return ["on", "resetpass", f">{LEAST_PASSWORD}", "resetkeys", f"~{prefix}:*", "resetchannels", "-@all",
+    return ["on", "resetpass", f">{LEAST_PASSWORD}", "resetkeys", f"~{{{prefix}}}:*", "resetchannels", "-@all",
             *(f"+{c}" for c in PHEROMONE_COMMANDS)]
 
 
@@ -107,8 +107,8 @@ async def test_every_service_and_the_client_run_with_only_the_listed_commands(
             # the upkeep loops ran under the same user: heartbeats (watchdog) and trimming of acked entries
             admin = secure_server.admin()
             try:
-                await eventually(lambda: admin.exists(f"{prefix}:alive:store:{s.consumer_name}"), what="heartbeat")
-                await eventually(lambda: admin.xlen(f"{prefix}:ingest") == 0, what="ingest trimmed")
+                await eventually(lambda: admin.exists(f"{{{prefix}}}:alive:store:{s.consumer_name}"), what="heartbeat")
+                await eventually(lambda: admin.xlen(Keys(prefix).ingest) == 0, what="ingest trimmed")
             finally:
                 admin.close()
     finally:
@@ -131,7 +131,7 @@ def test_the_least_user_cannot_leave_its_prefix_or_administer(
 ) -> None:
     client = redis.Redis.from_url(least_user)
     try:
-        client.set(f"{prefix}:mine", "1")
+        client.set(f"{{{prefix}}}:mine", "1")
         for attempt in (lambda: client.get("other-installation:key"), lambda: client.flushall(),
                         lambda: client.config_get("*"), lambda: client.keys("*"),
                         lambda: client.execute_command("ACL", "LIST")):
@@ -171,9 +171,9 @@ async def test_a_command_the_acl_user_lacks_is_one_sentence_in_the_log(
         assert line.exc_info is None
         admin = secure_server.admin()
         try:
-            admin.xadd(f"{prefix}:ingest", {FIELD: envelope(execution()).model_dump_json()})
+            admin.xadd(Keys(prefix).ingest, {FIELD: envelope(execution()).model_dump_json()})
             await eventually(lambda: ledger_count(s.store_path) == 1, what="the event stored")
-            await eventually(lambda: admin.xlen(f"{prefix}:ingest") == 0, what="ingest trimmed all the same")
+            await eventually(lambda: admin.xlen(Keys(prefix).ingest) == 0, what="ingest trimmed all the same")
         finally:
             admin.close()
     finally:

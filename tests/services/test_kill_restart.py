@@ -64,7 +64,7 @@ class StoreProcess:
 
         async def alive() -> bool:
             assert self.procs[-1].poll() is None, f"store process exited:\n{self.tail()}"
-            return any([key async for key in redis.scan_iter(f"{prefix}:alive:store:*-{pid}")])
+            return any([key async for key in redis.scan_iter(f"{{{prefix}}}:alive:store:*-{pid}")])
 
         await h.eventually(alive, timeout=30, what="store process ready")
 

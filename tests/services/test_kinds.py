@@ -58,7 +58,7 @@ async def test_a_worker_with_kinds_acks_other_kinds_unparsed(
         return real(raw)
 
     monkeypatch.setattr(consumer, "parse_envelope", counting)
-    stream = f"{prefix}:ingest"
+    stream = Keys(prefix).ingest
     applied, execution = h.envelope(h.applied("p", True)), h.envelope(h.execution())
     unmarked = h.envelope(h.applied("q", False))
     fields = [
@@ -81,7 +81,7 @@ async def test_a_worker_with_kinds_acks_other_kinds_unparsed(
 
 
 async def test_without_kinds_every_entry_is_parsed(redis: aioredis.Redis, prefix: str) -> None:
-    stream = f"{prefix}:ingest"
+    stream = Keys(prefix).ingest
     execution = h.envelope(h.execution())
     await h.xadd_raw(redis, stream, [entry(execution.model_dump_json(), APPLIED)])  # a lying kind field
     got: list[Envelope] = []
@@ -93,7 +93,7 @@ async def test_without_kinds_every_entry_is_parsed(redis: aioredis.Redis, prefix
 
 async def test_a_group_that_records_poison_cannot_filter_by_kind(redis: aioredis.Redis, prefix: str) -> None:
     with pytest.raises(ValueError, match="must parse every entry"):
-        await _worker(redis, f"{prefix}:ingest", [], records_poison=True, kinds=frozenset({APPLIED}))
+        await _worker(redis, Keys(prefix).ingest, [], records_poison=True, kinds=frozenset({APPLIED}))
 
 
 async def test_services_count_only_their_kinds_and_the_store_ignores_the_field(
@@ -129,7 +129,7 @@ async def test_services_count_only_their_kinds_and_the_store_ignores_the_field(
 async def test_the_retrier_leaves_alone_a_batch_still_being_applied(redis: aioredis.Redis, prefix: str) -> None:
     """A batch whose commit outlasts claim_idle_ms is idle in the pending list but still this worker's: the
     retrier must not apply it a second time (under load, that doubled the applied counts)."""
-    stream = f"{prefix}:ingest"
+    stream = Keys(prefix).ingest
     release = asyncio.Event()
     got: list[Envelope] = []
 

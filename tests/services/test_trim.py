@@ -42,7 +42,7 @@ async def remaining(r: aioredis.Redis, stream: str) -> list[bytes]:
 
 
 async def test_acked_old_entries_are_removed_and_recent_ones_kept(redis: aioredis.Redis, prefix: str) -> None:
-    stream = f"{prefix}:s"
+    stream = f"{{{prefix}}}:s"
     ids = await add(redis, stream, old_ids(10), fresh=3)
     await transport.ensure_group(redis, stream, "g")
     await redis.xack(stream, "g", *await read(redis, stream, "g", 100))
@@ -53,7 +53,7 @@ async def test_acked_old_entries_are_removed_and_recent_ones_kept(redis: aioredi
 
 
 async def test_entries_pending_in_a_group_are_kept(redis: aioredis.Redis, prefix: str) -> None:
-    stream = f"{prefix}:s"
+    stream = f"{{{prefix}}}:s"
     ids = await add(redis, stream, old_ids(10))
     await transport.ensure_group(redis, stream, "g")
     delivered = await read(redis, stream, "g", 100)
@@ -67,7 +67,7 @@ async def test_entries_pending_in_a_group_are_kept(redis: aioredis.Redis, prefix
 
 
 async def test_entries_a_lagging_group_has_not_read_are_kept(redis: aioredis.Redis, prefix: str) -> None:
-    stream = f"{prefix}:s"
+    stream = f"{{{prefix}}}:s"
     ids = await add(redis, stream, old_ids(10))
     for group in ("fast", "slow", "idle"):
         await transport.ensure_group(redis, stream, group)
@@ -98,8 +98,8 @@ async def test_dead_stream_is_trimmed_by_age_alone(redis: aioredis.Redis, prefix
 
 
 async def test_trimming_a_missing_stream_removes_nothing(redis: aioredis.Redis, prefix: str) -> None:
-    assert await transport.trim(redis, f"{prefix}:nothing", RETENTION_S) == 0
-    assert await transport.trim(redis, f"{prefix}:nothing", RETENTION_S, respect_groups=False) == 0
+    assert await transport.trim(redis, f"{{{prefix}}}:nothing", RETENTION_S) == 0
+    assert await transport.trim(redis, f"{{{prefix}}}:nothing", RETENTION_S, respect_groups=False) == 0
 
 
 async def test_runtime_trimmer_runs_on_its_interval_and_respects_lagging_groups(
@@ -142,7 +142,7 @@ async def test_entries_acked_while_the_trimmer_looks_do_not_break_it(
     redis: aioredis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """XINFO GROUPS says entries are pending; by the XPENDING that follows, their consumer acked them all."""
-    stream = f"{prefix}:s"
+    stream = f"{{{prefix}}}:s"
     await add(redis, stream, old_ids(10))
     await transport.ensure_group(redis, stream, "g")
     delivered = await read(redis, stream, "g", 100)
