@@ -13,6 +13,7 @@ Stream entries are not JSON: an event entry's field `e` holds the envelope's JSO
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -180,4 +181,31 @@ def document(
                     "events onto Redis streams, consumer groups (one per service) apply them, jobs read the "
                     "broadcast stream and ask the query service over Redis lists.",
     )
-    return json.loads(spec.to_specification().to_json())  # type: ignore[no-any-return]
+    doc: dict[str, Any] = json.loads(spec.to_specification().to_json())
+    _declare_parameters(doc, keys)
+    return doc
+
+
+ADDRESS_EXPRESSION = re.compile(r"\{([^{}]*)\}")
+
+
+def _declare_parameters(doc: dict[str, Any], keys: Keys) -> None:
+    """Make every channel address a valid AsyncAPI address: in AsyncAPI `{name}` is a parameter, while our keys
+    start with the prefix in literal braces (the Redis Cluster hash tag). The address says `{prefix}` instead,
+    a parameter whose one value is the tag with its braces, so a tool that fills it in gets the real key; the
+    redis binding's `channel` keeps the key as it is. The reply list's `{id}` is declared too."""
+    tag = keys.tag.removesuffix(":")
+    for channel in doc["channels"].values():
+        address = channel.get("address")
+        if not address or not address.startswith(keys.tag):
+            continue
+        channel["address"] = "{prefix}" + address.removeprefix(tag)
+        parameters: dict[str, Any] = {"prefix": {
+            "enum": [tag], "default": tag,
+            "description": "The deployment's key prefix between braces, braces included: a Redis Cluster hash "
+                           "tag, so every key of the deployment is in one slot.",
+        }}
+        if "id" in ADDRESS_EXPRESSION.findall(channel["address"]):
+            parameters["id"] = {"description": "The request's reply token: 32 lowercase hex digits, new per "
+                                               "request (QueryRequest.reply_to)."}
+        channel["parameters"] = parameters

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pheromone.services.store.db import Store
+from pheromone.services.store.location import open_backend
 from tests.cli.helpers import PHEROMONE, SAMPLE_EVENTS, Cli, Run
 
 
@@ -43,6 +44,19 @@ def cli(cli_env: dict[str, str], tmp_path: Path) -> Cli:
         return Run(tuple(args), proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+@pytest.fixture
+def pg_store(pg_url: str) -> str:
+    """`store_db`'s events in a fresh PostgreSQL database, written by `PgStore.apply`."""
+
+    async def fill() -> None:
+        async with open_backend(pg_url) as store:
+            result = await store.apply([(e, e.model_dump_json()) for e in SAMPLE_EVENTS])
+        assert len(result.inserted) == len(SAMPLE_EVENTS), result
+
+    asyncio.run(fill())
+    return pg_url
 
 
 @pytest.fixture

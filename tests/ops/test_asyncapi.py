@@ -34,12 +34,24 @@ def errors(doc: dict[str, Any]) -> list[str]:
 
 
 def channels_by_binding(doc: dict[str, Any]) -> dict[tuple[str, str, str | None], dict[str, Any]]:
-    """(address, method, group) -> channel."""
+    """(key, method, group) -> channel."""
     out = {}
     for channel in doc["channels"].values():
         binding = channel["bindings"]["redis"]
-        out[(channel["address"], binding["method"], binding.get("groupName"))] = channel
+        out[(binding["channel"], binding["method"], binding.get("groupName"))] = channel
     return out
+
+
+@pytest.mark.parametrize("prefix", ["pheromone", "team.a-1"])
+def test_every_address_declares_its_parameters_and_resolves_to_the_key(prefix: str) -> None:
+    # In AsyncAPI `{name}` in an address is a parameter; our keys hold the prefix in literal braces.
+    for name, channel in asyncapi.document(prefix)["channels"].items():
+        address, key = channel["address"], channel["bindings"]["redis"]["channel"]
+        used = set(asyncapi.ADDRESS_EXPRESSION.findall(address))
+        assert used == set(channel.get("parameters", {})), f"{name}: {address} declares {channel.get('parameters')}"
+        resolved = address.replace("{prefix}", channel["parameters"]["prefix"]["default"])
+        assert resolved == key, name
+        assert key.startswith(Keys(prefix).tag)
 
 
 def test_the_document_is_valid_asyncapi_3() -> None:
