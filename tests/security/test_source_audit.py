@@ -41,11 +41,23 @@ TRUSTED_SQL: dict[tuple[str, str], str] = {
     ("services/store/pg/session_store.py", "execute"): "SessionStore's statements, rewritten by read_statement",
     ("services/store/pg/session_store.py", "executemany"): "SessionStore's statements, rewritten by read_statement",
     ("services/store/pg/read_sql.py", "nullable_columns"): "PRAGMA table_info of the in-memory schema's own tables",
+    ("services/store/batch.py", "add_record"): "`upsert` is a projection's module constant (UPSERT_EXECUTION, ...)",
+    ("services/store/batch.py", "write_records"): "the statements `add_record` was given: module constants",
+    ("services/store/pg/conn.py", "execute"): "runs its callers' statements through translate(); values are bound",
+    ("services/store/pg/conn.py", "executemany"): "runs its callers' statements through translate(); values bound",
+    ("services/store/pg/schema.py", "migrate"): "statements of MIGRATIONS translated; the version table's name (code)",
+    ("services/store/pg/schema.py", "table_info"): "PRAGMA table_info of the in-memory schema's own tables",
+    ("services/store/pg/store.py", "conn"): "SET lock_timeout takes no parameter; the value is a module constant",
+    ("services/store/pg/store.py", "_rebuild_sync"): "table names from PROJECTION_TABLES (code)",
+    ("services/store/pg/store.py", "_checksum_sync"): "table names from PROJECTION_TABLES, column positions (code)",
+    ("services/store/pg/store.py", "_counts_sync"): "table names from PROJECTION_TABLES (code)",
 }
 """(file, enclosing function) -> why its run-time SQL cannot carry message data."""
 
 SUBPROCESS_OK = {
     "pheromone/plumbing/embedded.py": "launches the server binary with an argv list (no shell) of paths and a port",
+    "services/store/embedded_pg.py": "the test suite's PostgreSQL: argv lists (no shell) of paths, a port and a "
+                                     "database name checked to be letters, digits and underscores",
 }
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from functools import cache
 from typing import Any, Self
@@ -28,7 +28,7 @@ from psycopg.pq import Format
 
 from pheromone.services.errors import StoreError
 
-__all__ = ["AsyncPgConn", "PgConn", "PgCursor", "Translated", "register_numeric", "translate"]
+__all__ = ["PgConn", "PgCursor", "Translated", "register_numeric", "translate"]
 
 NUMERIC_OID = 1700
 
@@ -350,63 +350,3 @@ class PgConn:
     @property
     def closed(self) -> bool:
         return self.raw.closed or self.raw.broken
-
-
-# -- the asynchronous connection (readers) -----------------------------------------------------------------
-
-
-class AsyncPgCursor:
-    """`PgCursor`'s read methods on an asynchronous psycopg cursor (no pipeline)."""
-
-    __slots__ = ("_cur",)
-
-    def __init__(self, cur: psycopg.AsyncCursor[Any]) -> None:
-        self._cur = cur
-
-    async def execute(self, sql: str, parameters: Any = None, /) -> Self:
-        t = _translated(sql)
-        await self._cur.execute(t.sql, t.params(parameters) if parameters is not None else ())
-        return self
-
-    @property
-    def rowcount(self) -> int:
-        return self._cur.rowcount
-
-    async def fetchone(self) -> Any:
-        return await self._cur.fetchone()
-
-    async def fetchall(self) -> list[Any]:
-        return await self._cur.fetchall()
-
-    async def close(self) -> None:
-        await self._cur.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-
-class AsyncPgConn:
-    """An asynchronous psycopg connection taking the store's SQLite-style statements, for readers."""
-
-    def __init__(self, raw: psycopg.AsyncConnection[Any]) -> None:
-        self.raw = raw
-        register_numeric(raw)
-
-    @classmethod
-    async def connect(cls, url: str, *, application_name: str = "pheromone", **options: Any) -> AsyncPgConn:
-        raw = await psycopg.AsyncConnection.connect(
-            url, autocommit=True, application_name=application_name, **options
-        )
-        return cls(raw)
-
-    async def execute(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None, /) -> AsyncPgCursor:
-        return await AsyncPgCursor(self.raw.cursor()).execute(sql, parameters)
-
-    def cursor(self) -> AsyncPgCursor:
-        return AsyncPgCursor(self.raw.cursor())
-
-    async def close(self) -> None:
-        await self.raw.close()
