@@ -63,6 +63,19 @@ def test_ingest_bench_reports_every_figure() -> None:
                                           "ratio"}
 
 
+def test_ingest_bench_with_the_store_on_postgresql_reports_both_stores() -> None:
+    """`--store postgres`: each producer count again with the store on its own PostgreSQL, beside SQLite, and
+    the two headline figures and their ratio in the JSON line."""
+    result = run_bench("bench/ingest.py", "--quick", "--events", "1000", "--naive-events", "100", "--producers", "1",
+                       "--paced-seconds", "0", "--no-all-in-one", "--store", "postgres", "--json")
+    assert result["postgres_events_per_s"] == result["postgres_events_per_s_1p"] > 0
+    assert result["sqlite_events_per_s"] == result["events_per_s"] > 0
+    ratio = result["postgres_events_per_s"] / result["sqlite_events_per_s"]
+    assert abs(result["postgres_fraction"] - ratio) < 0.002
+    assert result["per_run"]["1p-pg"]["events"] == 1_000
+    assert "postgres_fraction" in result["targets_met"]
+
+
 def test_efficacy_bench_reports_every_figure(tmp_path: Path) -> None:
     """A few seeds through the real store and pipeline: the JSON line has every key the issue lists, and the
     stress picture is written."""
