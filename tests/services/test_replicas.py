@@ -4,14 +4,17 @@ the dead one had read, and only then reads on.
 
 With 2 and then 3 `pheromone serve --only store` processes and a stream of lifecycle events sent back to back
 (200 sessions of five transitions, sessions whose edits go through review, patterns moved through their
-lifecycle), the writer is killed while blocked in its transaction with a batch read: afterwards nothing is
-dead-lettered, every session is completed, and the projections are exactly those of one writer applying the
-stream in order (same checksum, same ledger order), which a rebuild of the ledger reproduces.
+lifecycle) mixed with the demo's (four simulated jobs), the writer is killed while blocked in its transaction
+with a batch read: afterwards nothing is dead-lettered, every session is completed, and the projections are
+exactly those of one writer applying the stream in order (same checksum, same ledger order), which a rebuild
+of the ledger reproduces. On SQLite and on PostgreSQL, where the replicas share nothing but Redis and the
+database, as on several hosts.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -30,6 +33,7 @@ from pheromone.contracts.sessions import Edit, EditOp, EditPillar, EditTransitio
 from pheromone.contracts.streams import GROUP_STORE, Keys
 from pheromone.services.settings import StoreLocation
 from pheromone.services.store.location import is_postgres, open_backend
+from pheromone.simulate import SimJob
 from tests.services import helpers as h
 from tests.support import store_env
 
@@ -41,6 +45,7 @@ REVIEWED = 30
 REVIEW_PATH = ("triggered", "harvesting", "diagnosing", "planning", "gating", "executing", "awaiting_review")
 PATTERNS = 40
 PATTERN_PATH = ("pending", "validated", "quarantined", "pending", "retired")
+FLEET_JOBS, FLEET_EACH = 4, 250
 ENV = {"PHEROMONE_CLAIM_IDLE_MS": "500", "PHEROMONE_GROUP_CHECK_S": "0.2", "PHEROMONE_HEARTBEAT_TTL_S": "1",
        "PHEROMONE_BATCH_SIZE": "100", "PHEROMONE_POLL_MS": "20"}
 """A small batch, so the stream takes many; a one-second liveness TTL, so a standby takes over quickly."""
@@ -99,6 +104,17 @@ def pattern_events() -> list[Envelope]:
         lane += [PatternTransitioned(pattern_id=pid, to_status=to, from_status=prev, reason="op", actor="op")  # type: ignore[arg-type]
                  for prev, to in pairwise(PATTERN_PATH)]
         lanes.append([h.envelope(p) for p in lane])
+    return merge(lanes)
+
+
+def fleet_events() -> list[Envelope]:
+    """The demo's mix: four simulated jobs in two workspaces, every family a job emits and the services' own
+    (`h.mixed_records`), each job's events in its order."""
+    rng = random.Random(15)
+    lanes = []
+    for i in range(FLEET_JOBS):
+        sim = SimJob(f"fleet-ws-{i % 2}", f"fleet-{i}", random.Random(rng.random()))
+        lanes.append([h.envelope(p, workspace=sim.workspace, job=sim.job) for p in h.mixed_records(sim, FLEET_EACH)])
     return merge(lanes)
 
 
@@ -231,7 +247,7 @@ async def test_replicas_apply_lifecycles_as_one_writer_would_across_a_writer_kil
     count: int, replicas: Replicas, redis: aioredis.Redis, prefix: str, tmp_path: Path
 ) -> None:
     keys, db = Keys(prefix), replicas.store
-    events = merge([session_events(), review_events(), pattern_events()])
+    events = merge([session_events(), review_events(), pattern_events(), fleet_events()])
     expected = await single_writer(tmp_path, events)
     for _ in range(count):
         replicas.start()
@@ -263,7 +279,9 @@ async def test_replicas_apply_lifecycles_as_one_writer_would_across_a_writer_kil
     assert statuses == [("completed", SESSIONS + REVIEWED)]
     assert h.query(db, "SELECT status, COUNT(*) FROM session_edits GROUP BY 1 ORDER BY 1") == [
         ("applied", REVIEWED), ("rejected", REVIEWED)]
-    assert h.query(db, "SELECT quarantine_status, COUNT(*) FROM patterns GROUP BY 1") == [("retired", PATTERNS)]
+    status = dict(h.query(db, "SELECT id, quarantine_status FROM patterns"))
+    assert {status[pattern_id("retry_pattern", f"pattern {i}")] for i in range(PATTERNS)} == {"retired"}
+    assert h.count(db, "executions") > 0 and h.count(db, "pattern_applications") > 0
     assert h.query(db, "SELECT event_id FROM ledger ORDER BY seq") == [(e.event_id,) for e in events]
     codes = replicas.stop_all()
     assert codes == {first: -signal.SIGKILL, **{pid: 0 for pid in codes if pid != first}}, replicas.tails()
