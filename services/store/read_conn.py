@@ -30,6 +30,7 @@ class ReadCursor(Protocol):
 
 class ReadConn(Protocol):
     def execute(self, sql: str, parameters: Any = ..., /) -> AbstractAsyncContextManager[ReadCursor]: ...
+    async def close(self) -> None: ...
 
 
 def sqlite_read_error(exc: sqlite3.Error) -> StoreError:
@@ -44,6 +45,9 @@ class SqliteReadConn:
 
     def __init__(self, raw: aiosqlite.Connection) -> None:
         self.raw = raw
+
+    async def close(self) -> None:
+        await self.raw.close()
 
     @asynccontextmanager
     async def execute(self, sql: str, parameters: Any = (), /) -> AsyncIterator[ReadCursor]:

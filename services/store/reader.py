@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiosqlite
 
@@ -98,13 +98,38 @@ class LedgerReads:
             return int((await cur.fetchone() or (0,))[0])
 
 
-class Reader(LedgerReads, LearningReads, SessionReads, EntropyReads):
+class ConnReads(LedgerReads, LearningReads, SessionReads, EntropyReads):
+    """Every read of `StoreReads` on one `ReadConn`, which each backend's `open` makes: `async with`."""
+
+    _db: ReadConn | None = None
+
+    async def open(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def db(self) -> ReadConn:
+        assert self._db is not None, f"{type(self).__name__} used outside `async with`"
+        return self._db
+
+
+class Reader(ConnReads):
     """A read-only connection to the store file: `async with Reader(path) as reader:`. It is the SQLite
     `StoreReads`; its failures are `StoreError`s (`services.store.read_conn`)."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self._db: SqliteReadConn | None = None
 
     async def open(self) -> None:
         try:
@@ -114,23 +139,6 @@ class Reader(LedgerReads, LearningReads, SessionReads, EntropyReads):
         self._db = SqliteReadConn(raw)
         async with self._db.execute(BUSY_TIMEOUT):
             pass
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._db.raw.close()
-            self._db = None
-
-    async def __aenter__(self) -> Reader:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    @property
-    def db(self) -> ReadConn:
-        assert self._db is not None, "Reader used outside `async with`"
-        return self._db
 
 
 def _where(query: EventQuery) -> tuple[str, list[Any]]:

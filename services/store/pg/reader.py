@@ -20,13 +20,10 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from pheromone.services.store.entropy import EntropyReads
-from pheromone.services.store.learning_reads import LearningReads
 from pheromone.services.store.pg.conn import register_numeric
 from pheromone.services.store.pg.read_sql import pg_error, read_statement
-from pheromone.services.store.read_conn import ReadConn, ReadCursor
-from pheromone.services.store.reader import LedgerReads
-from pheromone.services.store.session_reads import SessionReads
+from pheromone.services.store.read_conn import ReadCursor
+from pheromone.services.store.reader import ConnReads
 
 __all__ = ["PgReadConn", "PgReader", "connect_options"]
 
@@ -82,31 +79,13 @@ class PgReadConn:
             raise pg_error(exc, self.url) from exc
 
 
-class PgReader(LedgerReads, LearningReads, SessionReads, EntropyReads):
+class PgReader(ConnReads):
     """A read-only session on the PostgreSQL store: `async with PgReader(url) as reader:`."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._db: PgReadConn | None = None
 
     async def open(self) -> None:
         conn = PgReadConn(self.url)
         await conn.connect()
         self._db = conn
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
-
-    async def __aenter__(self) -> PgReader:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    @property
-    def db(self) -> ReadConn:
-        assert self._db is not None, "PgReader used outside `async with`"
-        return self._db
