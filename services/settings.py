@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from pheromone.contracts.streams import (
@@ -248,9 +248,9 @@ class Settings(ConnectionSettings):
 
     db_path: Path | None = None
     """SQLite store file; default `<data_dir>/store.db`."""
-    store_url: str | None = None
+    store_url: SecretStr | None = None
     """`postgresql://…`: the store is this PostgreSQL database (every service that reads it may run on any host);
-    unset: SQLite at `db_path`. `PHEROMONE_STORE_URL`."""
+    unset: SQLite at `db_path`. `PHEROMONE_STORE_URL`. Secret, as the Redis URL is: it may hold a password."""
     consumer: str | None = None
     """Consumer name inside each group; default `<hostname>-<pid>`."""
 
@@ -295,10 +295,10 @@ class Settings(ConnectionSettings):
 
     @field_validator("store_url")
     @classmethod
-    def _postgres_only(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(POSTGRES_SCHEMES):
+    def _postgres_only(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(POSTGRES_SCHEMES):
             raise ValueError("store_url must be a PostgreSQL URL (postgresql://user@host:port/database)")
-        return value or None
+        return value if value is not None and value.get_secret_value() else None
 
     @property
     def store_path(self) -> Path:
@@ -307,7 +307,7 @@ class Settings(ConnectionSettings):
     @property
     def store(self) -> StoreLocation:
         """Where the store is: a PostgreSQL URL, or the SQLite file (`services.store.location`)."""
-        return self.store_url or self.store_path
+        return self.store_url.get_secret_value() if self.store_url is not None else self.store_path
 
     @property
     def heartbeat_ttl(self) -> float:

@@ -245,7 +245,7 @@ def test_postgres_profile_points_every_service_at_the_database(name: str) -> Non
     assert s["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert s["depends_on"]["redis"]["condition"] == "service_healthy", "compose.yaml's wiring is kept"
     assert env["PHEROMONE_REDIS_URL"] == "redis://redis:6379/0" and env["PHEROMONE_DATA_DIR"] == "/data"
-    assert env["PHEROMONE_STORE_URL"] == Settings.model_validate({"store_url": env["PHEROMONE_STORE_URL"]}).store_url
+    assert env["PHEROMONE_STORE_URL"] == Settings.model_validate({"store_url": env["PHEROMONE_STORE_URL"]}).store
     assert s["command"] == services()[name]["command"]
     if not s.get("profiles"):
         check = s["healthcheck"]

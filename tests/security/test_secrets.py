@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from pheromone import Pheromone
 from pheromone.plumbing.connection import settings_url
 from pheromone.services.runtime import Runtime
+from pheromone.services.store.embedded_pg import EmbeddedPostgres
 from tests.cli.helpers import PHEROMONE, Cli
 from tests.security.conftest import USER, USER_PASSWORD, SecureServer
 from tests.services.helpers import execution, ledger_count
@@ -108,3 +109,26 @@ async def test_service_and_client_logs_hide_the_password(
     assert MARK not in caplog.text
     assert "MARK" not in repr(s) and "MARK" not in str(s.model_dump())
     assert os.environ.get("PHEROMONE_REDIS_PASSWORD") is None  # nothing above leaked into the environment
+
+
+async def test_the_store_url_password_stays_out_of_settings_and_logs(
+    tmp_path: Path, prefix: str, redis_url: str, pg_server: EmbeddedPostgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A URL with a password (the suite's server trusts loopback, so any password is accepted): the services
+    # run on it and log as usual.
+    db = pg_server.create_database(f"s{prefix}")
+    caplog.set_level(logging.DEBUG)
+    url = db.replace("postgres@", f"postgres:{MARK}@")
+    s = settings(tmp_path, prefix, store_url=url)
+    runtime = Runtime(s, redis_url, ("store", "query"))
+    await runtime.start()
+    try:
+        async with Pheromone(redis_url, workspace="ws", job="j", prefix=prefix, data_dir=tmp_path,
+                             close_timeout=1.0) as ph:
+            ph.emit(execution())
+            await ph.flush()
+            await eventually(lambda: ledger_count(url) == 1, what="the event in the PostgreSQL ledger")
+    finally:
+        await runtime.stop()
+    assert MARK not in caplog.text
+    assert MARK not in repr(s) and MARK not in str(s.model_dump())
