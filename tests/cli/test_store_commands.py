@@ -167,3 +167,13 @@ def timeless(value: Any) -> Any:
     if isinstance(value, list):
         return [timeless(v) for v in value]
     return value
+
+
+def test_status_reports_a_postgresql_store(cli: Cli, pg_store: str) -> None:
+    # No Redis here: status still reports what it can reach, the store among it, and exits 1 for Redis.
+    run = cli("status", "--json", "--timeout", "2", env={"PHEROMONE_STORE_URL": pg_store}, timeout=30)
+    store = json.loads(run.out)["store"]
+    assert store["exists"] is True and store["url"] == pg_store
+    assert store["ledger"] == len(SAMPLE_EVENTS)
+    assert store["last_event"]["seq"] == len(SAMPLE_EVENTS)
+    assert "wal_bytes" not in store, "a PostgreSQL store has no file to size"
