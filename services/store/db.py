@@ -34,14 +34,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from pheromone.contracts import Envelope, parse_envelope
+from pheromone.contracts import Envelope
 from pheromone.plumbing.refusals import one_line
 from pheromone.services.errors import EventRejected, Refused, StoreBusyError, StoreError
 from pheromone.services.settings import LearningSettings
 from pheromone.services.store.backend import ApplyResult
 from pheromone.services.store.codec import us
 from pheromone.services.store.context import ProjectionContext
-from pheromone.services.store.projections import PROJECTIONS, learning_settings
+from pheromone.services.store.projections import PROJECTIONS, learning_settings, replay
 from pheromone.services.store.schema import PROJECTION_TABLES, connect, migrate
 
 INSERT_LEDGER = """
@@ -298,12 +298,7 @@ class Store:
                 ).fetchall()
                 if not rows:
                     break
-                envs = [(seq, parse_envelope(body)) for seq, body in rows]
-                self._ctx.next_chunk(conn, [env for _, env in envs], postgres=False)
-                for seq, env in envs:
-                    # Events in the ledger were accepted once; a projection must accept them again.
-                    PROJECTIONS[env.kind](conn, env, seq, self._ctx)
-                    replayed += 1
+                replayed += replay(conn, rows, self._ctx, postgres=False)
                 last = rows[-1][0]
             self._ctx.finish(conn)
             conn.execute("COMMIT")

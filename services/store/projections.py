@@ -33,6 +33,7 @@ from pheromone.contracts import (
     PatternObserved,
     PatternTransitioned,
     RateLimitEvent,
+    parse_envelope,
 )
 from pheromone.services.errors import EventRejected
 from pheromone.services.learning.executions import execution_confidence
@@ -307,3 +308,13 @@ PROJECTIONS: dict[str, Projection] = {
     "epistemic_drift": drift,
 }
 PROJECTIONS.update(SESSION_PROJECTIONS)  # learning sessions: services.store.session_projections
+
+
+def replay(conn: SqlConn, rows: list[tuple[int, str]], ctx: ProjectionContext, *, postgres: bool) -> int:
+    """A rebuild's chunk of ledger rows (seq, body), projected in order; returns how many."""
+    envs = [(seq, parse_envelope(body)) for seq, body in rows]
+    ctx.next_chunk(conn, [env for _, env in envs], postgres=postgres)
+    for seq, env in envs:
+        # Events in the ledger were accepted once; a projection must accept them again.
+        PROJECTIONS[env.kind](conn, env, seq, ctx)
+    return len(envs)

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors as pg_errors
 
-from pheromone.contracts import Envelope, parse_envelope
+from pheromone.contracts import Envelope
 from pheromone.plumbing.refusals import one_line
 from pheromone.services.errors import EventRejected, Refused, StoreBusyError, StoreError
 from pheromone.services.settings import LearningSettings
@@ -45,7 +45,7 @@ from pheromone.services.store.context import ProjectionContext
 from pheromone.services.store.db import cannot_store
 from pheromone.services.store.pg.conn import PgConn
 from pheromone.services.store.pg.schema import migrate, table_info
-from pheromone.services.store.projections import PROJECTIONS, learning_settings
+from pheromone.services.store.projections import PROJECTIONS, learning_settings, replay
 from pheromone.services.store.schema import PROJECTION_TABLES
 
 __all__ = ["WRITE_LOCK", "PgStore", "is_store_wide", "map_pg_error"]
@@ -301,12 +301,7 @@ class PgStore:
                     rows = conn.execute(REPLAY, (last, REPLAY_CHUNK)).fetchall()
                     if not rows:
                         break
-                    envs = [(seq, parse_envelope(body)) for seq, body in rows]
-                    self._ctx.next_chunk(conn, [env for _, env in envs], postgres=True)
-                    for seq, env in envs:
-                        # Events in the ledger were accepted once; a projection must accept them again.
-                        PROJECTIONS[env.kind](conn, env, seq, self._ctx)
-                        replayed += 1
+                    replayed += replay(conn, rows, self._ctx, postgres=True)
                     last = rows[-1][0]
                 self._ctx.finish(conn)
                 conn.execute("COMMIT")
