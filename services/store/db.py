@@ -39,6 +39,7 @@ from pheromone.plumbing.refusals import one_line
 from pheromone.services.errors import EventRejected, Refused, StoreBusyError, StoreError
 from pheromone.services.settings import LearningSettings
 from pheromone.services.store.backend import ApplyResult
+from pheromone.services.store.checkpoint import Checkpointer
 from pheromone.services.store.codec import us
 from pheromone.services.store.context import ProjectionContext
 from pheromone.services.store.projections import PROJECTIONS, learning_settings, replay
@@ -90,6 +91,7 @@ class Store:
         self._ctx = ProjectionContext(learning or LearningSettings())
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pheromone-store")
         self._conn: sqlite3.Connection | None = None
+        self._checkpointer: Checkpointer | None = None
 
     async def __aenter__(self) -> Store:
         await self.open()
@@ -103,6 +105,9 @@ class Store:
         await self._call(self._open_sync)
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.close)
+            self._checkpointer = None
         if self._conn is not None:
             await self._call(self._conn.close)
             self._conn = None
@@ -178,6 +183,10 @@ class Store:
     def _open_sync(self) -> None:
         self._conn = connect(str(self.path))
         migrate(self._conn)
+        # The writer's commits never checkpoint; a thread of its own does (services.store.checkpoint).
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer = Checkpointer(self.path)
+        self._checkpointer.committed()  # the schema, written by migrate()
         self._ctx = ProjectionContext(learning_settings(self._conn, self._learning, us_now()))
 
     @property
@@ -209,7 +218,12 @@ class Store:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self._committed()
         return result
+
+    def _committed(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
 
     def _project(self, events: Sequence[tuple[Envelope, bytes | str]]) -> ApplyResult:
         result = self._project_events(events)
@@ -305,6 +319,7 @@ class Store:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        self._committed()
         return replayed
 
     def _checksum_sync(self) -> str:
