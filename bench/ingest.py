@@ -24,9 +24,12 @@ reads how long the loop's thread waited for a CPU meanwhile (/proc/self/task/<ti
 `loop_stall_net` is the lateness without that wait, the part this process caused (its own work, the
 client's sender thread holding the GIL).
 
-Throughput is events / (first emit -> the last event committed in the ledger). It prints events/s for each
-run, ingest as a fraction of the limit, the ratio to the naive consumer, and first a machine reference (the
-CPU time of the store's envelope validation, now), so that runs on different days can be compared. With
+Throughput is events / (first emit -> the last event committed in the ledger). Over the same span the store
+process's CPU (/proc/<pid>/stat, every thread) gives `store_core_share`, how much of a core it used (1.0: it
+never waited; above 1.0: its checkpoint thread ran beside it), and `store_cpu_us_per_event`. It prints
+events/s for each run, ingest as a fraction of the limit, the ratio to the naive consumer, and first a
+machine reference (the CPU time of the store's envelope validation, now), so that runs on different days can
+be compared. With
 --json the last line is one JSON object; `events_per_s` is the 8-process figure (or the largest producer
 count run), `loop_stall_*` the worse of the 1- and 8-process runs.
 
@@ -452,10 +455,18 @@ async def recv(conn: Connection, timeout: float) -> Any:
     return conn.recv()
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process `pid`, every thread's (/proc/<pid>/stat, fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def produce(url: str, prefix: str, tmp: Path, producers: int, n: int, a: argparse.Namespace, db: Ledger, *,
-                  rate: float = 0.0, stored: int = 0) -> dict[str, Any]:
+                  store_pid: int, rate: float = 0.0, stored: int = 0) -> dict[str, Any]:
     """Start `producers` processes, let them emit `n` events in all at once (each as fast as it can, or at
-    `rate` events/s in all); figures once the ledger holds them too (`stored`: events already there)."""
+    `rate` events/s in all); figures once the ledger holds them too (`stored`: events already there). The
+    store process's CPU over the same span says how much of a core it used and what an event cost it."""
     ctx = mp.get_context("spawn")
     pipes, procs = [], []
     for i in range(producers):
@@ -470,9 +481,11 @@ async def produce(url: str, prefix: str, tmp: Path, producers: int, n: int, a: a
     try:
         for p in pipes:
             assert await recv(p, 120) == "ready"
+        cpu0, w0 = process_cpu_s(store_pid), time.perf_counter()
         for p in pipes:
             p.send("go")
         t1 = await wait_for(db, stored + expected, timeout=600)
+        store_cpu, wall = process_cpu_s(store_pid) - cpu0, time.perf_counter() - w0
         results = [await recv(p, 300) for p in pipes]
     finally:
         for proc in procs:
@@ -493,6 +506,8 @@ async def produce(url: str, prefix: str, tmp: Path, producers: int, n: int, a: a
         "stall_ms": {"p50": pct(late, 0.5), "p99": pct(late, 0.99), "max": max(late, default=0.0), "n": len(late)},
         "stall_net_ms": {"p50": pct(net, 0.5), "p99": pct(net, 0.99), "max": max(net, default=0.0)},
         "spooled": sum(r["spooled"] for r in results),
+        "store_core_share": store_cpu / wall,
+        "store_cpu_us_per_event": store_cpu / expected * 1e6,
     }
 
 
@@ -516,11 +531,11 @@ async def pheromone_run(url: str, tmp: Path, producers: int, n: int, a: argparse
     )
     try:
         await wait_ready(url, prefix, "store")
-        result = await produce(url, prefix, tmp, producers, n, a, db)
+        result = await produce(url, prefix, tmp, producers, n, a, db, store_pid=proc.pid)
         if paced:
             rate = result["events_per_s"]
             result["paced"] = await produce(url, prefix, tmp, producers, int(rate * a.paced_seconds), a, db,
-                                            rate=rate, stored=result["events"])
+                                            store_pid=proc.pid, rate=rate, stored=result["events"])
         return result
     finally:
         stop_worker(proc)
@@ -533,7 +548,7 @@ async def naive_run(url: str, tmp: Path, n: int, a: argparse.Namespace) -> float
     proc = start_worker(["bench/naive_worker.py", url, prefix, str(db)], {})
     try:
         await wait_ready(url, prefix, "naive")
-        return float((await produce(url, prefix, tmp, 1, n, a, Ledger(db)))["events_per_s"])
+        return float((await produce(url, prefix, tmp, 1, n, a, Ledger(db), store_pid=proc.pid))["events_per_s"])
     finally:
         stop_worker(proc)
 
@@ -563,7 +578,8 @@ def show(label: str, r: dict[str, Any]) -> None:
                 f"loop stall p50/p99/max {s['p50']:.2f}/{s['p99']:.2f}/{s['max']:.1f} ms "
                 f"(without CPU waits {net['p50']:.2f}/{net['p99']:.2f}/{net['max']:.1f})")
 
-    print(f"{label}: {r['events_per_s']:>9,.0f} events/s (emitted at {r['emit_rate_per_s']:,.0f}/s)\n"
+    print(f"{label}: {r['events_per_s']:>9,.0f} events/s (emitted at {r['emit_rate_per_s']:,.0f}/s; store process "
+          f"{r['store_core_share']:.0%} of a core, {r['store_cpu_us_per_event']:.1f} us CPU per event)\n"
           f"    as fast as it can: {line(r)}", flush=True)
     if "paced" in r:
         print(f"    at {r['events_per_s']:,.0f}/s:       {line(r['paced'])}", flush=True)
@@ -592,6 +608,8 @@ def summary(runs: dict[int, dict[str, Any]], all_in_one: dict[str, Any] | None, 
         "limit_redis_xadd_per_s": round(redis["xadd_per_s"]),
         "limit_sqlite_per_s": round(sqlite),
         "limit_fraction": round(runs[head]["events_per_s"] / limit, 3),
+        "store_core_share": round(runs[head]["store_core_share"], 3),
+        "store_cpu_us_per_event": round(runs[head]["store_cpu_us_per_event"], 1),
         "emit_p50_us": round(emit["p50"], 2),
         "emit_p99_us": round(emit["p99"], 2),
         "emit_p999_us": round(emit["p999"], 2),

@@ -50,7 +50,7 @@ def test_ingest_bench_reports_every_figure() -> None:
                        "--paced-seconds", "0.5", "--json")
     for key in ("events_per_s_1p", "events_per_s", "all_in_one_events_per_s", "naive_events_per_s", "ratio",
                 "limit_events_per_s", "limit_redis_per_s", "limit_sqlite_per_s", "limit_fraction", "emit_p50_us",
-                "emit_p99_us", "emit_max_us", "machine_reference_us"):
+                "emit_p99_us", "emit_max_us", "machine_reference_us", "store_core_share", "store_cpu_us_per_event"):
         assert result[key] > 0, key
     for key in ("loop_stall_p99_ms", "loop_stall_max_ms", "loop_stall_net_p99_ms", "paced_loop_stall_p99_ms",
                 "paced_loop_stall_max_ms"):
