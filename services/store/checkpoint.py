@@ -4,9 +4,14 @@ By default (`wal_autocheckpoint`, 1,000 pages) the commit that takes the WAL pas
 checkpoint itself: it copies the WAL into the database file and syncs both, inside the store's batch, on the
 loop's thread when the store is alone in its process. The writer's connection turns that off, and a
 `Checkpointer` thread with its own connection runs a PASSIVE checkpoint after each commit instead: SQLite
-releases the GIL while it copies and syncs, so that work overlaps the next batch's Python on another core
+releases the GIL while it copies and syncs, so that work overlaps the reading and parsing of the next batch
 (bench/RESULTS.md, "The store fills its core"). A PASSIVE checkpoint never blocks the writer or a reader; what
 a reader's snapshot still needs is left for the next one, as SQLite's own automatic checkpoint would.
+
+The writer begins its next transaction only once the checkpoint of its last commit is done (`wait_idle`):
+SQLite starts the WAL over from its beginning only when a write transaction begins after a checkpoint that
+copied everything, so a writer that always began while the thread was still copying would grow the WAL
+without bound. The wait is usually nil: the checkpoint is shorter than parsing a batch.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ log = logging.getLogger(__name__)
 RETRY_PAUSE_S = 0.05
 """After a failed checkpoint (the database briefly locked by another process's checkpoint, say): the next
 commit asks again, but not sooner than this, so a persistent failure cannot spin the thread."""
+WAIT_LIMIT_S = 10.0
+"""The longest a writer waits for a checkpoint (a disk that stalls): past it, it writes on and the WAL grows
+until a later checkpoint catches up."""
 
 
 class Checkpointer:
@@ -36,32 +44,58 @@ class Checkpointer:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.checkpoints = 0
-        self._wake = threading.Event()
+        self.log_frames = 0
+        """The WAL's length in frames at the last checkpoint (SQLite's answer to it)."""
+        self._cond = threading.Condition()
+        self._pending = False  # a commit not yet checkpointed
+        self._running = False
         self._stopping = False
         self._conn = connect(str(path))
         self._thread = threading.Thread(target=self._run, name="pheromone-checkpoint", daemon=True)
         self._thread.start()
 
     def committed(self) -> None:
-        self._wake.set()
+        with self._cond:
+            self._pending = True
+            self._cond.notify_all()
+
+    def idle(self) -> bool:
+        """No commit waits for a checkpoint and none runs."""
+        with self._cond:
+            return not self._pending and not self._running
+
+    def wait_idle(self, timeout: float = WAIT_LIMIT_S) -> bool:
+        """Block until `idle()` (True) or `timeout` seconds (False)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._pending and not self._running, timeout)
 
     def close(self) -> None:
-        self._stopping = True
-        self._wake.set()
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
         self._thread.join(timeout=30)
         if not self._thread.is_alive():
             self._conn.close()
 
     def _run(self) -> None:
         while True:
-            self._wake.wait()
-            if self._stopping:
-                return
-            self._wake.clear()
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending or self._stopping)
+                if self._stopping:
+                    self._cond.notify_all()
+                    return
+                self._pending, self._running = False, True
+            failed = False
             try:
-                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                ((_, log_frames, _),) = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 self.checkpoints += 1
+                self.log_frames = log_frames
             except sqlite3.Error as exc:
                 # Nothing is lost: the WAL keeps every committed page until a checkpoint succeeds.
                 log.debug("WAL checkpoint of %s failed, retried after the next commit: %s", self.path, exc)
+                failed = True
+            with self._cond:
+                self._running = False
+                self._cond.notify_all()
+            if failed:
                 time.sleep(RETRY_PAUSE_S)

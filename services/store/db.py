@@ -124,6 +124,9 @@ class Store:
         """
         if not self.on_loop:
             return await self._call(self._apply_sync, events)
+        cp = self._checkpointer
+        if cp is not None and not cp.idle():
+            await asyncio.to_thread(cp.wait_idle)  # see services.store.checkpoint: so the WAL starts over
         try:
             await self._begin_on_loop()
             # From BEGIN to COMMIT without an await: nothing else on this loop runs inside the transaction,
@@ -197,6 +200,8 @@ class Store:
 
     def _apply_sync(self, events: Sequence[tuple[Envelope, bytes | str]]) -> ApplyResult:
         """`apply` on the writer thread."""
+        if self._checkpointer is not None:
+            self._checkpointer.wait_idle()  # see services.store.checkpoint: so the WAL starts over
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             return self._apply_locked(events)

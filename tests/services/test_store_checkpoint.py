@@ -5,6 +5,7 @@ that file soon after, a reader meanwhile sees every commit, and a checkpoint fai
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,38 @@ async def test_a_failing_checkpoint_loses_nothing_and_the_next_commit_retries(
         assert (await store.counts())["ledger"] == 10  # and there for every reader
         await store.apply(events[10:])
         await eventually(lambda: file_only_count(path) == len(events), what="rows checkpointed after the failure")
+
+
+class Slow:
+    """The checkpoint thread's connection, each checkpoint taking `pause` seconds longer (a slow disk)."""
+
+    def __init__(self, conn: sqlite3.Connection, pause: float) -> None:
+        self.conn, self.pause = conn, pause
+
+    def execute(self, sql: str) -> sqlite3.Cursor:
+        time.sleep(self.pause)
+        return self.conn.execute(sql)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.mark.parametrize("on_loop", [True, False])
+async def test_the_wal_starts_over_although_checkpoints_are_slower_than_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_loop: bool
+) -> None:
+    """SQLite starts the WAL over only when a write transaction begins after a checkpoint that copied it all:
+    a writer that began while the thread was still checkpointing would grow the WAL by every batch."""
+    events = batch(40)
+    async with Store(tmp_path / "store.db", on_loop=on_loop) as store:
+        cp = store._checkpointer
+        assert cp is not None
+        monkeypatch.setattr(cp, "_conn", Slow(cp._conn, 0.05))
+        await store.apply(events[:4])
+        assert cp.wait_idle()
+        one_batch = cp.log_frames  # the schema's pages and one batch's
+        for i in range(4, len(events), 4):
+            await store.apply(events[i : i + 4])
+        assert cp.wait_idle()
+        assert cp.log_frames <= one_batch, (cp.log_frames, one_batch)
+        assert (await store.counts())["ledger"] == len(events)
