@@ -328,8 +328,13 @@ class Pheromone:
 
     @property
     def backlog(self) -> int:
-        """Events in memory not yet sent (spooled ones are counted in `spool_bytes`)."""
-        return len(self._buffer) + len(self._inflight)
+        """Events in memory not yet sent (spooled ones are counted in `spool_bytes`).
+
+        Read under the lock the sender holds while it moves events between the buffer, the batch in flight and
+        the spool: a failed batch is in none of them while it is being written to the spool, and a job that
+        takes 0 to mean "sent or on disk" must not see it then."""
+        with self._lock:
+            return len(self._buffer) + len(self._inflight)
 
     @property
     def spool_bytes(self) -> int:

@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis import Redis as BlockingRedis
@@ -124,6 +125,31 @@ async def test_a_batch_redis_refuses_is_spooled_and_sent_once_it_accepts(
     # At least once and in order: a retry that began before the key was deleted may have added part of a batch.
     assert list(dict.fromkeys(sent)) == ids
     assert client.stats.replayed >= len(ids) - client.stats.sent
+
+
+async def test_the_backlog_counts_a_failed_batch_until_the_spool_holds_it(
+    private_server: EmbeddedServer, open_client: OpenClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job reads `backlog == 0` as "every event sent or on disk" (tests/client/test_restart.py's emitter
+    does, before it is killed): it must not read 0 while a failed batch is on its way to the spool."""
+    url = private_server.url
+    private_server.stop()
+    client = await open_client(url=url)
+    writing = threading.Event()
+    spool = client._spool
+    original = spool.append
+
+    def slow_append(*args: Any, **kwargs: Any) -> Any:
+        writing.set()
+        time.sleep(0.3)  # a slow disk: the batch is in no buffer and not yet in the spool
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(spool, "append", slow_append)
+    for i in range(50):
+        client.emit(PatternObserved(pattern_type="t", pattern_name=str(i)))
+    assert await asyncio.to_thread(writing.wait, 15), "the send never failed over to the spool"
+    assert await asyncio.to_thread(lambda: client.backlog) == 0
+    assert client.stats.spooled == 50  # by the time the backlog reads 0, the spool holds every event
 
 
 @pytest.mark.parametrize(
