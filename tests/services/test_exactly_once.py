@@ -95,7 +95,9 @@ async def test_entry_left_pending_after_commit_is_redelivered_and_not_reapplied(
     await h.eventually(lambda: h.group_caught_up(redis, ingest), what="pending entries claimed and acked")
 
     worker = next(w for p in runtime.parts for w in p.workers if w.stream == ingest)
-    assert worker.stats.claimed == 2  # redelivered by the retrier, not read anew
+    # Redelivered by the retrier, not read anew. Waited for: Redis answers the XACK, and so shows the group
+    # caught up, before the worker's task resumes from it and counts the claim.
+    await h.eventually(lambda: worker.stats.claimed == 2, what="the worker counting the two claimed entries")
     assert_applied_once(db, used.event_id)
     assert h.ledger_count(db) == 2
     assert await h.dead_letters(redis, prefix) == []
