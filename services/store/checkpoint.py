@@ -8,10 +8,11 @@ releases the GIL while it copies and syncs, so that work overlaps the reading an
 (bench/RESULTS.md, "The store fills its core"). A PASSIVE checkpoint never blocks the writer or a reader; what
 a reader's snapshot still needs is left for the next one, as SQLite's own automatic checkpoint would.
 
-The writer begins its next transaction only once the checkpoint of its last commit is done (`wait_idle`):
 SQLite starts the WAL over from its beginning only when a write transaction begins after a checkpoint that
 copied everything, so a writer that always began while the thread was still copying would grow the WAL
-without bound. The wait is usually nil: the checkpoint is shorter than parsing a batch.
+without bound. Once the WAL is `WAIT_FRAMES` long, the writer begins its next transaction only after the
+checkpoint in progress is done (`must_wait`, `wait_idle`), and the WAL starts over; below that it begins at
+once (bench/RESULTS.md: waiting after every commit cost batches applied back to back 5-10 %).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 RETRY_PAUSE_S = 0.05
 """After a failed checkpoint (the database briefly locked by another process's checkpoint, say): the next
 commit asks again, but not sooner than this, so a persistent failure cannot spin the thread."""
+WAIT_FRAMES = 2_000
+"""The WAL's length (frames, as the last checkpoint saw it) from which the writer waits for the checkpoint in
+progress before it begins: twice SQLite's own threshold. Below it the writer begins at once, and a batch that
+lands while the thread copies only lengthens the WAL until a later start catches a finished checkpoint."""
 WAIT_LIMIT_S = 10.0
 """The longest a writer waits for a checkpoint (a disk that stalls): past it, it writes on and the WAL grows
 until a later checkpoint catches up."""
@@ -63,6 +68,10 @@ class Checkpointer:
         """No commit waits for a checkpoint and none runs."""
         with self._cond:
             return not self._pending and not self._running
+
+    def must_wait(self) -> bool:
+        """The writer should let the checkpoint in progress finish before it begins (see `WAIT_FRAMES`)."""
+        return self.log_frames >= WAIT_FRAMES and not self.idle()
 
     def wait_idle(self, timeout: float = WAIT_LIMIT_S) -> bool:
         """Block until `idle()` (True) or `timeout` seconds (False)."""

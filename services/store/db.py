@@ -125,7 +125,7 @@ class Store:
         if not self.on_loop:
             return await self._call(self._apply_sync, events)
         cp = self._checkpointer
-        if cp is not None and not cp.idle():
+        if cp is not None and cp.must_wait():
             await asyncio.to_thread(cp.wait_idle)  # see services.store.checkpoint: so the WAL starts over
         try:
             await self._begin_on_loop()
@@ -200,7 +200,7 @@ class Store:
 
     def _apply_sync(self, events: Sequence[tuple[Envelope, bytes | str]]) -> ApplyResult:
         """`apply` on the writer thread."""
-        if self._checkpointer is not None:
+        if self._checkpointer is not None and self._checkpointer.must_wait():
             self._checkpointer.wait_idle()  # see services.store.checkpoint: so the WAL starts over
         self.conn.execute("BEGIN IMMEDIATE")
         try:

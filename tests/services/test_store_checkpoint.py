@@ -102,7 +102,9 @@ async def test_the_wal_starts_over_although_checkpoints_are_slower_than_batches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_loop: bool
 ) -> None:
     """SQLite starts the WAL over only when a write transaction begins after a checkpoint that copied it all:
-    a writer that began while the thread was still checkpointing would grow the WAL by every batch."""
+    a writer that began while the thread was still checkpointing would grow the WAL by every batch. Here the
+    WAL is past the writer's threshold from the start (`WAIT_FRAMES` 0), so it waits before every batch."""
+    monkeypatch.setattr(checkpoint, "WAIT_FRAMES", 0)
     events = batch(40)
     async with Store(tmp_path / "store.db", on_loop=on_loop) as store:
         cp = store._checkpointer
@@ -115,4 +117,29 @@ async def test_the_wal_starts_over_although_checkpoints_are_slower_than_batches(
             await store.apply(events[i : i + 4])
         assert cp.wait_idle()
         assert cp.log_frames <= one_batch, (cp.log_frames, one_batch)
+        assert (await store.counts())["ledger"] == len(events)
+
+
+@pytest.mark.parametrize("on_loop", [True, False])
+async def test_below_the_threshold_the_writer_does_not_wait_for_checkpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_loop: bool
+) -> None:
+    """A short WAL is not worth a wait: the writer begins at once, however slow the checkpoint in progress."""
+    events = batch(40)
+    async with Store(tmp_path / "store.db", on_loop=on_loop) as store:
+        cp = store._checkpointer
+        assert cp is not None
+        monkeypatch.setattr(cp, "_conn", Slow(cp._conn, 0.05))
+        waits: list[float] = []
+        wait_idle = cp.wait_idle
+
+        def counted(timeout: float = checkpoint.WAIT_LIMIT_S) -> bool:
+            waits.append(timeout)
+            return wait_idle(timeout)
+
+        monkeypatch.setattr(cp, "wait_idle", counted)
+        for i in range(0, len(events), 4):
+            await store.apply(events[i : i + 4])
+        assert waits == []
+        assert wait_idle() and cp.log_frames < checkpoint.WAIT_FRAMES
         assert (await store.counts())["ledger"] == len(events)
